@@ -1,0 +1,146 @@
+//! Thin extendr binding: R lists in, core types, plain R lists out.
+//! Validation happens in R; this layer only converts and reports core errors.
+use extendr_api::prelude::*;
+use mixedrs_core::{fit, CovForm, FitControl, LinearMixedModel, MixedError, ReTerm};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Error text for R: a class tag the R wrapper turns into a condition class, then the
+/// message. `%` is doubled because extendr passes the text to Rf_error as a format.
+fn to_r_error(e: MixedError) -> Error {
+    Error::Other(format!("mixedrs_{}_error|{}", e.kind(), e.message()).replace('%', "%%"))
+}
+
+fn input(msg: &str) -> Error {
+    to_r_error(MixedError::Input(msg.to_string()))
+}
+
+fn field<'a>(map: &'a HashMap<&str, Robj>, name: &str) -> std::result::Result<&'a Robj, Error> {
+    map.get(name).ok_or_else(|| input(&format!("missing field '{}'", name)))
+}
+
+fn reals(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<Vec<f64>, Error> {
+    field(map, name)?
+        .as_real_slice()
+        .map(|s| s.to_vec())
+        .ok_or_else(|| input(&format!("field '{}' must be a double vector", name)))
+}
+
+fn opt_reals(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<Option<Vec<f64>>, Error> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(r) if r.is_null() => Ok(None),
+        Some(_) => reals(map, name).map(Some),
+    }
+}
+
+fn int(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<usize, Error> {
+    field(map, name)?
+        .as_integer()
+        .filter(|v| *v >= 0)
+        .map(|v| v as usize)
+        .ok_or_else(|| input(&format!("field '{}' must be a non-negative integer", name)))
+}
+
+fn real(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<f64, Error> {
+    field(map, name)?.as_real().ok_or_else(|| input(&format!("field '{}' must be a number", name)))
+}
+
+fn flag(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<bool, Error> {
+    field(map, name)?.as_bool().ok_or_else(|| input(&format!("field '{}' must be TRUE or FALSE", name)))
+}
+
+fn read_term(robj: &Robj) -> std::result::Result<ReTerm, Error> {
+    let list: List = robj.try_into().map_err(|_| input("each random-effects term must be a list"))?;
+    let map = list.into_hashmap();
+    let codes_r = field(&map, "codes")?
+        .as_integer_slice()
+        .ok_or_else(|| input("term codes must be an integer vector"))?;
+    let mut codes = Vec::with_capacity(codes_r.len());
+    for &c in codes_r {
+        if c < 1 {
+            return Err(input("grouping factor codes must be positive (no NA)"));
+        }
+        codes.push((c - 1) as u32);
+    }
+    let cov = if flag(&map, "diagonal")? { CovForm::Diagonal } else { CovForm::Full };
+    ReTerm::new(codes, int(&map, "nlevels")?, reals(&map, "Z")?, int(&map, "k")?, cov).map_err(to_r_error)
+}
+
+fn list_of_reals(v: Vec<Vec<f64>>) -> Robj {
+    List::from_values(v.into_iter().map(Robj::from)).into()
+}
+
+fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
+    let spec = spec.into_hashmap();
+    let ctl = control.into_hashmap();
+    let terms_list: List = field(&spec, "terms")?.try_into().map_err(|_| input("'terms' must be a list"))?;
+    let terms = terms_list.values().map(|t| read_term(&t)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut model = LinearMixedModel::new(
+        terms,
+        reals(&spec, "X")?,
+        int(&spec, "p")?,
+        reals(&spec, "y")?,
+        opt_reals(&spec, "weights")?,
+        flag(&spec, "REML")?,
+    )
+    .map_err(to_r_error)?;
+    let fc = FitControl {
+        max_iter: int(&ctl, "max_iter")? as u64,
+        max_restarts: int(&ctl, "max_restarts")?,
+        grad_tol: real(&ctl, "grad_tol")?,
+        boundary_tol: real(&ctl, "boundary_tol")?,
+        start: opt_reals(&ctl, "start")?,
+    };
+    let f = fit(&mut model, &fc, flag(&ctl, "optimize")?).map_err(to_r_error)?;
+    let condvar: Robj = if flag(&ctl, "condvar")? {
+        let s2 = f.sigma * f.sigma;
+        list_of_reals((0..model.terms.len()).map(|t| model.cond_var(t).into_iter().map(|v| v * s2).collect()).collect())
+    } else {
+        ().into()
+    };
+    let names = [
+        "theta", "beta", "sigma", "b", "u", "vcov", "ldL2", "ldRX2", "pwrss", "criterion", "fitted",
+        "evaluations", "converged", "message", "grad_norm", "condvar",
+    ];
+    let values: Vec<Robj> = vec![
+        f.optim.theta.into(),
+        f.beta.into(),
+        f.sigma.into(),
+        list_of_reals(f.b),
+        list_of_reals(f.u),
+        f.vcov_beta.into(),
+        f.ldl2.into(),
+        f.ldrx2.into(),
+        f.pwrss.into(),
+        f.criterion.into(),
+        f.fitted.into(),
+        (f.optim.evaluations as i32).into(),
+        f.optim.converged.into(),
+        f.optim.message.into(),
+        f.optim.grad_norm.into(),
+        condvar,
+    ];
+    List::from_names_and_values(names, values)
+}
+
+/// Fit (or evaluate at a given θ) a linear mixed model described by `spec`.
+#[extendr]
+fn lmm_fit_rs(spec: List, control: List) -> Result<List> {
+    silence_panics();
+    match catch_unwind(AssertUnwindSafe(|| run_fit(spec, control))) {
+        Ok(res) => res,
+        Err(_) => Err(Error::Other("mixedrs_internal_error|internal error in the Rust engine; please report it".into())),
+    }
+}
+
+/// Panics are caught above; keep their text off the user's console.
+fn silence_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+}
+
+extendr_module! {
+    mod mixedrs;
+    fn lmm_fit_rs;
+}

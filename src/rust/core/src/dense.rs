@@ -1,0 +1,209 @@
+//! Dense column-major kernels on raw slices.
+//!
+//! All dense linear algebra of the blocked Cholesky goes through this module, so that
+//! the backend (plain loops now, faer later for the large blocks) is chosen in one place.
+//! Every kernel works in place and never allocates, because they run once per
+//! deviance evaluation.
+
+/// In-place lower Cholesky of the n×n column-major matrix `a` (leading dimension n).
+/// Only the lower triangle is read and written. Returns the failing column on a
+/// non-positive pivot.
+pub fn chol_lower(a: &mut [f64], n: usize) -> Result<(), usize> {
+    for j in 0..n {
+        // a[j.., j] -= a[j.., k] * a[j, k] for k < j  (left-looking, contiguous columns)
+        for k in 0..j {
+            let ajk = a[j + k * n];
+            if ajk != 0.0 {
+                let (left, right) = a.split_at_mut(j * n);
+                let colk = &left[k * n + j..k * n + n];
+                let colj = &mut right[j..n];
+                for (x, y) in colj.iter_mut().zip(colk) {
+                    *x -= ajk * y;
+                }
+            }
+        }
+        let d = a[j + j * n];
+        if !(d > 0.0) || !d.is_finite() {
+            return Err(j);
+        }
+        let d = d.sqrt();
+        a[j + j * n] = d;
+        let inv = 1.0 / d;
+        for x in &mut a[j * n + j + 1..j * n + n] {
+            *x *= inv;
+        }
+    }
+    Ok(())
+}
+
+/// B ← B L⁻ᵀ for B (m×n, column-major) and lower-triangular L (n×n).
+pub fn rdiv_lower_t(b: &mut [f64], m: usize, l: &[f64], n: usize) {
+    for j in 0..n {
+        for k in 0..j {
+            let ljk = l[j + k * n];
+            if ljk != 0.0 {
+                let (left, right) = b.split_at_mut(j * m);
+                let bk = &left[k * m..k * m + m];
+                for (x, y) in right[..m].iter_mut().zip(bk) {
+                    *x -= ljk * y;
+                }
+            }
+        }
+        let inv = 1.0 / l[j + j * n];
+        for x in &mut b[j * m..j * m + m] {
+            *x *= inv;
+        }
+    }
+}
+
+/// C ← C − A Aᵀ on the lower triangle, C n×n, A n×k (column-major).
+pub fn syrk_sub_lower(c: &mut [f64], n: usize, a: &[f64], k: usize) {
+    for kk in 0..k {
+        let ak = &a[kk * n..kk * n + n];
+        for j in 0..n {
+            let ajk = ak[j];
+            if ajk != 0.0 {
+                let cj = &mut c[j * n + j..j * n + n];
+                for (x, y) in cj.iter_mut().zip(&ak[j..n]) {
+                    *x -= ajk * y;
+                }
+            }
+        }
+    }
+}
+
+/// C ← C − A Bᵀ, C m×n, A m×k, B n×k (column-major).
+pub fn gemm_nt_sub(c: &mut [f64], m: usize, n: usize, a: &[f64], b: &[f64], k: usize) {
+    for kk in 0..k {
+        let ak = &a[kk * m..kk * m + m];
+        for j in 0..n {
+            let bjk = b[j + kk * n];
+            if bjk != 0.0 {
+                let cj = &mut c[j * m..j * m + m];
+                for (x, y) in cj.iter_mut().zip(ak) {
+                    *x -= bjk * y;
+                }
+            }
+        }
+    }
+}
+
+/// Solve L x = b in place (L lower, n×n).
+pub fn solve_lower(l: &[f64], n: usize, x: &mut [f64]) {
+    for j in 0..n {
+        let v = x[j] / l[j + j * n];
+        x[j] = v;
+        if v != 0.0 {
+            for i in j + 1..n {
+                x[i] -= l[i + j * n] * v;
+            }
+        }
+    }
+}
+
+/// Solve Lᵀ x = b in place (L lower, n×n).
+pub fn solve_lower_t(l: &[f64], n: usize, x: &mut [f64]) {
+    for j in (0..n).rev() {
+        let mut s = x[j];
+        for i in j + 1..n {
+            s -= l[i + j * n] * x[i];
+        }
+        x[j] = s / l[j + j * n];
+    }
+}
+
+/// Sum of the logs of the first n diagonal elements of a column-major matrix with leading dimension ld.
+pub fn log_diag_sum(a: &[f64], n: usize, ld: usize) -> f64 {
+    (0..n).map(|j| a[j + j * ld].ln()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spd(n: usize) -> Vec<f64> {
+        let mut m = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                m[i + j * n] = 1.0 / (1.0 + i as f64 + j as f64) + if i == j { n as f64 } else { 0.0 };
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn cholesky_reproduces_matrix() {
+        let n = 7;
+        let a = spd(n);
+        let mut l = a.clone();
+        chol_lower(&mut l, n).unwrap();
+        for i in 0..n {
+            for j in 0..=i {
+                let s: f64 = (0..=j).map(|k| l[i + k * n] * l[j + k * n]).sum();
+                assert!((s - a[i + j * n]).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn cholesky_rejects_indefinite() {
+        let mut a = vec![1.0, 2.0, 2.0, 1.0];
+        assert_eq!(chol_lower(&mut a, 2), Err(1));
+    }
+
+    #[test]
+    fn right_division_and_solves() {
+        let n = 5;
+        let mut l = spd(n);
+        chol_lower(&mut l, n).unwrap();
+        for i in 0..n {
+            for j in i + 1..n {
+                l[i + j * n] = 0.0;
+            }
+        }
+        let m = 3;
+        let b: Vec<f64> = (0..m * n).map(|i| (i as f64).sin()).collect();
+        let mut x = b.clone();
+        rdiv_lower_t(&mut x, m, &l, n);
+        // x Lᵀ must equal b
+        for r in 0..m {
+            for c in 0..n {
+                let s: f64 = (0..n).map(|k| x[r + k * m] * l[c + k * n]).sum();
+                assert!((s - b[r + c * m]).abs() < 1e-12);
+            }
+        }
+        let rhs: Vec<f64> = (0..n).map(|i| i as f64 + 1.0).collect();
+        let mut y = rhs.clone();
+        solve_lower(&l, n, &mut y);
+        solve_lower_t(&l, n, &mut y);
+        // L Lᵀ y = rhs
+        let a = spd(n);
+        for i in 0..n {
+            let s: f64 = (0..n).map(|j| a[i.max(j) + i.min(j) * n] * y[j]).sum();
+            assert!((s - rhs[i]).abs() < 1e-10);
+        }
+    }
+
+    #[test]
+    fn rank_updates_match_naive() {
+        let (m, n, k) = (4, 3, 2);
+        let a: Vec<f64> = (0..m * k).map(|i| i as f64 * 0.3 - 1.0).collect();
+        let b: Vec<f64> = (0..n * k).map(|i| i as f64 * 0.7 + 0.1).collect();
+        let mut c = vec![1.0; m * n];
+        gemm_nt_sub(&mut c, m, n, &a, &b, k);
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|t| a[i + t * m] * b[j + t * n]).sum();
+                assert!((c[i + j * m] - (1.0 - s)).abs() < 1e-12);
+            }
+        }
+        let mut d = vec![0.0; m * m];
+        syrk_sub_lower(&mut d, m, &a, k);
+        for i in 0..m {
+            for j in 0..=i {
+                let s: f64 = (0..k).map(|t| a[i + t * m] * a[j + t * m]).sum();
+                assert!((d[i + j * m] + s).abs() < 1e-12);
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Typed errors of the core. The binding turns each kind into a classed R condition.
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MixedError {
+    /// The inputs are inconsistent (lengths, codes, dimensions).
+    Input(String),
+    /// A factorization or the criterion failed numerically.
+    Numerical(String),
+    /// The optimizer stopped before meeting its tolerances.
+    NotConverged(String),
+}
+
+impl MixedError {
+    /// Short tag that the R side maps to a condition class.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MixedError::Input(_) => "input",
+            MixedError::Numerical(_) => "numerical",
+            MixedError::NotConverged(_) => "convergence",
+        }
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            MixedError::Input(m) | MixedError::Numerical(m) | MixedError::NotConverged(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for MixedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error: {}", self.kind(), self.message())
+    }
+}
+
+impl std::error::Error for MixedError {}
+
+pub type Result<T> = std::result::Result<T, MixedError>;

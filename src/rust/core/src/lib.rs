@@ -1,0 +1,15 @@
+//! mixedrs-core: linear mixed models by the profiled deviance of Bates et al. (2015),
+//! organised like MixedModels.jl. No R here; the binding crate converts.
+pub mod blocks;
+pub mod dense;
+pub mod error;
+pub mod fit;
+pub mod model;
+pub mod optimize;
+pub mod reterm;
+
+pub use error::{MixedError, Result};
+pub use fit::{fit, Fit};
+pub use model::LinearMixedModel;
+pub use optimize::{FitControl, OptimSummary};
+pub use reterm::{CovForm, ReTerm};

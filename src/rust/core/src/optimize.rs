@@ -1,0 +1,172 @@
+//! Optimisation of the profiled criterion over θ.
+//!
+//! θ is optimised unconstrained: the criterion depends on Λ only through ΛΛᵀ, so a
+//! negative diagonal element is as good as its positive mirror and we normalise signs
+//! at the end. A boundary optimum (θᵢ = 0, a singular fit) is then an interior,
+//! smooth minimum, which BFGS reaches without box constraints. argmin's BFGS with a
+//! More–Thuente (Wolfe) line search does the work; gradients are central differences
+//! for now. Every evaluation records the best point seen, so a line search that stalls
+//! in rounding noise near the optimum costs nothing.
+use crate::error::{MixedError, Result};
+use crate::model::LinearMixedModel;
+use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::BFGS;
+use std::cell::{Cell, RefCell};
+
+#[derive(Debug, Clone)]
+pub struct FitControl {
+    /// BFGS iterations per restart.
+    pub max_iter: u64,
+    /// Restarts from the best point after a line-search failure.
+    pub max_restarts: usize,
+    /// Gradient tolerance, relative to 1 + |criterion at the start|.
+    pub grad_tol: f64,
+    /// |θᵢ| below this (diagonal elements) is tried at exactly 0, as lme4's bound gives.
+    pub boundary_tol: f64,
+    pub start: Option<Vec<f64>>,
+}
+
+impl Default for FitControl {
+    fn default() -> Self {
+        FitControl { max_iter: 500, max_restarts: 4, grad_tol: 1e-9, boundary_tol: 1e-4, start: None }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OptimSummary {
+    pub theta: Vec<f64>,
+    pub criterion: f64,
+    pub evaluations: usize,
+    pub converged: bool,
+    /// Norm of the final gradient (zero components for θ fixed at the boundary).
+    pub grad_norm: f64,
+    pub message: String,
+}
+
+/// The profiled criterion as an argmin problem.
+struct Profiled<'a> {
+    model: RefCell<&'a mut LinearMixedModel>,
+    evals: Cell<usize>,
+    best: RefCell<(f64, Vec<f64>)>,
+}
+
+impl Profiled<'_> {
+    fn eval(&self, theta: &[f64]) -> Result<f64> {
+        self.evals.set(self.evals.get() + 1);
+        let v = self.model.borrow_mut().objective(theta)?;
+        let mut best = self.best.borrow_mut();
+        if v < best.0 {
+            best.0 = v;
+            best.1.copy_from_slice(theta);
+        }
+        Ok(v)
+    }
+
+    fn fd_gradient(&self, theta: &[f64]) -> Result<Vec<f64>> {
+        let mut t = theta.to_vec();
+        let mut g = vec![0.0; theta.len()];
+        for i in 0..theta.len() {
+            let h = 1e-5 * theta[i].abs().max(1.0);
+            t[i] = theta[i] + h;
+            let fp = self.eval(&t)?;
+            t[i] = theta[i] - h;
+            let fm = self.eval(&t)?;
+            t[i] = theta[i];
+            g[i] = (fp - fm) / (2.0 * h);
+        }
+        Ok(g)
+    }
+}
+
+/// argmin takes its problem by value; this lets it borrow ours.
+struct ByRef<'p, 'a>(&'p Profiled<'a>);
+
+impl CostFunction for ByRef<'_, '_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
+        self.0.eval(p).map_err(|e| argmin::core::Error::msg(e.to_string()))
+    }
+}
+
+impl Gradient for ByRef<'_, '_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, p: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
+        self.0.fd_gradient(p).map_err(|e| argmin::core::Error::msg(e.to_string()))
+    }
+}
+
+fn identity(n: usize) -> Vec<Vec<f64>> {
+    (0..n).map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect()
+}
+
+/// Minimise the criterion over θ. Leaves the model's factor at the returned θ.
+pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Result<OptimSummary> {
+    let start = control.start.clone().unwrap_or_else(|| model.theta_start());
+    if start.len() != model.ntheta() {
+        return Err(MixedError::Input(format!("start has length {}, expected {}", start.len(), model.ntheta())));
+    }
+    let is_diag = model.theta_is_diagonal();
+    let nth = start.len();
+    let problem = Profiled { model: RefCell::new(model), evals: Cell::new(0), best: RefCell::new((f64::INFINITY, start.clone())) };
+    let f0 = problem.eval(&start)?;
+    let tol = control.grad_tol * (1.0 + f0.abs());
+    let mut converged = false;
+    let mut message = String::from("maximum number of iterations reached");
+    for _ in 0..=control.max_restarts {
+        let x0 = problem.best.borrow().1.clone();
+        let solver = BFGS::new(MoreThuenteLineSearch::new())
+            .with_tolerance_grad(tol)
+            .and_then(|s| s.with_tolerance_cost(0.0))
+            .map_err(|e| MixedError::Numerical(e.to_string()))?;
+        let before = problem.best.borrow().0;
+        let run = Executor::new(ByRef(&problem), solver)
+            .configure(|s| s.param(x0).inv_hessian(identity(nth)).max_iters(control.max_iter))
+            .run();
+        match run {
+            Ok(res) => {
+                if let TerminationStatus::Terminated(TerminationReason::SolverConverged) = res.state().get_termination_status() {
+                    converged = true;
+                    message = String::from("converged: gradient below tolerance");
+                    break;
+                }
+            }
+            Err(_) => {
+                // line search stalled: restart from the best point if that still improves
+                let after = problem.best.borrow().0;
+                if !(after < before - 1e-12 * (1.0 + before.abs())) {
+                    message = String::from("converged: no further decrease possible");
+                    converged = true;
+                    break;
+                }
+            }
+        }
+    }
+    // Normalise signs, then try diagonal elements that are nearly zero at exactly zero.
+    let mut theta = problem.best.borrow().1.clone();
+    problem.model.borrow().normalize_theta(&mut theta);
+    let mut fbest = problem.eval(&theta)?;
+    for i in 0..nth {
+        if is_diag[i] && theta[i] != 0.0 && theta[i].abs() < control.boundary_tol {
+            let mut t = theta.clone();
+            t[i] = 0.0;
+            let v = problem.eval(&t)?;
+            if v <= fbest + 1e-10 * (1.0 + fbest.abs()) {
+                theta = t;
+                fbest = v;
+            }
+        }
+    }
+    let grad = problem.fd_gradient(&theta)?;
+    let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
+    let evaluations = problem.evals.get();
+    let model = problem.model.into_inner();
+    let criterion = model.objective(&theta)?;
+    if !converged && grad_norm < 1e3 * tol {
+        converged = true;
+        message = String::from("converged: gradient small at the best point");
+    }
+    Ok(OptimSummary { theta, criterion, evaluations: evaluations + 1, converged, grad_norm, message })
+}

@@ -1,0 +1,165 @@
+//! A random-effects term `(z | g)`: the grouping factor's codes, the n×k model
+//! columns, and the form of its relative covariance factor Λ.
+use crate::error::{MixedError, Result};
+
+/// How the k×k lower-triangular relative covariance factor of a term is parametrised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CovForm {
+    /// Full lower triangle, θ in column-major order (lme4's order).
+    Full,
+    /// Diagonal only, as produced by `(x || g)`.
+    Diagonal,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReTerm {
+    /// 0-based level of each observation.
+    pub codes: Vec<u32>,
+    pub nlevels: usize,
+    /// Number of model columns per level.
+    pub k: usize,
+    /// n×k model columns, column-major, unweighted.
+    pub z: Vec<f64>,
+    pub cov: CovForm,
+}
+
+impl ReTerm {
+    pub fn new(codes: Vec<u32>, nlevels: usize, z: Vec<f64>, k: usize, cov: CovForm) -> Result<Self> {
+        let n = codes.len();
+        if k == 0 {
+            return Err(MixedError::Input("a random-effects term has no model columns".into()));
+        }
+        if z.len() != n * k {
+            return Err(MixedError::Input(format!(
+                "random-effects model matrix has {} values, expected {} x {}",
+                z.len(),
+                n,
+                k
+            )));
+        }
+        if nlevels == 0 {
+            return Err(MixedError::Input("grouping factor has no levels".into()));
+        }
+        if let Some(bad) = codes.iter().find(|&&c| (c as usize) >= nlevels) {
+            return Err(MixedError::Input(format!(
+                "grouping factor code {} is out of range (nlevels = {})",
+                bad, nlevels
+            )));
+        }
+        if z.iter().any(|v| !v.is_finite()) {
+            return Err(MixedError::Input("random-effects model matrix has non-finite values".into()));
+        }
+        Ok(ReTerm { codes, nlevels, k, z, cov })
+    }
+
+    /// Number of random effects of this term (columns of Z).
+    pub fn q(&self) -> usize {
+        self.nlevels * self.k
+    }
+
+    pub fn ntheta(&self) -> usize {
+        match self.cov {
+            CovForm::Full => self.k * (self.k + 1) / 2,
+            CovForm::Diagonal => self.k,
+        }
+    }
+
+    /// lme4's starting value: identity Λ.
+    pub fn theta_start(&self) -> Vec<f64> {
+        let mut t = Vec::with_capacity(self.ntheta());
+        match self.cov {
+            CovForm::Full => {
+                for j in 0..self.k {
+                    for i in j..self.k {
+                        t.push(if i == j { 1.0 } else { 0.0 });
+                    }
+                }
+            }
+            CovForm::Diagonal => t.resize(self.k, 1.0),
+        }
+        t
+    }
+
+    /// Whether each θ element sits on Λ's diagonal (lme4's lower bound 0 applies there).
+    pub fn theta_is_diagonal(&self) -> Vec<bool> {
+        match self.cov {
+            CovForm::Full => {
+                let mut d = Vec::with_capacity(self.ntheta());
+                for j in 0..self.k {
+                    for i in j..self.k {
+                        d.push(i == j);
+                    }
+                }
+                d
+            }
+            CovForm::Diagonal => vec![true; self.k],
+        }
+    }
+
+    /// Fill the k×k column-major Λ from this term's θ.
+    pub fn fill_lambda(&self, theta: &[f64], lambda: &mut [f64]) {
+        let k = self.k;
+        lambda.iter_mut().for_each(|x| *x = 0.0);
+        match self.cov {
+            CovForm::Full => {
+                let mut t = 0;
+                for j in 0..k {
+                    for i in j..k {
+                        lambda[i + j * k] = theta[t];
+                        t += 1;
+                    }
+                }
+            }
+            CovForm::Diagonal => {
+                for j in 0..k {
+                    lambda[j + j * k] = theta[j];
+                }
+            }
+        }
+    }
+
+    /// Make θ canonical: Λ's diagonal non-negative. Flipping the sign of a column of Λ
+    /// leaves ΛΛᵀ, and so the model, unchanged.
+    pub fn normalize_theta(&self, theta: &mut [f64]) {
+        match self.cov {
+            CovForm::Full => {
+                let k = self.k;
+                let mut start = 0;
+                for j in 0..k {
+                    let len = k - j;
+                    if theta[start] < 0.0 {
+                        for v in &mut theta[start..start + len] {
+                            *v = -*v;
+                        }
+                    }
+                    start += len;
+                }
+            }
+            CovForm::Diagonal => theta.iter_mut().for_each(|v| *v = v.abs()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn theta_layout_follows_lme4() {
+        let t = ReTerm::new(vec![0, 1], 2, vec![1.0; 6], 3, CovForm::Full).unwrap();
+        assert_eq!(t.ntheta(), 6);
+        assert_eq!(t.theta_start(), vec![1.0, 0.0, 0.0, 1.0, 0.0, 1.0]);
+        let mut lam = vec![0.0; 9];
+        t.fill_lambda(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut lam);
+        assert_eq!(lam, vec![1.0, 2.0, 3.0, 0.0, 4.0, 5.0, 0.0, 0.0, 6.0]);
+        let mut th = vec![-1.0, 2.0, 3.0, 4.0, -5.0, -6.0];
+        t.normalize_theta(&mut th);
+        assert_eq!(th, vec![1.0, -2.0, -3.0, 4.0, -5.0, 6.0]);
+    }
+
+    #[test]
+    fn rejects_bad_codes() {
+        assert!(ReTerm::new(vec![0, 2], 2, vec![1.0; 2], 1, CovForm::Full).is_err());
+        assert!(ReTerm::new(vec![0, 1], 2, vec![1.0; 3], 1, CovForm::Full).is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! Known-answer tests: the blocked factor and criterion against direct dense computations.
+use mixedrs_core::{fit, CovForm, FitControl, LinearMixedModel, ReTerm};
+use nalgebra::{DMatrix, DVector};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+
+struct Data {
+    terms: Vec<ReTerm>,
+    x: Vec<f64>,
+    p: usize,
+    y: Vec<f64>,
+    w: Option<Vec<f64>>,
+}
+
+/// Three terms: a vector-valued term (k = 2) on 12 levels, a crossed scalar term on
+/// 7 levels and a diagonal k = 2 term on 4 levels.
+fn crossed_data(seed: u64, weighted: bool) -> Data {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let nrm = Normal::new(0.0, 1.0).unwrap();
+    let n = 150;
+    let t: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..5.0)).collect();
+    let g1: Vec<u32> = (0..n).map(|i| (i % 12) as u32).collect();
+    let g2: Vec<u32> = (0..n).map(|_| rng.random_range(0..7)).collect();
+    let g3: Vec<u32> = (0..n).map(|i| ((i / 3) % 4) as u32).collect();
+    let mut z1 = vec![1.0; n];
+    z1.extend(&t);
+    let z2 = vec![1.0; n];
+    let mut z3 = vec![1.0; n];
+    z3.extend(t.iter().map(|v| v * 0.5));
+    let mut x = vec![1.0; n];
+    x.extend(&t);
+    x.extend((0..n).map(|_| nrm.sample(&mut rng)));
+    let y: Vec<f64> = (0..n)
+        .map(|i| 1.0 + 0.5 * t[i] + g1[i] as f64 * 0.3 + (g2[i] as f64).sin() + nrm.sample(&mut rng))
+        .collect();
+    let w = weighted.then(|| (0..n).map(|_| rng.random_range(0.5..2.0)).collect());
+    Data {
+        terms: vec![
+            ReTerm::new(g1, 12, z1, 2, CovForm::Full).unwrap(),
+            ReTerm::new(g2, 7, z2, 1, CovForm::Full).unwrap(),
+            ReTerm::new(g3, 4, z3, 2, CovForm::Diagonal).unwrap(),
+        ],
+        x,
+        p: 3,
+        y,
+        w,
+    }
+}
+
+/// Dense Z and block-diagonal Λ for θ.
+fn dense_z_lambda(d: &Data, theta: &[f64]) -> (DMatrix<f64>, DMatrix<f64>) {
+    let n = d.y.len();
+    let q: usize = d.terms.iter().map(|t| t.q()).sum();
+    let mut z = DMatrix::zeros(n, q);
+    let mut lam = DMatrix::zeros(q, q);
+    let (mut off, mut toff) = (0, 0);
+    for t in &d.terms {
+        let mut l = vec![0.0; t.k * t.k];
+        t.fill_lambda(&theta[toff..toff + t.ntheta()], &mut l);
+        for o in 0..n {
+            for a in 0..t.k {
+                z[(o, off + t.codes[o] as usize * t.k + a)] = t.z[o + a * n];
+            }
+        }
+        for lev in 0..t.nlevels {
+            for a in 0..t.k {
+                for b in 0..t.k {
+                    lam[(off + lev * t.k + a, off + lev * t.k + b)] = l[a + b * t.k];
+                }
+            }
+        }
+        off += t.q();
+        toff += t.ntheta();
+    }
+    (z, lam)
+}
+
+/// Profiled criterion from the marginal model V₀ = W⁻¹ + ZΛΛᵀZᵀ, no blocks at all.
+fn marginal_criterion(d: &Data, theta: &[f64], reml: bool) -> (f64, DVector<f64>) {
+    let n = d.y.len();
+    let (z, lam) = dense_z_lambda(d, theta);
+    let x = DMatrix::from_column_slice(n, d.p, &d.x);
+    let y = DVector::from_column_slice(&d.y);
+    let mut v0 = &z * &lam * lam.transpose() * z.transpose();
+    let w = d.w.clone().unwrap_or(vec![1.0; n]);
+    for i in 0..n {
+        v0[(i, i)] += 1.0 / w[i];
+    }
+    let ch = v0.clone().cholesky().unwrap();
+    let logdet_v0: f64 = 2.0 * ch.l().diagonal().iter().map(|v| v.ln()).sum::<f64>();
+    let vix = ch.solve(&x);
+    let viy = ch.solve(&y);
+    let xtvix = x.transpose() * &vix;
+    let beta = xtvix.clone().cholesky().unwrap().solve(&(x.transpose() * &viy));
+    let r = &y - &x * &beta;
+    let r2 = (r.transpose() * ch.solve(&r))[(0, 0)];
+    let nf = n as f64;
+    let tp = 2.0 * std::f64::consts::PI;
+    // log|V₀| = log|L_θ|² − Σ log w, so the weights enter exactly as in lme4
+    let dev = if reml {
+        let nmp = nf - d.p as f64;
+        let ldx = xtvix.determinant().ln();
+        logdet_v0 + ldx + nmp * (1.0 + (tp * r2 / nmp).ln())
+    } else {
+        logdet_v0 + nf * (1.0 + (tp * r2 / nf).ln())
+    };
+    (dev, beta)
+}
+
+fn model(d: &Data, reml: bool) -> LinearMixedModel {
+    LinearMixedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), d.w.clone(), reml).unwrap()
+}
+
+const THETAS: [[f64; 6]; 3] = [
+    [1.0, 0.0, 1.0, 1.0, 1.0, 1.0],
+    [0.7, -0.3, 0.2, 1.4, 0.5, 0.0],
+    [0.0, 0.9, 0.0, 0.3, 2.0, 0.1],
+];
+
+#[test]
+fn criterion_matches_marginal_likelihood() {
+    for weighted in [false, true] {
+        let d = crossed_data(7, weighted);
+        for reml in [false, true] {
+            let mut m = model(&d, reml);
+            for th in THETAS {
+                let got = m.objective(&th).unwrap();
+                let (want, beta) = marginal_criterion(&d, &th, reml);
+                assert!((got - want).abs() < 1e-8 * want.abs(), "reml={reml} w={weighted} {got} vs {want}");
+                for (a, b) in m.beta().iter().zip(beta.iter()) {
+                    assert!((a - b).abs() < 1e-8, "beta {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn blocked_cholesky_matches_dense_cholesky() {
+    let d = crossed_data(11, false);
+    let th = THETAS[1];
+    let mut m = model(&d, true);
+    m.update_l(&th).unwrap();
+    let parts = m.parts();
+    // Dense [ΛᵀZᵀZΛ+I, ΛᵀZᵀX, ΛᵀZᵀy; ...] and its Cholesky factor
+    let n = d.y.len();
+    let (z, lam) = dense_z_lambda(&d, &th);
+    let q = z.ncols();
+    let zl = &z * &lam;
+    let mut big = DMatrix::zeros(n, q + d.p + 1);
+    big.view_mut((0, 0), (n, q)).copy_from(&zl);
+    big.view_mut((0, q), (n, d.p)).copy_from(&DMatrix::from_column_slice(n, d.p, &d.x));
+    big.view_mut((0, q + d.p), (n, 1)).copy_from(&DMatrix::from_column_slice(n, 1, &d.y));
+    let mut a = big.transpose() * &big;
+    for i in 0..q {
+        a[(i, i)] += 1.0;
+    }
+    let l = a.cholesky().unwrap().l();
+    let ldl2: f64 = (0..q).map(|i| 2.0 * l[(i, i)].ln()).sum();
+    let ldrx2: f64 = (q..q + d.p).map(|i| 2.0 * l[(i, i)].ln()).sum();
+    let r = l[(q + d.p, q + d.p)];
+    assert!((parts.ldl2 - ldl2).abs() < 1e-9);
+    assert!((parts.ldrx2 - ldrx2).abs() < 1e-9);
+    assert!((parts.pwrss - r * r).abs() < 1e-9 * r * r);
+    // conditional modes: u solves (ΛᵀZᵀZΛ + I) u = ΛᵀZᵀ(y − Xβ)
+    let beta = DVector::from_vec(m.beta());
+    let resid = DVector::from_column_slice(&d.y) - DMatrix::from_column_slice(n, d.p, &d.x) * beta;
+    let mut lhs = zl.transpose() * &zl;
+    for i in 0..q {
+        lhs[(i, i)] += 1.0;
+    }
+    let u_want = lhs.clone().cholesky().unwrap().solve(&(zl.transpose() * resid));
+    let u_got: Vec<f64> = m.u().into_iter().flatten().collect();
+    for (a, b) in u_got.iter().zip(u_want.iter()) {
+        assert!((a - b).abs() < 1e-9, "u {a} vs {b}");
+    }
+    // conditional variances: diagonal blocks of Λ (ΛᵀZᵀZΛ+I)⁻¹ Λᵀ
+    let cv = lam.clone() * lhs.try_inverse().unwrap() * lam.transpose();
+    let mut off = 0;
+    for (t, term) in d.terms.iter().enumerate() {
+        let got = m.cond_var(t);
+        let k = term.k;
+        for lev in 0..term.nlevels {
+            for a in 0..k {
+                for b in 0..k {
+                    let want = cv[(off + lev * k + a, off + lev * k + b)];
+                    assert!((got[lev * k * k + a + b * k] - want).abs() < 1e-9, "condvar term {t}");
+                }
+            }
+        }
+        off += term.q();
+    }
+}
+
+#[test]
+fn optimum_is_a_stationary_minimum() {
+    let d = crossed_data(3, false);
+    let mut m = model(&d, true);
+    let f = fit(&mut m, &FitControl::default(), true).unwrap();
+    assert!(f.optim.converged, "{}", f.optim.message);
+    // no coordinate perturbation improves the criterion
+    for i in 0..f.optim.theta.len() {
+        for h in [1e-4, -1e-4] {
+            let mut t = f.optim.theta.clone();
+            t[i] += h;
+            assert!(m.objective(&t).unwrap() >= f.criterion - 1e-9);
+        }
+    }
+    // diagonal elements of Λ are non-negative after normalisation
+    for (v, diag) in f.optim.theta.iter().zip(m.theta_is_diagonal()) {
+        if diag {
+            assert!(*v >= 0.0);
+        }
+    }
+}
+
+#[test]
+fn boundary_fit_reaches_exact_zero() {
+    // no between-group variation at all: the optimum is θ = 0 exactly
+    let n = 60;
+    let mut rng = StdRng::seed_from_u64(5);
+    let nrm = Normal::new(0.0, 1.0).unwrap();
+    let g: Vec<u32> = (0..n).map(|i| (i % 10) as u32).collect();
+    let mut y: Vec<f64> = (0..n).map(|_| nrm.sample(&mut rng)).collect();
+    // remove group means so the between-group sum of squares is zero
+    for lev in 0..10 {
+        let idx: Vec<usize> = (0..n).filter(|&i| g[i] == lev).collect();
+        let mean = idx.iter().map(|&i| y[i]).sum::<f64>() / idx.len() as f64;
+        idx.iter().for_each(|&i| y[i] -= mean);
+    }
+    let term = ReTerm::new(g, 10, vec![1.0; n], 1, CovForm::Full).unwrap();
+    let mut m = LinearMixedModel::new(vec![term], vec![1.0; n], 1, y, None, true).unwrap();
+    let f = fit(&mut m, &FitControl::default(), true).unwrap();
+    assert_eq!(f.optim.theta, vec![0.0]);
+}
+
+#[test]
+fn cost_of_an_evaluation_does_not_depend_on_n() {
+    // same levels, 10× the rows: the factor has the same sizes, so the same work
+    let small = crossed_data(1, false);
+    let m1 = model(&small, true);
+    let mut big = crossed_data(1, false);
+    let n = big.y.len();
+    for t in &mut big.terms {
+        let codes = t.codes.repeat(10);
+        let z: Vec<f64> = (0..t.k).flat_map(|a| t.z[a * n..(a + 1) * n].repeat(10)).collect();
+        *t = ReTerm::new(codes, t.nlevels, z, t.k, t.cov).unwrap();
+    }
+    big.x = (0..big.p).flat_map(|a| big.x[a * n..(a + 1) * n].repeat(10)).collect();
+    big.y = big.y.repeat(10);
+    let m2 = model(&big, true);
+    assert_eq!(m1.storage_len(), m2.storage_len());
+}
+
+#[test]
+fn rejects_inconsistent_input() {
+    let d = crossed_data(2, false);
+    assert!(LinearMixedModel::new(d.terms.clone(), d.x[..10].to_vec(), d.p, d.y.clone(), None, true).is_err());
+    assert!(LinearMixedModel::new(vec![], d.x.clone(), d.p, d.y.clone(), None, true).is_err());
+    let mut y = d.y.clone();
+    y[0] = f64::NAN;
+    assert!(LinearMixedModel::new(d.terms.clone(), d.x.clone(), d.p, y, None, true).is_err());
+    let w = Some(vec![-1.0; d.y.len()]);
+    assert!(LinearMixedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), w, true).is_err());
+}
