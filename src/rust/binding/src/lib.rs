@@ -5,6 +5,13 @@ use mixedrs_core::{fit, CovForm, FitControl, LinearMixedModel, MixedError, ReTer
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+/// Named list to map; extendr 0.9 deprecates this in favour of TryFrom, which we
+/// would only wrap again.
+#[allow(deprecated)]
+fn named(list: List) -> HashMap<&'static str, Robj> {
+    list.into_hashmap()
+}
+
 /// Error text for R: a class tag the R wrapper turns into a condition class, then the
 /// message. `%` is doubled because extendr passes the text to Rf_error as a format.
 fn to_r_error(e: MixedError) -> Error {
@@ -52,7 +59,7 @@ fn flag(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<bool, Erro
 
 fn read_term(robj: &Robj) -> std::result::Result<ReTerm, Error> {
     let list: List = robj.try_into().map_err(|_| input("each random-effects term must be a list"))?;
-    let map = list.into_hashmap();
+    let map = named(list);
     let codes_r = field(&map, "codes")?
         .as_integer_slice()
         .ok_or_else(|| input("term codes must be an integer vector"))?;
@@ -72,8 +79,8 @@ fn list_of_reals(v: Vec<Vec<f64>>) -> Robj {
 }
 
 fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
-    let spec = spec.into_hashmap();
-    let ctl = control.into_hashmap();
+    let spec = named(spec);
+    let ctl = named(control);
     let terms_list: List = field(&spec, "terms")?.try_into().map_err(|_| input("'terms' must be a list"))?;
     let terms = terms_list.values().map(|t| read_term(&t)).collect::<std::result::Result<Vec<_>, _>>()?;
     let mut model = LinearMixedModel::new(
@@ -126,7 +133,7 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
 
 /// Fit (or evaluate at a given θ) a linear mixed model described by `spec`.
 #[extendr]
-fn lmm_fit_rs(spec: List, control: List) -> Result<List> {
+fn lmm_fit_rs(spec: List, control: List) -> extendr_api::Result<List> {
     silence_panics();
     match catch_unwind(AssertUnwindSafe(|| run_fit(spec, control))) {
         Ok(res) => res,

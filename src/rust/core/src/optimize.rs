@@ -29,7 +29,7 @@ pub struct FitControl {
 
 impl Default for FitControl {
     fn default() -> Self {
-        FitControl { max_iter: 500, max_restarts: 4, grad_tol: 1e-9, boundary_tol: 1e-4, start: None }
+        FitControl { max_iter: 500, max_restarts: 4, grad_tol: 1e-7, boundary_tol: 1e-4, start: None }
     }
 }
 

@@ -1,0 +1,331 @@
+# Accessors with lme4's names and return structures.
+
+#' @importFrom nlme fixef ranef VarCorr
+#' @export
+nlme::fixef
+#' @export
+nlme::ranef
+#' @export
+nlme::VarCorr
+
+#' @export
+fixef.lmm <- function(object, ...) object$beta
+
+# Unique grouping factors in term order, with the terms that use each.
+group_index <- function(object) {
+  groups <- vapply(object$model$terms, `[[`, "", "group")
+  split(seq_along(groups), factor(groups, levels = unique(groups)))
+}
+
+#' Conditional modes of the random effects
+#'
+#' A list of data frames, one per grouping factor, as `lme4::ranef()` returns.
+#' With `condVar = TRUE` each carries the conditional covariances in
+#' `attr(, "postVar")` (a k x k x levels array).
+#' @param object an `lmm` fit.
+#' @param condVar attach conditional variances.
+#' @param drop return vectors for single-column terms.
+#' @param whichel names of the grouping factors to keep.
+#' @param ... unused.
+#' @export
+ranef.lmm <- function(object, condVar = TRUE, drop = FALSE, whichel = NULL, ...) {
+  idx <- group_index(object)
+  cv <- if (condVar) condvar_blocks(object) else NULL
+  out <- lapply(idx, function(ii) {
+    df <- as.data.frame(do.call(cbind, object$b[ii]), check.names = FALSE)
+    if (condVar) {
+      k <- ncol(df)
+      nl <- nrow(df)
+      pv <- array(0, c(k, k, nl))
+      off <- 0L
+      for (i in ii) {
+        ki <- ncol(object$b[[i]])
+        pv[off + seq_len(ki), off + seq_len(ki), ] <- cv[[i]]
+        off <- off + ki
+      }
+      attr(df, "postVar") <- pv
+    }
+    df
+  })
+  if (!is.null(whichel)) out <- out[whichel]
+  if (drop) {
+    out <- lapply(out, function(df) {
+      if (ncol(df) == 1L) stats::setNames(df[[1L]], rownames(df)) else df
+    })
+  }
+  structure(out, class = "ranef.lmm")
+}
+
+# σ² Λ [(LLᵀ)⁻¹]_ll Λᵀ per term, from the engine at the fitted θ.
+condvar_blocks <- function(object) {
+  res <- engine_fit(object$model, object$REML, object$control, theta = object$theta, condvar = TRUE)
+  Map(function(t, cv) {
+    k <- length(t$cnms)
+    array(cv, c(k, k, nlevels(t$factor)))
+  }, object$model$terms, res$condvar)
+}
+
+#' @export
+print.ranef.lmm <- function(x, ...) {
+  has_cv <- vapply(x, function(el) !is.null(attr(el, "postVar")), TRUE)
+  print(lapply(unclass(x), function(el) { attr(el, "postVar") <- NULL; el }), ...)
+  if (any(has_cv)) {
+    cat(sprintf("with conditional variances for %s \n",
+                paste(dQuote(names(x)[has_cv]), collapse = " ")))
+  }
+  invisible(x)
+}
+
+#' @export
+as.data.frame.ranef.lmm <- function(x, ...) {
+  rows <- lapply(names(x), function(g) {
+    df <- x[[g]]
+    pv <- attr(df, "postVar")
+    do.call(rbind, lapply(seq_along(df), function(j) {
+      data.frame(grpvar = g, term = factor(names(df)[j]), grp = factor(rownames(df), levels = rownames(df)),
+                 condval = df[[j]],
+                 condsd = if (is.null(pv)) NA_real_ else sqrt(pv[j, j, ]),
+                 stringsAsFactors = FALSE)
+    }))
+  })
+  do.call(rbind, rows)
+}
+
+#' @export
+coef.lmm <- function(object, ...) {
+  fe <- fixef(object)
+  re <- ranef(object, condVar = FALSE)
+  out <- lapply(re, function(r) {
+    val <- as.data.frame(matrix(fe, nrow(r), length(fe), byrow = TRUE,
+                                dimnames = list(rownames(r), names(fe))), check.names = FALSE)
+    for (nm in names(r)) {
+      if (nm %in% names(val)) val[[nm]] <- val[[nm]] + r[[nm]] else val[[nm]] <- r[[nm]]
+    }
+    val
+  })
+  structure(out, class = "coef.lmm")
+}
+
+#' @export
+print.coef.lmm <- function(x, ...) {
+  print(unclass(x), ...)
+  invisible(x)
+}
+
+#' Variance components
+#'
+#' lme4's structure: one covariance matrix per random-effects term with
+#' `attr(, "stddev")` and `attr(, "correlation")`, and the residual standard
+#' deviation in `attr(, "sc")`. `(x || g)` terms appear as `g`, `g.1`, ... as in lme4.
+#' @param x an `lmm` fit.
+#' @param sigma unused (lme4 compatibility).
+#' @param ... unused.
+#' @export
+VarCorr.lmm <- function(x, sigma = 1, ...) {
+  s <- x$sigma
+  off <- 0L
+  mats <- list()
+  nms <- character()
+  for (t in x$model$terms) {
+    k <- length(t$cnms)
+    nth <- if (t$diagonal) k else k * (k + 1L) / 2L
+    th <- x$theta[off + seq_len(nth)]
+    off <- off + nth
+    if (t$diagonal) {
+      for (j in seq_len(k)) {
+        mats[[length(mats) + 1L]] <- vc_matrix(matrix(th[j], 1, 1), t$cnms[j], s)
+        nms <- c(nms, t$group)
+      }
+    } else {
+      lam <- matrix(0, k, k)
+      lam[lower.tri(lam, diag = TRUE)] <- th
+      mats[[length(mats) + 1L]] <- vc_matrix(lam, t$cnms, s)
+      nms <- c(nms, t$group)
+    }
+  }
+  names(mats) <- make.unique(nms)
+  structure(mats, sc = s, useSc = TRUE, class = "VarCorr.lmm")
+}
+
+vc_matrix <- function(lam, cnms, sigma) {
+  v <- sigma^2 * lam %*% t(lam)
+  dimnames(v) <- list(cnms, cnms)
+  sd <- sqrt(diag(v))
+  cor <- v / outer(sd, sd)
+  cor[!is.finite(cor)] <- NaN
+  diag(cor) <- 1
+  structure(v, stddev = stats::setNames(sd, cnms), correlation = cor)
+}
+
+#' @export
+print.VarCorr.lmm <- function(x, digits = max(3, getOption("digits") - 2),
+                              comp = "Std.Dev.", ...) {
+  print(format_varcorr(x, digits = digits, comp = comp), quote = FALSE, ...)
+  invisible(x)
+}
+
+#' @export
+as.data.frame.VarCorr.lmm <- function(x, row.names = NULL, optional = FALSE, ...) {
+  rows <- lapply(names(x), function(g) {
+    v <- x[[g]]
+    sd <- attr(v, "stddev")
+    cor <- attr(v, "correlation")
+    k <- nrow(v)
+    nm <- rownames(v)
+    out <- data.frame(grp = g, var1 = nm, var2 = NA_character_, vcov = diag(v), sdcor = sd,
+                      stringsAsFactors = FALSE)
+    if (k > 1L) {
+      lt <- which(lower.tri(v), arr.ind = TRUE)
+      lt <- lt[order(lt[, 2L], lt[, 1L]), , drop = FALSE]
+      out <- rbind(out, data.frame(grp = g, var1 = nm[lt[, 2L]], var2 = nm[lt[, 1L]],
+                                   vcov = v[lt], sdcor = cor[lt], stringsAsFactors = FALSE))
+    }
+    out
+  })
+  s <- attr(x, "sc")
+  out <- do.call(rbind, c(rows, list(data.frame(grp = "Residual", var1 = NA_character_, var2 = NA_character_,
+                                                vcov = s^2, sdcor = s, stringsAsFactors = FALSE))))
+  rownames(out) <- NULL
+  out
+}
+
+#' @export
+sigma.lmm <- function(object, ...) object$sigma
+
+#' @export
+vcov.lmm <- function(object, correlation = FALSE, ...) object$vcov
+
+#' @export
+nobs.lmm <- function(object, ...) object$model$n
+
+npar_lmm <- function(object) length(object$beta) + length(object$theta) + 1L
+
+# The REML criterion or ML deviance at the fitted parameters, whichever is asked,
+# from the stored parts (as lme4's devCrit).
+dev_crit <- function(object, REML) {
+  dc <- object$devcomp
+  n <- object$model$n
+  p <- length(object$beta)
+  ldw <- if (is.null(object$model$weights)) 0 else sum(log(object$model$weights))
+  if (REML) {
+    if (object$REML) return(unname(dc[["criterion"]]))
+    nmp <- n - p
+    unname(dc[["ldL2"]] + dc[["ldRX2"]] - ldw + nmp * (1 + log(2 * pi * dc[["pwrss"]] / nmp)))
+  } else {
+    if (!object$REML) return(unname(dc[["criterion"]]))
+    unname(dc[["ldL2"]] - ldw + n * (1 + log(2 * pi * dc[["pwrss"]] / n)))
+  }
+}
+
+#' @export
+logLik.lmm <- function(object, REML = NULL, ...) {
+  if (is.null(REML) || is.na(REML[1L])) REML <- object$REML
+  structure(-dev_crit(object, REML) / 2, nobs = nobs(object), nall = nobs(object),
+            df = npar_lmm(object), class = "logLik")
+}
+
+#' @export
+deviance.lmm <- function(object, REML = NULL, ...) {
+  if (object$REML && is.null(REML)) {
+    warning("deviance() is deprecated for REML fits; use REMLcrit for the REML criterion or deviance(.,REML=FALSE) for deviance calculated at the REML fit")
+    return(dev_crit(object, TRUE))
+  }
+  dev_crit(object, isTRUE(REML))
+}
+
+#' REML criterion of a fit
+#' @param object a fitted model.
+#' @export
+REMLcrit <- function(object) UseMethod("REMLcrit")
+
+#' @export
+REMLcrit.lmm <- function(object) dev_crit(object, TRUE)
+
+#' @export
+REMLcrit.default <- function(object) {
+  if (requireNamespace("lme4", quietly = TRUE)) return(lme4::REMLcrit(object))
+  mixedrs_abort("REMLcrit() has no method for this object")
+}
+
+#' Number of levels of each grouping factor
+#' @param object a fitted model.
+#' @param ... unused.
+#' @export
+ngrps <- function(object, ...) UseMethod("ngrps")
+
+#' @export
+ngrps.lmm <- function(object, ...) {
+  idx <- group_index(object)
+  vapply(idx, function(ii) nlevels(object$model$terms[[ii[1L]]]$factor), 1)
+}
+
+#' @export
+ngrps.default <- function(object, ...) {
+  if (requireNamespace("lme4", quietly = TRUE)) return(lme4::ngrps(object, ...))
+  mixedrs_abort("ngrps() has no method for this object")
+}
+
+#' Is the fit singular?
+#'
+#' As in lme4: TRUE when a diagonal element of some Λ (whose lower bound is 0)
+#' is below `tol`.
+#' @param x a fitted model.
+#' @param tol tolerance.
+#' @export
+isSingular <- function(x, tol = 1e-4) UseMethod("isSingular")
+
+#' @export
+isSingular.lmm <- function(x, tol = 1e-4) any(x$theta[x$lower == 0] < tol)
+
+#' @export
+isSingular.default <- function(x, tol = 1e-4) {
+  if (requireNamespace("lme4", quietly = TRUE)) return(lme4::isSingular(x, tol = tol))
+  mixedrs_abort("isSingular() has no method for this object")
+}
+
+#' @export
+fitted.lmm <- function(object, ...) object$fitted
+
+#' @export
+residuals.lmm <- function(object, type = c("response", "pearson", "working", "deviance"),
+                          scaled = FALSE, ...) {
+  type <- match.arg(type)
+  r <- object$model$y - object$fitted
+  names(r) <- names(object$fitted)
+  if (type == "pearson" && !is.null(object$model$weights)) r <- r * sqrt(object$model$weights)
+  if (scaled) r <- r / object$sigma
+  r
+}
+
+#' @export
+model.matrix.lmm <- function(object, type = c("fixed", "random"), ...) {
+  type <- match.arg(type)
+  if (type == "fixed") return(object$model$X)
+  blocks <- lapply(object$model$terms, function(t) {
+    n <- length(t$factor)
+    k <- ncol(t$Z)
+    nl <- nlevels(t$factor)
+    Z <- matrix(0, n, nl * k, dimnames = list(NULL, rep(levels(t$factor), each = k)))
+    for (a in seq_len(k)) Z[cbind(seq_len(n), (as.integer(t$factor) - 1L) * k + a)] <- t$Z[, a]
+    Z
+  })
+  do.call(cbind, blocks)
+}
+
+#' @export
+formula.lmm <- function(x, ...) x$formula
+
+#' @export
+model.frame.lmm <- function(formula, ...) formula$model$frame
+
+#' @export
+weights.lmm <- function(object, ...) {
+  w <- object$model$weights
+  if (is.null(w)) rep(1, nobs(object)) else w
+}
+
+#' @export
+df.residual.lmm <- function(object, ...) nobs(object) - npar_lmm(object)
+
+#' @export
+getCall.lmm <- function(x, ...) x$call

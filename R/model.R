@@ -1,0 +1,167 @@
+# Building the model: model frame, fixed-effects matrix, random-effects terms,
+# and the lme4 input checks. Nothing here fits anything.
+
+# Evaluate a grouping expression in the model frame. `a:b` means the interaction of
+# two factors (levels "a1:b1", ... with the first factor slowest), as in lme4.
+group_factor <- function(g, frame) {
+  env <- list2env(as.list(frame), parent = environment(group_factor))
+  env[[":"]] <- function(a, b) {
+    f <- interaction(as.factor(a), as.factor(b), sep = ":", lex.order = TRUE, drop = TRUE)
+    factor(f)
+  }
+  f <- eval(g, env)
+  if (is.null(f)) mixedrs_abort(sprintf("grouping variable '%s' not found", deparse1(g)))
+  factor(f)
+}
+
+# One random-effects term as it goes to Rust, plus what R needs to label results.
+make_reterm <- function(lhs, group, double, frame) {
+  gname <- deparse1(group)
+  f <- group_factor(group, frame)
+  if (anyNA(f)) mixedrs_abort(sprintf("grouping factor '%s' has missing values", gname))
+  lhs_formula <- stats::as.formula(call("~", lhs), env = environment(make_reterm))
+  Z <- stats::model.matrix(lhs_formula, frame)
+  if (nrow(Z) != nrow(frame)) mixedrs_abort(sprintf("random-effects term for '%s' has missing values", gname))
+  list(
+    assign = attr(Z, "assign"),
+    group = gname,
+    factor = f,
+    cnms = colnames(Z),
+    Z = unname(Z),
+    diagonal = FALSE,
+    double = double,
+    lhs_formula = lhs_formula
+  )
+}
+
+# (x || g): one diagonal term when every column stands alone, as for numeric
+# covariates; otherwise lme4's split into one term per column group.
+expand_double <- function(term) {
+  if (!term$double) return(list(term))
+  if (!anyDuplicated(term$assign)) {
+    term$diagonal <- TRUE
+    return(list(term))
+  }
+  lapply(split(seq_along(term$assign), term$assign), function(cols) {
+    sub <- term
+    sub$Z <- term$Z[, cols, drop = FALSE]
+    sub$cnms <- term$cnms[cols]
+    sub$assign <- term$assign[cols]
+    sub
+  })
+}
+
+check_grouping <- function(terms, n, control) {
+  for (t in terms) {
+    nl <- nlevels(t$factor)
+    if (nl < 2L) {
+      mixedrs_abort(sprintf("grouping factors must have > 1 sampled level (problem: %s)", t$group))
+    }
+    if (control$check_nlev && nl >= n) {
+      mixedrs_abort(sprintf(
+        "number of levels of each grouping factor must be < number of observations (problems: %s)", t$group))
+    }
+    q <- nl * ncol(t$Z)
+    if (control$check_zdims && q >= n) {
+      mixedrs_abort(sprintf(paste0(
+        "number of observations (=%d) <= number of random effects (=%d) for term (%s);",
+        " the random-effects parameters and the residual variance are probably unidentifiable"),
+        n, q, paste(deparse1(t$lhs_formula[[2L]]), "|", t$group)))
+    }
+  }
+}
+
+# Drop aliased fixed-effect columns with lme4's message.
+drop_rank_deficient <- function(X) {
+  p <- ncol(X)
+  if (p == 0L) return(X)
+  qx <- qr(X, tol = 1e-7)
+  if (qx$rank < p) {
+    keep <- sort(qx$pivot[seq_len(qx$rank)])
+    nd <- p - qx$rank
+    message(sprintf("fixed-effect model matrix is rank deficient so dropping %d column%s / coefficient%s",
+                    nd, if (nd > 1) "s" else "", if (nd > 1) "s" else ""))
+    assign <- attr(X, "assign")
+    contr <- attr(X, "contrasts")
+    X <- X[, keep, drop = FALSE]
+    attr(X, "assign") <- assign[keep]
+    attr(X, "contrasts") <- contr
+  }
+  X
+}
+
+check_response <- function(y, name) {
+  if (is.logical(y) || is.factor(y) || is.character(y) || !is.numeric(y)) {
+    mixedrs_abort(sprintf("response '%s' must be numeric; lmm fits Gaussian models only", name))
+  }
+  if (is.matrix(y) && ncol(y) > 1L) mixedrs_abort("the response must be a vector, not a matrix")
+  y <- as.double(y)
+  if (any(!is.finite(y))) mixedrs_abort(sprintf("response '%s' has infinite values", name))
+  if (length(unique(y)) < 2L) mixedrs_abort(sprintf("response '%s' is constant", name))
+  y
+}
+
+# Model frame, X, y, weights, offset and the sorted random-effects terms.
+build_model <- function(formula, mf_call, env, contrasts, control) {
+  parsed <- parse_mixed_formula(formula)
+  mf_call$formula <- parsed$frame
+  mf_call$drop.unused.levels <- TRUE
+  mf_call[[1L]] <- quote(stats::model.frame)
+  frame <- tryCatch(eval(mf_call, env), error = function(e) {
+    mixedrs_abort(paste("could not build the model frame:", conditionMessage(e)))
+  })
+  n <- nrow(frame)
+  if (n == 0L) mixedrs_abort("0 (non-NA) cases: no observations left after subset and NA removal")
+  yname <- deparse1(parsed$response)
+  y <- check_response(stats::model.response(frame), yname)
+
+  fixed_terms <- stats::terms(parsed$fixed, data = frame)
+  X <- stats::model.matrix(fixed_terms, frame, contrasts.arg = contrasts)
+  X <- drop_rank_deficient(X)
+
+  w <- stats::model.weights(frame)
+  if (!is.null(w)) {
+    if (!is.numeric(w) || length(w) != n) mixedrs_abort("weights must be a numeric vector with one value per observation")
+    if (any(!is.finite(w))) mixedrs_abort("weights must be finite (no NaN or Inf)")
+    if (any(w < 0)) mixedrs_abort("negative weights not allowed")
+    if (any(w == 0)) mixedrs_abort("zero weights are not supported: drop those observations instead")
+    w <- as.double(w)
+  }
+  off <- stats::model.offset(frame)
+  if (!is.null(off)) {
+    if (length(off) != n) mixedrs_abort(sprintf("offset has length %d, but there are %d observations", length(off), n))
+    if (any(!is.finite(off))) mixedrs_abort("offset must be finite")
+    off <- as.double(off)
+  }
+
+  terms <- unlist(lapply(parsed$bars, function(b) {
+    expand_double(make_reterm(b$lhs, b$group, b$double, frame))
+  }), recursive = FALSE)
+  check_grouping(terms, n, control)
+  # largest grouping factor first, ties in formula order (as lme4)
+  ord <- order(vapply(terms, function(t) nlevels(t$factor), 1L), decreasing = TRUE, method = "radix")
+  terms <- terms[ord]
+
+  list(formula = formula, parsed = parsed, frame = frame, X = X, y = y,
+       weights = w, offset = off, terms = terms, n = n)
+}
+
+# The plain list the Rust engine reads.
+rust_spec <- function(model, REML) {
+  y <- model$y
+  if (!is.null(model$offset)) y <- y - model$offset
+  list(
+    y = y,
+    X = as.double(model$X),
+    p = ncol(model$X),
+    weights = model$weights,
+    REML = isTRUE(REML),
+    terms = lapply(model$terms, function(t) list(
+      codes = as.integer(t$factor),
+      nlevels = nlevels(t$factor),
+      Z = as.double(t$Z),
+      k = ncol(t$Z),
+      diagonal = t$diagonal
+    ))
+  )
+}

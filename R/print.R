@@ -1,0 +1,144 @@
+# Printing in lme4's layout.
+
+method_title <- function(object) {
+  if (object$REML) "Linear mixed model fit by REML ['lmm']"
+  else "Linear mixed model fit by maximum likelihood  ['lmm']"
+}
+
+data_name <- function(object) {
+  d <- object$call$data
+  if (is.null(d)) NULL else deparse1(d)
+}
+
+print_header <- function(object) {
+  cat(method_title(object), "\n", sep = "")
+  cat("Formula: ", deparse1(object$formula), "\n", sep = "")
+  if (!is.null(dn <- data_name(object))) cat("   Data: ", dn, "\n", sep = "")
+}
+
+aic_table <- function(object) {
+  if (object$REML) return(c(REML = dev_crit(object, TRUE)))
+  ll <- logLik(object)
+  n <- nobs(object)
+  df <- attr(ll, "df")
+  c(AIC = -2 * ll + 2 * df, BIC = -2 * ll + log(n) * df, logLik = c(ll),
+    deviance = dev_crit(object, FALSE), df.resid = n - df)
+}
+
+print_aic <- function(tab, digits) {
+  t4 <- round(tab, digits)
+  if (length(tab) == 1L && names(tab) == "REML") {
+    cat("REML criterion at convergence: ", t4, "\n", sep = "")
+  } else {
+    f <- format(t4)
+    f["df.resid"] <- format(t4["df.resid"])
+    print(f, quote = FALSE)
+  }
+}
+
+format_varcorr <- function(vc, digits, comp = "Std.Dev.") {
+  sds <- c(lapply(vc, attr, "stddev"), list(Residual = attr(vc, "sc")))
+  lens <- lengths(sds)
+  nr <- sum(lens)
+  cols <- c("Groups", "Name", comp)
+  out <- matrix("", nr, length(cols), dimnames = list(rep("", nr), cols))
+  out[1L + cumsum(lens) - lens, "Groups"] <- names(lens)
+  out[, "Name"] <- c(unlist(lapply(vc, colnames)), "")
+  sd <- unlist(sds)
+  if ("Variance" %in% comp) out[, "Variance"] <- format(sd^2, digits = digits)
+  if ("Std.Dev." %in% comp) out[, "Std.Dev."] <- format(sd, digits = digits)
+  if (any(lens > 1L)) {
+    maxlen <- max(lens)
+    dig <- max(2L, digits - 2L)
+    corr <- do.call(rbind, lapply(vc, function(v) {
+      cc <- format(round(attr(v, "correlation"), dig), nsmall = dig)
+      cc[!lower.tri(cc)] <- ""
+      if (nrow(cc) < maxlen) cc <- cbind(cc, matrix("", nrow(cc), maxlen - nrow(cc)))
+      cc
+    }))[, -maxlen, drop = FALSE]
+    corr <- rbind(corr, matrix("", nr - nrow(corr), ncol(corr)))
+    colnames(corr) <- c("Corr", rep("", ncol(corr) - 1L))
+    out <- cbind(out, corr)
+  }
+  out
+}
+
+print_groups <- function(object) {
+  ng <- ngrps(object)
+  cat(sprintf("Number of obs: %d, groups: ", nobs(object)),
+      paste(paste(names(ng), ng, sep = ", "), collapse = "; "), fill = TRUE)
+}
+
+#' @export
+print.lmm <- function(x, digits = max(3, getOption("digits") - 3), ...) {
+  print_header(x)
+  print_aic(aic_table(x), 4)
+  cat("Random effects:\n")
+  print(format_varcorr(VarCorr(x), digits = digits), quote = FALSE)
+  print_groups(x)
+  cat("Fixed Effects:\n")
+  print.default(format(fixef(x), digits = digits), print.gap = 2L, quote = FALSE)
+  if (!x$optinfo$converged) cat("optimizer warning:", x$optinfo$message, "\n")
+  invisible(x)
+}
+
+#' @export
+summary.lmm <- function(object, ...) {
+  se <- sqrt(diag(object$vcov))
+  coefs <- cbind(Estimate = object$beta, `Std. Error` = se, `t value` = object$beta / se)
+  structure(list(
+    methTitle = method_title(object),
+    call = object$call,
+    formula = object$formula,
+    data = data_name(object),
+    AICtab = aic_table(object),
+    residuals = residuals(object, type = "pearson", scaled = TRUE),
+    varcor = VarCorr(object),
+    ngrps = ngrps(object),
+    nobs = nobs(object),
+    coefficients = coefs,
+    vcov = object$vcov,
+    sigma = object$sigma,
+    logLik = logLik(object),
+    REML = object$REML,
+    object = object
+  ), class = "summary.lmm")
+}
+
+#' @export
+print.summary.lmm <- function(x, digits = max(3, getOption("digits") - 3),
+                              signif.stars = getOption("show.signif.stars"), ...) {
+  print_header(x$object)
+  cat("\n")
+  print_aic(x$AICtab, 1)
+  cat("\n")
+  cat("Scaled residuals:", "\n")
+  rq <- stats::setNames(zapsmall(stats::quantile(x$residuals, na.rm = TRUE), digits + 1L),
+                        c("Min", "1Q", "Median", "3Q", "Max"))
+  print(rq, digits = digits)
+  cat("\n")
+  cat("Random effects:\n")
+  print(format_varcorr(x$varcor, digits = digits, comp = c("Variance", "Std.Dev.")), quote = FALSE)
+  print_groups(x$object)
+  cat("\n")
+  cf <- x$coefficients
+  if (nrow(cf) > 0L) {
+    cat("Fixed effects:\n")
+    stats::printCoefmat(cf, digits = digits, signif.stars = signif.stars, ...)
+    p <- nrow(cf)
+    if (p > 1L && p <= 12L) {
+      cat("\nCorrelation of Fixed Effects:\n")
+      v <- x$vcov
+      corr <- v / outer(sqrt(diag(v)), sqrt(diag(v)))
+      rn <- abbreviate(rownames(cf), minlength = 6L)
+      cc <- format(round(corr, 3), nsmall = 3)
+      cc[!lower.tri(cc)] <- ""
+      dimnames(cc) <- list(rownames(cf), rn)
+      print(cc[-1L, -p, drop = FALSE], quote = FALSE)
+    }
+  } else {
+    cat("No fixed effect coefficients\n")
+  }
+  if (isSingular(x$object)) cat("optimizer (BFGS) convergence code: 0 (OK)\nboundary (singular) fit: see help('isSingular')\n")
+  invisible(x)
+}
