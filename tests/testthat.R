@@ -1,0 +1,3 @@
+library(testthat)
+library(mixedrs)
+test_check("mixedrs")

@@ -1,0 +1,33 @@
+# Shared helpers: the workshop simulators and a live comparison with lme4.
+source(system.file("workshop", "simulate.R", package = "mixedrs"))
+
+# Tolerances of the foundation issue.
+TOL_CRIT <- 1e-6   # criterion, relative
+TOL_FIXEF <- 1e-5  # fixed effects, relative to their scale
+TOL_VC <- 1e-4     # variance components (sd and correlations), relative to their scale
+
+fit_both <- function(formula, data, REML = TRUE, ...) {
+  ours <- suppressMessages(lmm(formula, data, REML = REML, ...))
+  ref <- suppressMessages(lme4::lmer(formula, data, REML = REML, ...))
+  list(ours = ours, ref = ref)
+}
+
+expect_lme4_parity <- function(formula, data, REML = TRUE, ...) {
+  f <- fit_both(formula, data, REML = REML, ...)
+  ours <- f$ours
+  ref <- f$ref
+  crit_ours <- if (REML) mixedrs::REMLcrit(ours) else deviance(ours)
+  crit_ref <- if (REML) lme4::REMLcrit(ref) else deviance(ref)
+  # same or better criterion (we minimise it), within TOL_CRIT relative
+  expect_lte(crit_ours, crit_ref + TOL_CRIT * abs(crit_ref))
+  expect_equal(crit_ours, crit_ref, tolerance = TOL_CRIT)
+  expect_equal(fixef(ours), lme4::fixef(ref), tolerance = TOL_FIXEF)
+  vc_ours <- as.data.frame(VarCorr(ours))
+  vc_ref <- as.data.frame(lme4::VarCorr(ref))
+  expect_equal(vc_ours$grp, vc_ref$grp)
+  expect_equal(vc_ours$var1, vc_ref$var1)
+  expect_equal(vc_ours$sdcor, vc_ref$sdcor, tolerance = TOL_VC)
+  expect_equal(sigma(ours), sigma(ref), tolerance = TOL_VC)
+  expect_equal(unname(ours$theta), unname(lme4::getME(ref, "theta")), tolerance = TOL_VC)
+  invisible(f)
+}

@@ -1,0 +1,103 @@
+sleepstudy <- lme4::sleepstudy
+
+test_that("sleepstudy (Days | Subject) matches lme4, REML and ML", {
+  expect_lme4_parity(Reaction ~ Days + (Days | Subject), sleepstudy)
+  expect_lme4_parity(Reaction ~ Days + (Days | Subject), sleepstudy, REML = FALSE)
+})
+
+test_that("uncorrelated (Days || Subject) matches lme4", {
+  f <- expect_lme4_parity(Reaction ~ Days + (Days || Subject), sleepstudy)
+  expect_equal(names(VarCorr(f$ours)), c("Subject", "Subject.1"))
+})
+
+test_that("workshop example 1: repeated measures bp ~ sex + (1 | subject)", {
+  d <- sim_bp()
+  expect_lme4_parity(bp ~ sex + (1 | subject), d)
+})
+
+test_that("workshop example 2: random lines, both models", {
+  d <- sim_sat_lines()
+  expect_lme4_parity(sat ~ log.income + (log.income | school), d)
+  expect_lme4_parity(sat ~ log.income + (1 | school), d)
+})
+
+test_that("workshop example 3: nested (1 | school/student)", {
+  d <- sim_sat_nested()
+  f <- expect_lme4_parity(sat ~ sex + (1 | school/student), d)
+  expect_equal(names(ranef(f$ours)), names(lme4::ranef(f$ref)))
+  expect_equal(names(ranef(f$ours)), c("student:school", "school"))
+})
+
+test_that("crossed factors (Penicillin) and three crossed/nested terms", {
+  expect_lme4_parity(diameter ~ 1 + (1 | plate) + (1 | sample), lme4::Penicillin)
+  expect_lme4_parity(strength ~ 1 + (1 | sample) + (1 | batch), lme4::Pastes, REML = FALSE)
+})
+
+test_that("singular fit reaches lme4's boundary optimum and is flagged", {
+  set.seed(42)
+  d <- data.frame(g = factor(rep(1:8, each = 6)), x = rnorm(48), e = rnorm(48))
+  # x and the noise vary only within groups, so every group has the same mean
+  d$x <- d$x - ave(d$x, d$g)
+  d$y <- 1 + d$x + d$e - ave(d$e, d$g)
+  expect_message(m <- lmm(y ~ x + (1 | g), d), "singular")
+  ref <- suppressMessages(lme4::lmer(y ~ x + (1 | g), d))
+  expect_true(isSingular(m))
+  expect_true(lme4::isSingular(ref))
+  expect_equal(unname(m$theta), 0)
+  expect_equal(mixedrs::REMLcrit(m), lme4::REMLcrit(ref), tolerance = TOL_CRIT)
+  expect_equal(fixef(m), lme4::fixef(ref), tolerance = TOL_FIXEF)
+})
+
+test_that("vector-valued term with three columns and a factor-valued term", {
+  set.seed(7)
+  d <- data.frame(g = factor(rep(1:25, each = 8)), x = rnorm(200), z = runif(200),
+                  f = factor(sample(c("a", "b"), 200, TRUE)))
+  bg <- matrix(rnorm(75), 25)
+  d$y <- 2 + d$x - d$z + bg[d$g, 1] + bg[d$g, 2] * d$x + 0.5 * bg[d$g, 3] * d$z + rnorm(200, sd = 0.5)
+  expect_lme4_parity(y ~ x + z + (x + z | g), d, REML = FALSE)
+  expect_lme4_parity(y ~ f + (0 + f | g), d)
+})
+
+test_that("weights and offsets enter as in lme4", {
+  set.seed(3)
+  d <- sleepstudy
+  d$w <- runif(nrow(d), 0.5, 2)
+  d$off <- rnorm(nrow(d))
+  m <- lmm(Reaction ~ Days + (Days | Subject), d, weights = w)
+  ref <- lme4::lmer(Reaction ~ Days + (Days | Subject), d, weights = w)
+  expect_equal(mixedrs::REMLcrit(m), lme4::REMLcrit(ref), tolerance = TOL_CRIT)
+  expect_equal(fixef(m), lme4::fixef(ref), tolerance = TOL_FIXEF)
+  expect_equal(as.data.frame(VarCorr(m))$sdcor, as.data.frame(lme4::VarCorr(ref))$sdcor, tolerance = TOL_VC)
+  expect_lme4_parity(Reaction ~ Days + offset(off) + (1 | Subject), d)
+  m2 <- lmm(Reaction ~ Days + (1 | Subject), d, offset = off)
+  ref2 <- lme4::lmer(Reaction ~ Days + (1 | Subject), d, offset = off)
+  expect_equal(mixedrs::REMLcrit(m2), lme4::REMLcrit(ref2), tolerance = TOL_CRIT)
+  expect_equal(fitted(m2), fitted(ref2), tolerance = 1e-6)
+})
+
+test_that("subset and na.action follow lme4", {
+  d <- sleepstudy
+  d$Reaction[c(3, 50, 77)] <- NA
+  f <- expect_lme4_parity(Reaction ~ Days + (Days | Subject), d)
+  expect_equal(nobs(f$ours), 177L)
+  m <- lmm(Reaction ~ Days + (1 | Subject), sleepstudy, subset = Days > 2)
+  ref <- lme4::lmer(Reaction ~ Days + (1 | Subject), sleepstudy, subset = Days > 2)
+  expect_equal(nobs(m), nobs(ref))
+  expect_equal(fixef(m), lme4::fixef(ref), tolerance = TOL_FIXEF)
+  m <- lmm(Reaction ~ Days + (1 | Subject), d, na.action = na.exclude)
+  expect_equal(nobs(m), 177L)
+})
+
+test_that("rank-deficient fixed effects are dropped with lme4's message", {
+  d <- sleepstudy
+  d$Days2 <- 2 * d$Days
+  expect_message(m <- lmm(Reaction ~ Days + Days2 + (1 | Subject), d),
+                 "fixed-effect model matrix is rank deficient so dropping 1 column / coefficient")
+  expect_equal(names(fixef(m)), c("(Intercept)", "Days"))
+})
+
+test_that("a formula given as a string is accepted", {
+  m1 <- lmm("Reaction ~ Days + (1 | Subject)", sleepstudy)
+  m2 <- lmm(Reaction ~ Days + (1 | Subject), sleepstudy)
+  expect_equal(fixef(m1), fixef(m2))
+})

@@ -1,0 +1,86 @@
+sleepstudy <- lme4::sleepstudy
+fits <- fit_both(Reaction ~ Days + (Days | Subject), sleepstudy)
+m <- fits$ours
+ref <- fits$ref
+
+test_that("ranef has lme4's structure and conditional variances", {
+  r <- ranef(m)
+  rr <- lme4::ranef(ref, condVar = TRUE)
+  expect_equal(names(r), names(rr))
+  expect_equal(dimnames(r$Subject), dimnames(rr$Subject))
+  expect_equal(r$Subject, rr$Subject, tolerance = 1e-4, ignore_attr = TRUE)
+  expect_equal(attr(r$Subject, "postVar"), attr(rr$Subject, "postVar"), tolerance = 1e-4)
+  expect_null(attr(ranef(m, condVar = FALSE)$Subject, "postVar"))
+  expect_output(print(r), "with conditional variances for")
+})
+
+test_that("condVar with crossed terms matches lme4", {
+  f <- fit_both(diameter ~ 1 + (1 | plate) + (1 | sample), lme4::Penicillin)
+  r <- ranef(f$ours)
+  rr <- lme4::ranef(f$ref, condVar = TRUE)
+  for (g in names(rr)) {
+    expect_equal(as.vector(attr(r[[g]], "postVar")), as.vector(attr(rr[[g]], "postVar")), tolerance = 1e-4)
+  }
+})
+
+test_that("coef, VarCorr, sigma, vcov, logLik, AIC, BIC follow lme4", {
+  expect_equal(as.matrix(coef(m)$Subject), as.matrix(coef(ref)$Subject), tolerance = 1e-4)
+  vc <- VarCorr(m)
+  vr <- lme4::VarCorr(ref)
+  expect_equal(attr(vc$Subject, "stddev"), attr(vr$Subject, "stddev"), tolerance = TOL_VC)
+  expect_equal(attr(vc$Subject, "correlation"), attr(vr$Subject, "correlation"), tolerance = 1e-3)
+  expect_equal(attr(vc, "sc"), attr(vr, "sc"), tolerance = TOL_VC)
+  expect_equal(as.data.frame(vc)[, 1:3], as.data.frame(vr)[, 1:3])
+  expect_equal(vcov(m), as.matrix(vcov(ref)), tolerance = 1e-4)
+  expect_equal(c(logLik(m)), c(logLik(ref)), tolerance = TOL_CRIT)
+  expect_equal(attr(logLik(m), "df"), attr(logLik(ref), "df"))
+  expect_equal(AIC(m), AIC(ref), tolerance = TOL_CRIT)
+  expect_equal(BIC(m), BIC(ref), tolerance = TOL_CRIT)
+  expect_equal(c(logLik(m, REML = FALSE)), c(logLik(ref, REML = FALSE)), tolerance = TOL_CRIT)
+  expect_warning(deviance(m), "deprecated for REML fits")
+  expect_equal(deviance(m, REML = FALSE), deviance(ref, REML = FALSE), tolerance = TOL_CRIT)
+  expect_equal(nobs(m), nobs(ref))
+  expect_equal(ngrps(m), lme4::ngrps(ref))
+})
+
+test_that("fitted, residuals, model.matrix, formula and update", {
+  expect_equal(fitted(m), fitted(ref), tolerance = 1e-6)
+  expect_equal(residuals(m), residuals(ref), tolerance = 1e-4)
+  expect_equal(model.matrix(m), model.matrix(ref), ignore_attr = TRUE)
+  Zr <- as.matrix(lme4::getME(ref, "Z"))
+  expect_equal(unname(model.matrix(m, type = "random")), unname(Zr))
+  expect_equal(deparse1(formula(m)), "Reaction ~ Days + (Days | Subject)")
+  direct <- lmm(Reaction ~ Days + (Days | Subject), sleepstudy)
+  m2 <- update(direct, . ~ . - Days)
+  expect_equal(names(fixef(m2)), "(Intercept)")
+  m3 <- update(direct, REML = FALSE)
+  expect_false(m3$REML)
+  expect_equal(deviance(m3), deviance(lme4::lmer(Reaction ~ Days + (Days | Subject), sleepstudy, REML = FALSE)),
+               tolerance = TOL_CRIT)
+})
+
+test_that("predict with newdata, re.form and new levels matches lme4", {
+  nd <- data.frame(Days = c(0, 5, 9), Subject = factor(c("308", "309", "999")))
+  expect_error(predict(m, nd), "new levels", class = "mixedrs_input_error")
+  expect_equal(predict(m, nd, allow.new.levels = TRUE),
+               predict(ref, nd, allow.new.levels = TRUE), tolerance = 1e-5)
+  expect_equal(predict(m, nd, re.form = NA), predict(ref, nd, re.form = NA), tolerance = 1e-6)
+  expect_equal(predict(m), predict(ref), tolerance = 1e-6)
+  expect_equal(predict(m, re.form = ~0), predict(ref, re.form = ~0), tolerance = 1e-6)
+})
+
+test_that("the workshop's summary() idioms work", {
+  d <- sim_bp()
+  mb <- lmm(bp ~ sex + (1 | subject), d)
+  s <- summary(mb)
+  expect_equal(s$sigma, sigma(mb))
+  expect_equal(names(attr(s$varcor$subject, "stddev")), "(Intercept)")
+  expect_equal(dim(s$coefficients), c(2L, 3L))
+  expect_equal(ranef(mb)$subject[, 1], unname(mb$b[[1]][, 1]))
+})
+
+test_that("isSingular, getME and ngrps work through lme4's own functions", {
+  expect_false(lme4::isSingular(m))
+  expect_equal(lme4::getME(m, "theta"), m$theta)
+  expect_equal(lme4::ngrps(m), ngrps(m))
+})
