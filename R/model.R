@@ -97,7 +97,7 @@ check_response <- function(y, name) {
   if (is.matrix(y) && ncol(y) > 1L) mixedrs_abort("the response must be a vector, not a matrix")
   y <- as.double(y)
   if (any(!is.finite(y))) mixedrs_abort(sprintf("response '%s' has infinite values", name))
-  if (length(unique(y)) < 2L) mixedrs_abort(sprintf("response '%s' is constant", name))
+  if (min(y) == max(y)) mixedrs_abort(sprintf("response '%s' is constant", name))
   y
 }
 
@@ -152,16 +152,21 @@ rust_spec <- function(model, REML) {
   if (!is.null(model$offset)) y <- y - model$offset
   list(
     y = y,
-    X = as.double(model$X),
+    X = as_double_matrix(model$X),
     p = ncol(model$X),
     weights = model$weights,
     REML = isTRUE(REML),
     terms = lapply(model$terms, function(t) list(
       codes = as.integer(t$factor),
       nlevels = nlevels(t$factor),
-      Z = as.double(t$Z),
+      Z = as_double_matrix(t$Z),
       k = ncol(t$Z),
       diagonal = t$diagonal
     ))
   )
+}
+
+# The engine reads a double vector with any attributes; copy only when the storage is not double.
+as_double_matrix <- function(m) {
+  if (is.double(m)) m else array(as.double(m), dim(m))
 }

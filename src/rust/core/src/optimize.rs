@@ -98,8 +98,32 @@ impl Gradient for ByRef<'_, '_> {
     }
 }
 
-fn identity(n: usize) -> Vec<Vec<f64>> {
-    (0..n).map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect()
+fn scaled_identity(n: usize, s: f64) -> Vec<Vec<f64>> {
+    (0..n).map(|i| (0..n).map(|j| if i == j { s } else { 0.0 }).collect()).collect()
+}
+
+/// One backtracking steepest-descent step from x0, giving the Nocedal–Wright scale
+/// sᵀy/yᵀy for the initial inverse Hessian (argmin's BFGS starts from I, which makes
+/// its first line searches long when the criterion is steep).
+fn initial_scale(problem: &Profiled, x0: &[f64]) -> Result<f64> {
+    let g0 = problem.fd_gradient(x0)?;
+    let gn = g0.iter().map(|g| g * g).sum::<f64>().sqrt();
+    if !(gn > 0.0) {
+        return Ok(1.0);
+    }
+    let f0 = problem.eval(x0)?;
+    let mut alpha = 1.0 / gn;
+    for _ in 0..30 {
+        let x1: Vec<f64> = x0.iter().zip(&g0).map(|(x, g)| x - alpha * g).collect();
+        if problem.eval(&x1)? < f0 {
+            let g1 = problem.fd_gradient(&x1)?;
+            let sy: f64 = g0.iter().zip(&g1).map(|(a, b)| -alpha * a * (b - a)).sum();
+            let yy: f64 = g0.iter().zip(&g1).map(|(a, b)| (b - a) * (b - a)).sum();
+            return Ok(if sy > 0.0 && yy > 0.0 { sy / yy } else { alpha });
+        }
+        alpha *= 0.5;
+    }
+    Ok(1.0 / gn)
 }
 
 /// Minimise the criterion over θ. Leaves the model's factor at the returned θ.
@@ -117,13 +141,15 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
     let mut message = String::from("maximum number of iterations reached");
     for _ in 0..=control.max_restarts {
         let x0 = problem.best.borrow().1.clone();
+        let h0 = initial_scale(&problem, &x0)?;
+        let x0 = problem.best.borrow().1.clone();
         let solver = BFGS::new(MoreThuenteLineSearch::new())
             .with_tolerance_grad(tol)
             .and_then(|s| s.with_tolerance_cost(0.0))
             .map_err(|e| MixedError::Numerical(e.to_string()))?;
         let before = problem.best.borrow().0;
         let run = Executor::new(ByRef(&problem), solver)
-            .configure(|s| s.param(x0).inv_hessian(identity(nth)).max_iters(control.max_iter))
+            .configure(|s| s.param(x0).inv_hessian(scaled_identity(nth, h0)).max_iters(control.max_iter))
             .run();
         match run {
             Ok(res) => {
