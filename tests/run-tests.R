@@ -4,6 +4,5 @@ library(testthat)
 res <- as.data.frame(test_dir("tests/testthat", package = "mixedrs", load_package = "installed",
                               reporter = ProgressReporter$new(show_praise = FALSE), stop_on_failure = FALSE))
 failed <- sum(res$failed) + sum(res$error)
-cat(sprintf("testthat: %d passed, %d failed, %d skipped\n", sum(res$nb) - sum(res$failed) - sum(res$skipped),
-            failed, sum(res$skipped)))
+cat(sprintf("testthat: %d passed, %d failed, %d skipped\n", sum(res$passed), failed, sum(res$skipped)))
 quit(status = if (failed > 0) 1L else 0L)

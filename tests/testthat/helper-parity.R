@@ -8,7 +8,9 @@ TOL_VC <- 1e-4     # variance components (sd and correlations), relative to thei
 
 fit_both <- function(formula, data, REML = TRUE, ...) {
   ours <- suppressMessages(lmm(formula, data, REML = REML, ...))
-  ref <- suppressMessages(lme4::lmer(formula, data, REML = REML, ...))
+  # lme4 warns that it did not converge on workshop example 2; the parity checks
+  # below (our criterion equal or lower) are what matter, so only its warning is dropped.
+  ref <- suppressWarnings(suppressMessages(lme4::lmer(formula, data, REML = REML, ...)))
   list(ours = ours, ref = ref)
 }
 
