@@ -322,7 +322,7 @@ impl LinearMixedModel {
         for i in 1..=nt {
             for j in 1..=i {
                 let idx = tri(i, j);
-                let (rows, cols) = (self.dim(i), self.dim(j));
+                let rows = self.dim(i);
                 let dst = &mut self.l.dense[idx];
                 dst.copy_from_slice(&self.a.dense[idx]);
                 if i < nt {
@@ -336,7 +336,6 @@ impl LinearMixedModel {
                         dst[d + d * rows] += 1.0;
                     }
                 }
-                let _ = cols;
             }
         }
         for i in 1..=nt {
