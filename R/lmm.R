@@ -74,16 +74,15 @@ lmm <- function(formula, data = NULL, REML = TRUE, subset, weights, na.action, o
   fit
 }
 
-theta_names <- function(terms) {
-  unlist(lapply(terms, function(t) {
-    k <- length(t$cnms)
-    if (t$diagonal) return(paste(t$group, t$cnms, sep = "."))
-    nm <- character()
-    for (j in seq_len(k)) for (i in j:k) {
-      nm <- c(nm, if (i == j) paste(t$group, t$cnms[i], sep = ".") else paste(t$group, t$cnms[i], t$cnms[j], sep = "."))
-    }
-    nm
-  }))
+# θ names as lme4 gives them ("g.(Intercept)", "g.x.(Intercept)"), from the
+# engine's layout of θ: term, row and column of each element in that term's Λ.
+theta_names <- function(terms, layout) {
+  vapply(seq_len(nrow(layout)), function(i) {
+    t <- terms[[layout$term[i]]]
+    r <- layout$row[i]
+    c <- layout$col[i]
+    if (r == c) paste(t$group, t$cnms[r], sep = ".") else paste(t$group, t$cnms[r], t$cnms[c], sep = ".")
+  }, "")
 }
 
 # Give the engine's plain list its names, shapes and class.
@@ -93,6 +92,7 @@ package_fit <- function(model, res, REML, call, control) {
   b <- Map(function(t, bt) {
     matrix(bt, nrow = nlevels(t$factor), byrow = TRUE, dimnames = list(levels(t$factor), t$cnms))
   }, model$terms, res$b)
+  layout <- data.frame(term = res$theta_term, row = res$theta_row, col = res$theta_col)
   fitted <- res$fitted + if (is.null(model$offset)) 0 else model$offset
   names(fitted) <- rownames(model$frame)
   structure(list(
@@ -100,11 +100,9 @@ package_fit <- function(model, res, REML, call, control) {
     formula = model$formula,
     REML = REML,
     model = model,
-    theta = stats::setNames(res$theta, theta_names(model$terms)),
-    lower = unlist(lapply(model$terms, function(t) {
-      k <- length(t$cnms)
-      if (t$diagonal) rep(0, k) else unlist(lapply(seq_len(k), function(j) c(0, rep(-Inf, k - j))))
-    })),
+    theta = stats::setNames(res$theta, theta_names(model$terms, layout)),
+    theta_layout = layout,
+    lower = ifelse(layout$row == layout$col, 0, -Inf),
     beta = stats::setNames(res$beta, colnames(X)),
     sigma = res$sigma,
     b = b,

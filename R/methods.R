@@ -123,22 +123,22 @@ print.coef.lmm <- function(x, ...) {
 #' @export
 VarCorr.lmm <- function(x, sigma = 1, ...) {
   s <- x$sigma
-  off <- 0L
+  layout <- x$theta_layout
   mats <- list()
   nms <- character()
-  for (t in x$model$terms) {
+  for (ti in seq_along(x$model$terms)) {
+    t <- x$model$terms[[ti]]
     k <- length(t$cnms)
-    nth <- if (t$diagonal) k else k * (k + 1L) / 2L
-    th <- x$theta[off + seq_len(nth)]
-    off <- off + nth
+    here <- layout$term == ti
+    lam <- matrix(0, k, k)
+    lam[cbind(layout$row[here], layout$col[here])] <- x$theta[here]
     if (t$diagonal) {
+      # lme4 shows (x || g) as separate 1 x 1 terms g, g.1, ...
       for (j in seq_len(k)) {
-        mats[[length(mats) + 1L]] <- vc_matrix(matrix(th[j], 1, 1), t$cnms[j], s)
+        mats[[length(mats) + 1L]] <- vc_matrix(lam[j, j, drop = FALSE], t$cnms[j], s)
         nms <- c(nms, t$group)
       }
     } else {
-      lam <- matrix(0, k, k)
-      lam[lower.tri(lam, diag = TRUE)] <- th
       mats[[length(mats) + 1L]] <- vc_matrix(lam, t$cnms, s)
       nms <- c(nms, t$group)
     }

@@ -106,9 +106,18 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
     } else {
         ().into()
     };
+    // θ layout as 1-based (term, row, column) so R never rebuilds it
+    let (mut th_term, mut th_row, mut th_col) = (Vec::new(), Vec::new(), Vec::new());
+    for (t, term) in model.terms.iter().enumerate() {
+        for &(i, j) in term.theta_layout() {
+            th_term.push(t as i32 + 1);
+            th_row.push(i as i32 + 1);
+            th_col.push(j as i32 + 1);
+        }
+    }
     let names = [
         "theta", "beta", "sigma", "b", "u", "vcov", "ldL2", "ldRX2", "pwrss", "criterion", "fitted",
-        "evaluations", "converged", "message", "grad_norm", "condvar",
+        "evaluations", "converged", "message", "grad_norm", "condvar", "theta_term", "theta_row", "theta_col",
     ];
     let values: Vec<Robj> = vec![
         f.optim.theta.into(),
@@ -127,6 +136,9 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
         f.optim.message.into(),
         f.optim.grad_norm.into(),
         condvar,
+        th_term.into(),
+        th_row.into(),
+        th_col.into(),
     ];
     List::from_names_and_values(names, values)
 }

@@ -21,6 +21,9 @@ pub struct ReTerm {
     /// n×k model columns, column-major, unweighted.
     pub z: Vec<f64>,
     pub cov: CovForm,
+    /// (row, column) in Λ of each θ element, column-major (lme4's order). The one
+    /// place the θ layout is defined; R reads it instead of rebuilding it.
+    layout: Vec<(usize, usize)>,
 }
 
 impl ReTerm {
@@ -49,7 +52,11 @@ impl ReTerm {
         if z.iter().any(|v| !v.is_finite()) {
             return Err(MixedError::Input("random-effects model matrix has non-finite values".into()));
         }
-        Ok(ReTerm { codes, nlevels, k, z, cov })
+        let layout = match cov {
+            CovForm::Full => (0..k).flat_map(|j| (j..k).map(move |i| (i, j))).collect(),
+            CovForm::Diagonal => (0..k).map(|j| (j, j)).collect(),
+        };
+        Ok(ReTerm { codes, nlevels, k, z, cov, layout })
     }
 
     /// Number of random effects of this term (columns of Z).
@@ -58,84 +65,46 @@ impl ReTerm {
     }
 
     pub fn ntheta(&self) -> usize {
-        match self.cov {
-            CovForm::Full => self.k * (self.k + 1) / 2,
-            CovForm::Diagonal => self.k,
-        }
+        self.layout.len()
+    }
+
+    /// (row, column) in Λ of each θ element.
+    pub fn theta_layout(&self) -> &[(usize, usize)] {
+        &self.layout
     }
 
     /// lme4's starting value: identity Λ.
     pub fn theta_start(&self) -> Vec<f64> {
-        let mut t = Vec::with_capacity(self.ntheta());
-        match self.cov {
-            CovForm::Full => {
-                for j in 0..self.k {
-                    for i in j..self.k {
-                        t.push(if i == j { 1.0 } else { 0.0 });
-                    }
-                }
-            }
-            CovForm::Diagonal => t.resize(self.k, 1.0),
-        }
-        t
+        self.layout.iter().map(|&(i, j)| if i == j { 1.0 } else { 0.0 }).collect()
     }
 
     /// Whether each θ element sits on Λ's diagonal (lme4's lower bound 0 applies there).
     pub fn theta_is_diagonal(&self) -> Vec<bool> {
-        match self.cov {
-            CovForm::Full => {
-                let mut d = Vec::with_capacity(self.ntheta());
-                for j in 0..self.k {
-                    for i in j..self.k {
-                        d.push(i == j);
-                    }
-                }
-                d
-            }
-            CovForm::Diagonal => vec![true; self.k],
-        }
+        self.layout.iter().map(|&(i, j)| i == j).collect()
     }
 
     /// Fill the k×k column-major Λ from this term's θ.
     pub fn fill_lambda(&self, theta: &[f64], lambda: &mut [f64]) {
-        let k = self.k;
         lambda.iter_mut().for_each(|x| *x = 0.0);
-        match self.cov {
-            CovForm::Full => {
-                let mut t = 0;
-                for j in 0..k {
-                    for i in j..k {
-                        lambda[i + j * k] = theta[t];
-                        t += 1;
-                    }
-                }
-            }
-            CovForm::Diagonal => {
-                for j in 0..k {
-                    lambda[j + j * k] = theta[j];
-                }
-            }
+        for (&(i, j), &t) in self.layout.iter().zip(theta) {
+            lambda[i + j * self.k] = t;
         }
     }
 
     /// Make θ canonical: Λ's diagonal non-negative. Flipping the sign of a column of Λ
     /// leaves ΛΛᵀ, and so the model, unchanged.
     pub fn normalize_theta(&self, theta: &mut [f64]) {
-        match self.cov {
-            CovForm::Full => {
-                let k = self.k;
-                let mut start = 0;
-                for j in 0..k {
-                    let len = k - j;
-                    if theta[start] < 0.0 {
-                        for v in &mut theta[start..start + len] {
-                            *v = -*v;
+        for col in 0..self.k {
+            let diag = self.layout.iter().position(|&(i, j)| i == col && j == col);
+            if let Some(d) = diag {
+                if theta[d] < 0.0 {
+                    for (t, &(_, j)) in theta.iter_mut().zip(&self.layout) {
+                        if j == col {
+                            *t = -*t;
                         }
                     }
-                    start += len;
                 }
             }
-            CovForm::Diagonal => theta.iter_mut().for_each(|v| *v = v.abs()),
         }
     }
 }
@@ -155,6 +124,15 @@ mod tests {
         let mut th = vec![-1.0, 2.0, 3.0, 4.0, -5.0, -6.0];
         t.normalize_theta(&mut th);
         assert_eq!(th, vec![1.0, -2.0, -3.0, 4.0, -5.0, 6.0]);
+        assert_eq!(t.theta_layout(), &[(0, 0), (1, 0), (2, 0), (1, 1), (2, 1), (2, 2)]);
+        let d = ReTerm::new(vec![0, 1], 2, vec![1.0; 4], 2, CovForm::Diagonal).unwrap();
+        assert_eq!(d.theta_layout(), &[(0, 0), (1, 1)]);
+        let mut dl = vec![9.0; 4];
+        d.fill_lambda(&[2.0, -3.0], &mut dl);
+        assert_eq!(dl, vec![2.0, 0.0, 0.0, -3.0]);
+        let mut dt = vec![2.0, -3.0];
+        d.normalize_theta(&mut dt);
+        assert_eq!(dt, vec![2.0, 3.0]);
     }
 
     #[test]
