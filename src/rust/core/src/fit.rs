@@ -35,7 +35,7 @@ pub fn fit(model: &mut LinearMixedModel, control: &FitControl, optimize: bool) -
     let sigma = model.sigma();
     let beta = model.beta();
     let u = model.u();
-    let b = model.b();
+    let b = model.b_from_u(&u);
     let vcov_beta = model.vcov_unscaled().into_iter().map(|v| v * sigma * sigma).collect();
     let fitted = fitted_values(model, &beta, &b);
     Ok(Fit {

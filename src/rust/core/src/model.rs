@@ -497,8 +497,8 @@ impl LinearMixedModel {
     }
 
     /// Conditional modes b = Λu, one vector per term, level-major (level l, column a at l·k + a).
-    pub fn b(&self) -> Vec<Vec<f64>> {
-        let mut u = self.u();
+    pub fn b_from_u(&self, u: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let mut u = u.to_vec();
         for (i, t) in self.terms.iter().enumerate() {
             let k = t.k;
             let lam = &self.lambdas[i];

@@ -102,28 +102,38 @@ fn scaled_identity(n: usize, s: f64) -> Vec<Vec<f64>> {
     (0..n).map(|i| (0..n).map(|j| if i == j { s } else { 0.0 }).collect()).collect()
 }
 
-/// One backtracking steepest-descent step from x0, giving the Nocedal–Wright scale
+/// Where a BFGS run starts: the point, its criterion and gradient, and the initial
+/// inverse-Hessian scale. All are handed to argmin, so none is evaluated twice.
+struct Start {
+    x: Vec<f64>,
+    f: f64,
+    g: Vec<f64>,
+    h0: f64,
+}
+
+/// One backtracking steepest-descent step from (x0, f0), giving the Nocedal–Wright scale
 /// sᵀy/yᵀy for the initial inverse Hessian (argmin's BFGS starts from I, which makes
 /// its first line searches long when the criterion is steep).
-fn initial_scale(problem: &Profiled, x0: &[f64]) -> Result<f64> {
-    let g0 = problem.fd_gradient(x0)?;
+fn initial_step(problem: &Profiled, x0: Vec<f64>, f0: f64) -> Result<Start> {
+    let g0 = problem.fd_gradient(&x0)?;
     let gn = g0.iter().map(|g| g * g).sum::<f64>().sqrt();
     if !(gn > 0.0) {
-        return Ok(1.0);
+        return Ok(Start { x: x0, f: f0, g: g0, h0: 1.0 });
     }
-    let f0 = problem.eval(x0)?;
     let mut alpha = 1.0 / gn;
     for _ in 0..30 {
         let x1: Vec<f64> = x0.iter().zip(&g0).map(|(x, g)| x - alpha * g).collect();
-        if problem.eval(&x1)? < f0 {
+        let f1 = problem.eval(&x1)?;
+        if f1 < f0 {
             let g1 = problem.fd_gradient(&x1)?;
             let sy: f64 = g0.iter().zip(&g1).map(|(a, b)| -alpha * a * (b - a)).sum();
             let yy: f64 = g0.iter().zip(&g1).map(|(a, b)| (b - a) * (b - a)).sum();
-            return Ok(if sy > 0.0 && yy > 0.0 { sy / yy } else { alpha });
+            let h0 = if sy > 0.0 && yy > 0.0 { sy / yy } else { alpha };
+            return Ok(Start { x: x1, f: f1, g: g1, h0 });
         }
         alpha *= 0.5;
     }
-    Ok(1.0 / gn)
+    Ok(Start { x: x0, f: f0, g: g0, h0: 1.0 / gn })
 }
 
 /// Minimise the criterion over θ. Leaves the model's factor at the returned θ.
@@ -140,16 +150,24 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
     let mut converged = false;
     let mut message = String::from("maximum number of iterations reached");
     for _ in 0..=control.max_restarts {
-        let x0 = problem.best.borrow().1.clone();
-        let h0 = initial_scale(&problem, &x0)?;
-        let x0 = problem.best.borrow().1.clone();
+        let (x0, f0) = {
+            let best = problem.best.borrow();
+            (best.1.clone(), best.0)
+        };
+        let start = initial_step(&problem, x0, f0)?;
         let solver = BFGS::new(MoreThuenteLineSearch::new())
             .with_tolerance_grad(tol)
             .and_then(|s| s.with_tolerance_cost(0.0))
             .map_err(|e| MixedError::Numerical(e.to_string()))?;
         let before = problem.best.borrow().0;
         let run = Executor::new(ByRef(&problem), solver)
-            .configure(|s| s.param(x0).inv_hessian(scaled_identity(nth, h0)).max_iters(control.max_iter))
+            .configure(|s| {
+                s.param(start.x)
+                    .cost(start.f)
+                    .gradient(start.g)
+                    .inv_hessian(scaled_identity(nth, start.h0))
+                    .max_iters(control.max_iter)
+            })
             .run();
         match run {
             Ok(res) => {
