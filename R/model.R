@@ -34,21 +34,23 @@ make_reterm <- function(lhs, group, double, frame) {
   )
 }
 
-# (x || g): one diagonal term when every column stands alone, as for numeric
-# covariates; otherwise lme4's split into one term per column group.
-expand_double <- function(term) {
+# (x || g): lme4's expansion (1 | g) + (0 + a | g) + ..., each piece built from
+# its own formula (so a factor gets indicator columns). When every piece has a
+# single column they are merged into one term with a diagonal Λ: the same model,
+# with one block instead of several.
+expand_double <- function(term, frame) {
   if (!term$double) return(list(term))
-  if (!anyDuplicated(term$assign)) {
-    term$diagonal <- TRUE
-    return(list(term))
-  }
-  lapply(split(seq_along(term$assign), term$assign), function(cols) {
-    sub <- term
-    sub$Z <- term$Z[, cols, drop = FALSE]
-    sub$cnms <- term$cnms[cols]
-    sub$assign <- term$assign[cols]
-    sub
-  })
+  tt <- stats::terms(term$lhs_formula)
+  lhs <- lapply(attr(tt, "term.labels"), function(lab) str2lang(paste("0 +", lab)))
+  if (attr(tt, "intercept") == 1L) lhs <- c(list(1), lhs)
+  group <- str2lang(term$group)
+  pieces <- lapply(lhs, function(l) make_reterm(l, group, FALSE, frame))
+  if (length(pieces) == 1L || any(vapply(pieces, function(p) ncol(p$Z) != 1L, TRUE))) return(pieces)
+  merged <- pieces[[1L]]
+  merged$Z <- do.call(cbind, lapply(pieces, `[[`, "Z"))
+  merged$cnms <- unlist(lapply(pieces, `[[`, "cnms"))
+  merged$diagonal <- TRUE
+  list(merged)
 }
 
 check_grouping <- function(terms, n, control) {
@@ -135,7 +137,7 @@ build_model <- function(formula, mf_call, env, contrasts, control) {
   }
 
   terms <- unlist(lapply(parsed$bars, function(b) {
-    expand_double(make_reterm(b$lhs, b$group, b$double, frame))
+    expand_double(make_reterm(b$lhs, b$group, b$double, frame), frame)
   }), recursive = FALSE)
   check_grouping(terms, n, control)
   # largest grouping factor first, ties in formula order (as lme4)
