@@ -33,18 +33,7 @@ ranef.lmm <- function(object, condVar = TRUE, drop = FALSE, whichel = NULL, ...)
   cv <- if (condVar) condvar_blocks(object) else NULL
   out <- lapply(idx, function(ii) {
     df <- as.data.frame(do.call(cbind, object$b[ii]), check.names = FALSE)
-    if (condVar) {
-      k <- ncol(df)
-      nl <- nrow(df)
-      pv <- array(0, c(k, k, nl))
-      off <- 0L
-      for (i in ii) {
-        ki <- ncol(object$b[[i]])
-        pv[off + seq_len(ki), off + seq_len(ki), ] <- cv[[i]]
-        off <- off + ki
-      }
-      attr(df, "postVar") <- pv
-    }
+    if (condVar) attr(df, "postVar") <- group_postvar(object$model$terms[ii], cv[ii])
     df
   })
   if (!is.null(whichel)) out <- out[whichel]
@@ -54,6 +43,26 @@ ranef.lmm <- function(object, condVar = TRUE, drop = FALSE, whichel = NULL, ...)
     })
   }
   structure(out, class = "ranef.lmm")
+}
+
+# lme4's postVar for one grouping factor: a k x k x levels array when the factor
+# has one lme4 term, otherwise a list with one array per term (a diagonal term from
+# (x || g) is one term per column in lme4), named by the term's columns.
+group_postvar <- function(terms, cvs) {
+  blocks <- list()
+  for (i in seq_along(terms)) {
+    t <- terms[[i]]
+    if (t$diagonal) {
+      for (j in seq_along(t$cnms)) {
+        blocks[[length(blocks) + 1L]] <- cvs[[i]][j, j, , drop = FALSE]
+        names(blocks)[length(blocks)] <- t$cnms[j]
+      }
+    } else {
+      blocks[[length(blocks) + 1L]] <- cvs[[i]]
+      names(blocks)[length(blocks)] <- if (length(t$cnms) == 1L) t$cnms else deparse(t$cnms)
+    }
+  }
+  if (length(blocks) == 1L) unname(blocks[[1L]]) else blocks
 }
 
 # σ² Λ [(LLᵀ)⁻¹]_ll Λᵀ per term, from the engine at the fitted θ.
@@ -81,10 +90,16 @@ as.data.frame.ranef.lmm <- function(x, ...) {
   rows <- lapply(names(x), function(g) {
     df <- x[[g]]
     pv <- attr(df, "postVar")
+    # per-column conditional variances, whether postVar is one array or a list of them
+    cv <- if (is.null(pv)) NULL else if (is.list(pv)) do.call(rbind, lapply(pv, function(a) {
+      matrix(apply(a, 3L, diag), nrow = dim(a)[1L])
+    })) else matrix(apply(pv, 3L, diag), nrow = dim(pv)[1L])
     do.call(rbind, lapply(seq_along(df), function(j) {
-      data.frame(grpvar = g, term = factor(names(df)[j]), grp = factor(rownames(df), levels = rownames(df)),
+      # levels ordered by the first column's conditional mode, as lme4 orders them
+      data.frame(grpvar = g, term = factor(names(df)[j], levels = names(df)),
+                 grp = factor(rownames(df), levels = rownames(df)[order(df[[1L]])]),
                  condval = df[[j]],
-                 condsd = if (is.null(pv)) NA_real_ else sqrt(pv[j, j, ]),
+                 condsd = if (is.null(cv)) NA_real_ else sqrt(cv[j, ]),
                  stringsAsFactors = FALSE)
     }))
   })

@@ -14,6 +14,25 @@ test_that("ranef has lme4's structure and conditional variances", {
   expect_output(print(r), "with conditional variances for")
 })
 
+test_that("condVar for several terms on one factor has lme4's list form", {
+  f <- fit_both(Reaction ~ Days + (Days || Subject), sleepstudy)
+  pv <- attr(ranef(f$ours)$Subject, "postVar")
+  pr <- attr(lme4::ranef(f$ref, condVar = TRUE)$Subject, "postVar")
+  expect_equal(names(pv), names(pr))
+  expect_equal(pv, pr, tolerance = 1e-4)
+  expect_equal(as.data.frame(ranef(f$ours)), as.data.frame(lme4::ranef(f$ref, condVar = TRUE)),
+               tolerance = 1e-4)
+  expect_equal(as.data.frame(ranef(m)), as.data.frame(lme4::ranef(ref, condVar = TRUE)), tolerance = 1e-4)
+  set.seed(7)
+  d <- data.frame(g = factor(rep(1:25, each = 8)), x = rnorm(200), f = factor(sample(c("a", "b"), 200, TRUE)))
+  d$y <- rnorm(25)[d$g] + d$x + rnorm(200)
+  h <- fit_both(y ~ f + (0 + x + f || g), d, REML = FALSE, ref_control = TIGHT_LME4)
+  pv <- attr(ranef(h$ours)$g, "postVar")
+  pr <- attr(lme4::ranef(h$ref, condVar = TRUE)$g, "postVar")
+  expect_equal(names(pv), names(pr))
+  expect_equal(pv, pr, tolerance = 1e-4)
+})
+
 test_that("condVar with crossed terms matches lme4", {
   f <- fit_both(diameter ~ 1 + (1 | plate) + (1 | sample), lme4::Penicillin)
   r <- ranef(f$ours)
