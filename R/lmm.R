@@ -110,6 +110,7 @@ package_fit <- function(model, res, REML, call, control) {
     vcov = matrix(res$vcov, p, p, dimnames = list(colnames(X), colnames(X))),
     devcomp = c(ldL2 = res$ldL2, ldRX2 = res$ldRX2, pwrss = res$pwrss, criterion = res$criterion),
     fitted = fitted,
+    cache = new.env(parent = emptyenv()),
     optinfo = list(evaluations = res$evaluations, converged = res$converged,
                    message = res$message, grad_norm = res$grad_norm),
     control = control

@@ -144,7 +144,7 @@ build_model <- function(formula, mf_call, env, contrasts, control) {
   ord <- order(vapply(terms, function(t) nlevels(t$factor), 1L), decreasing = TRUE, method = "radix")
   terms <- terms[ord]
 
-  list(formula = formula, parsed = parsed, frame = frame, X = X, y = y,
+  list(formula = formula, parsed = parsed, frame = frame, X = X, y = y, fixed_terms = fixed_terms,
        weights = w, offset = off, terms = terms, n = n)
 }
 

@@ -1,8 +1,9 @@
 # Printing in lme4's layout.
 
-method_title <- function(object) {
-  if (object$REML) "Linear mixed model fit by REML ['lmm']"
-  else "Linear mixed model fit by maximum likelihood  ['lmm']"
+method_title <- function(object, ddf = "lme4") {
+  base <- if (object$REML) "Linear mixed model fit by REML" else "Linear mixed model fit by maximum likelihood "
+  tests <- switch(ddf, Satterthwaite = ". t-tests use Satterthwaite's method", `Kenward-Roger` = ". t-tests use Kenward-Roger's method", "")
+  paste0(base, tests, " ['lmm']")
 }
 
 data_name <- function(object) {
@@ -10,8 +11,8 @@ data_name <- function(object) {
   if (is.null(d)) NULL else deparse1(d)
 }
 
-print_header <- function(object) {
-  cat(method_title(object), "\n", sep = "")
+print_header <- function(object, ddf = "lme4") {
+  cat(method_title(object, ddf), "\n", sep = "")
   cat("Formula: ", deparse1(object$formula), "\n", sep = "")
   if (!is.null(dn <- data_name(object))) cat("   Data: ", dn, "\n", sep = "")
 }
@@ -82,12 +83,23 @@ print.lmm <- function(x, digits = max(3, getOption("digits") - 3), ...) {
   invisible(x)
 }
 
+#' Summary of an lmm fit
+#'
+#' lmerTest's layout: the coefficient table has Satterthwaite's (default) or
+#' Kenward–Roger's denominator df and p-values; `ddf = "lme4"` gives lme4's
+#' three columns.
+#' @param object an `lmm` fit.
+#' @param ddf "Satterthwaite", "Kenward-Roger" or "lme4".
+#' @param ... unused.
 #' @export
-summary.lmm <- function(object, ...) {
-  se <- sqrt(diag(object$vcov))
-  coefs <- cbind(Estimate = object$beta, `Std. Error` = se, `t value` = object$beta / se)
+summary.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), ...) {
+  ddf <- check_ddf(ddf, object)
+  coefs <- coef_table(object, ddf)
+  if (ddf == "Kenward-Roger") object_vcov <- kr_info(object)$vcov_adj else object_vcov <- object$vcov
+  dimnames(object_vcov) <- dimnames(object$vcov)
   structure(list(
-    methTitle = method_title(object),
+    methTitle = method_title(object, ddf),
+    ddf = ddf,
     call = object$call,
     formula = object$formula,
     data = data_name(object),
@@ -97,7 +109,7 @@ summary.lmm <- function(object, ...) {
     ngrps = ngrps(object),
     nobs = nobs(object),
     coefficients = coefs,
-    vcov = object$vcov,
+    vcov = object_vcov,
     sigma = object$sigma,
     logLik = logLik(object),
     REML = object$REML,
@@ -108,7 +120,7 @@ summary.lmm <- function(object, ...) {
 #' @export
 print.summary.lmm <- function(x, digits = max(3, getOption("digits") - 3),
                               signif.stars = getOption("show.signif.stars"), ...) {
-  print_header(x$object)
+  print_header(x$object, x$ddf)
   cat("\n")
   print_aic(x$AICtab, 1)
   cat("\n")

@@ -2,3 +2,5 @@
 # (rextendr is not available). Each takes and returns plain lists.
 
 lmm_fit_rs <- function(spec, control) .Call(wrap__lmm_fit_rs, spec, control)
+lmm_varpar_rs <- function(spec, theta, sigma) .Call(wrap__lmm_varpar_rs, spec, theta, sigma)
+lmm_profile_rs <- function(spec, control) .Call(wrap__lmm_profile_rs, spec, control)

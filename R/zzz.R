@@ -25,8 +25,17 @@ register_lme4_methods <- function(...) {
   registerS3method("ngrps", "lmm", ngrps.lmm, envir = ns)
 }
 
+# lmerTest's contest() and ranova() generics dispatch to ours too.
+register_lmertest_methods <- function(...) {
+  ns <- asNamespace("lmerTest")
+  registerS3method("contest", "lmm", contest.lmm, envir = ns)
+  registerS3method("ranova", "lmm", ranova.lmm, envir = ns)
+}
+
 .onLoad <- function(libname, pkgname) {
   if (isNamespaceLoaded("lme4")) register_lme4_methods()
   setHook(packageEvent("lme4", "onLoad"), register_lme4_methods)
+  if (isNamespaceLoaded("lmerTest")) register_lmertest_methods()
+  setHook(packageEvent("lmerTest", "onLoad"), register_lmertest_methods)
   invisible()
 }

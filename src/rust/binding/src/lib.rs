@@ -1,7 +1,7 @@
 //! Thin extendr binding: R lists in, core types, plain R lists out.
 //! Validation happens in R; this layer only converts and reports core errors.
 use extendr_api::prelude::*;
-use mixedrs_core::{fit, CovForm, FitControl, LinearMixedModel, MixedError, ReTerm};
+use mixedrs_core::{fit, profile_confint, varpar_derivatives, CovForm, FitControl, LinearMixedModel, MixedError, ReTerm};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -78,12 +78,11 @@ fn list_of_reals(v: Vec<Vec<f64>>) -> Robj {
     List::from_values(v.into_iter().map(Robj::from)).into()
 }
 
-fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
+fn read_model(spec: List) -> std::result::Result<LinearMixedModel, Error> {
     let spec = named(spec);
-    let ctl = named(control);
     let terms_list: List = field(&spec, "terms")?.try_into().map_err(|_| input("'terms' must be a list"))?;
     let terms = terms_list.values().map(|t| read_term(&t)).collect::<std::result::Result<Vec<_>, _>>()?;
-    let mut model = LinearMixedModel::new(
+    LinearMixedModel::new(
         terms,
         reals(&spec, "X")?,
         int(&spec, "p")?,
@@ -91,14 +90,23 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
         opt_reals(&spec, "weights")?,
         flag(&spec, "REML")?,
     )
-    .map_err(to_r_error)?;
-    let fc = FitControl {
-        max_iter: int(&ctl, "max_iter")? as u64,
-        max_restarts: int(&ctl, "max_restarts")?,
-        grad_tol: real(&ctl, "grad_tol")?,
-        boundary_tol: real(&ctl, "boundary_tol")?,
-        start: opt_reals(&ctl, "start")?,
-    };
+    .map_err(to_r_error)
+}
+
+fn read_control(ctl: &HashMap<&str, Robj>) -> std::result::Result<FitControl, Error> {
+    Ok(FitControl {
+        max_iter: int(ctl, "max_iter")? as u64,
+        max_restarts: int(ctl, "max_restarts")?,
+        grad_tol: real(ctl, "grad_tol")?,
+        boundary_tol: real(ctl, "boundary_tol")?,
+        start: opt_reals(ctl, "start")?,
+    })
+}
+
+fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
+    let mut model = read_model(spec)?;
+    let ctl = named(control);
+    let fc = read_control(&ctl)?;
     let f = fit(&mut model, &fc, flag(&ctl, "optimize")?).map_err(to_r_error)?;
     let condvar: Robj = if flag(&ctl, "condvar")? {
         let s2 = f.sigma * f.sigma;
@@ -143,14 +151,60 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
     List::from_names_and_values(names, values)
 }
 
-/// Fit (or evaluate at a given θ) a linear mixed model described by `spec`.
-#[extendr]
-fn lmm_fit_rs(spec: List, control: List) -> extendr_api::Result<List> {
+fn run_varpar(spec: List, theta: &[f64], sigma: f64) -> std::result::Result<List, Error> {
+    let mut model = read_model(spec)?;
+    let reml = model.reml;
+    let d = varpar_derivatives(&mut model, theta, sigma, reml).map_err(to_r_error)?;
+    Ok(List::from_names_and_values(
+        ["hessian", "jacobian", "vcov"],
+        [Robj::from(d.hessian), list_of_reals(d.jacobian), Robj::from(d.vcov)],
+    )?)
+}
+
+fn run_profile(spec: List, control: List) -> std::result::Result<List, Error> {
+    let mut model = read_model(spec)?;
+    let ctl = named(control);
+    let fc = read_control(&ctl)?;
+    let z = real(&ctl, "z")?;
+    let which: Vec<usize> = field(&ctl, "which")?
+        .as_integer_slice()
+        .ok_or_else(|| input("'which' must be an integer vector"))?
+        .iter()
+        .map(|&w| w.max(0) as usize)
+        .collect();
+    let r = profile_confint(&mut model, z, &which, &fc).map_err(to_r_error)?;
+    let (lo, hi): (Vec<f64>, Vec<f64>) = r.intervals.into_iter().unzip();
+    Ok(List::from_names_and_values(
+        ["theta", "deviance", "estimates", "lower", "upper"],
+        [Robj::from(r.theta_ml), Robj::from(r.deviance), Robj::from(r.estimates), Robj::from(lo), Robj::from(hi)],
+    )?)
+}
+
+/// Run a binding body with panics caught and turned into a classed internal error.
+fn guarded<F: FnOnce() -> std::result::Result<List, Error>>(f: F) -> extendr_api::Result<List> {
     silence_panics();
-    match catch_unwind(AssertUnwindSafe(|| run_fit(spec, control))) {
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(res) => res,
         Err(_) => Err(Error::Other("mixedrs_internal_error|internal error in the Rust engine; please report it".into())),
     }
+}
+
+/// Fit (or evaluate at a given θ) a linear mixed model described by `spec`.
+#[extendr]
+fn lmm_fit_rs(spec: List, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_fit(spec, control))
+}
+
+/// Hessian of the deviance over (θ, σ) and Jacobian of Var(β̂), for Satterthwaite's df.
+#[extendr]
+fn lmm_varpar_rs(spec: List, theta: Vec<f64>, sigma: f64) -> extendr_api::Result<List> {
+    guarded(|| run_varpar(spec, &theta, sigma))
+}
+
+/// Profile-likelihood confidence intervals (ML deviance, as lme4's profile).
+#[extendr]
+fn lmm_profile_rs(spec: List, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_profile(spec, control))
 }
 
 /// Panics are caught above; keep their text off the user's console.
@@ -162,4 +216,6 @@ fn silence_panics() {
 extendr_module! {
     mod mixedrs;
     fn lmm_fit_rs;
+    fn lmm_varpar_rs;
+    fn lmm_profile_rs;
 }

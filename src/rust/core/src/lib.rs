@@ -6,10 +6,14 @@ pub mod error;
 pub mod fit;
 pub mod model;
 pub mod optimize;
+pub mod profile;
 pub mod reterm;
+pub mod varpar;
 
 pub use error::{MixedError, Result};
 pub use fit::{fit, Fit};
 pub use model::LinearMixedModel;
-pub use optimize::{FitControl, OptimSummary};
+pub use optimize::{minimize, FitControl, Minimum, OptimSummary};
+pub use profile::{profile_confint, ProfileResult};
+pub use varpar::{varpar_derivatives, VarparDerivatives};
 pub use reterm::{CovForm, ReTerm};

@@ -52,6 +52,8 @@ pub struct LinearMixedModel {
     pub reml: bool,
     /// Σ log wᵢ (0 without weights), as in lme4's criterion.
     pub log_det_w: f64,
+    /// Prior weights, if any.
+    weights: Option<Vec<f64>>,
     a: Blocked,
     l: Blocked,
     lambdas: Vec<Vec<f64>>,
@@ -115,6 +117,7 @@ impl LinearMixedModel {
             }
         };
         let log_det_w = sqrtw.as_ref().map_or(0.0, |w| w.iter().map(|v| v.ln()).sum());
+        let weights = sqrtw.clone();
         let sqrtw: Option<Vec<f64>> = sqrtw.map(|w| w.iter().map(|v| v.sqrt()).collect());
 
         let nt = terms.len();
@@ -144,6 +147,7 @@ impl LinearMixedModel {
             n,
             reml,
             log_det_w,
+            weights,
             a,
             l,
             lambdas,
@@ -240,6 +244,83 @@ impl LinearMixedModel {
             }
         }
         Blocked { diag0, sparse, fe0, dense }
+    }
+
+    /// Replace the response and re-form only the y row of A (Zᵀy, Xᵀy, yᵀy); the
+    /// Z and X blocks are untouched. Used by profiles and simulation refits.
+    pub fn set_response(&mut self, y: &[f64]) -> Result<()> {
+        if y.len() != self.n {
+            return Err(MixedError::Input(format!("response has length {}, expected {}", y.len(), self.n)));
+        }
+        if y.iter().any(|v| !v.is_finite()) {
+            return Err(MixedError::Input("response has non-finite values".into()));
+        }
+        self.y.copy_from_slice(y);
+        let (n, p, m, nt) = (self.n, self.p, self.p + 1, self.terms.len());
+        let w = |o: usize| self.weights.as_ref().map_or(1.0, |w| w[o]);
+        let t0 = &self.terms[0];
+        let k0 = t0.k;
+        for c in 0..t0.q() {
+            self.a.fe0[p + c * m] = 0.0;
+        }
+        for o in 0..n {
+            let wy = w(o) * y[o];
+            let lev = t0.codes[o] as usize;
+            for b in 0..k0 {
+                self.a.fe0[p + (lev * k0 + b) * m] += t0.z[o + b * n] * wy;
+            }
+        }
+        for j in 1..=nt {
+            let blk = &mut self.a.dense[tri(nt, j)];
+            if j < nt {
+                let tj = &self.terms[j];
+                let kj = tj.k;
+                for c in 0..tj.q() {
+                    blk[p + c * m] = 0.0;
+                }
+                for o in 0..n {
+                    let wy = w(o) * y[o];
+                    let cj = tj.codes[o] as usize * kj;
+                    for b in 0..kj {
+                        blk[p + (cj + b) * m] += tj.z[o + b * n] * wy;
+                    }
+                }
+            } else {
+                for b in 0..m {
+                    blk[p + b * m] = 0.0;
+                }
+                for o in 0..n {
+                    let wy = w(o) * y[o];
+                    for b in 0..p {
+                        blk[p + b * m] += self.x[o + b * n] * wy;
+                    }
+                    blk[p + p * m] += y[o] * wy;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The deviance with σ given rather than profiled out, at θ: lme4's `devfun2` (ML)
+    /// and lmerTest's `devfun_vp` (REML adds log|R_X|² − p log 2πσ²).
+    pub fn deviance_at(&mut self, theta: &[f64], sigma: f64, reml: bool) -> Result<f64> {
+        self.update_l(theta)?;
+        Ok(self.deviance_from(&self.parts(), sigma, reml))
+    }
+
+    pub fn deviance_from(&self, c: &CriterionParts, sigma: f64, reml: bool) -> f64 {
+        let s2 = sigma * sigma;
+        let l2ps = (2.0 * std::f64::consts::PI * s2).ln();
+        let mut d = c.ldl2 - self.log_det_w + c.pwrss / s2 + self.n as f64 * l2ps;
+        if reml {
+            d += c.ldrx2 - self.p as f64 * l2ps;
+        }
+        d
+    }
+
+    /// Prior weights, if any.
+    pub fn weights(&self) -> Option<&[f64]> {
+        self.weights.as_deref()
     }
 
     /// Number of scalars stored in L; it depends on the levels and the data pattern, not on n.

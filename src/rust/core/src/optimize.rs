@@ -44,35 +44,40 @@ pub struct OptimSummary {
     pub message: String,
 }
 
-/// The profiled criterion as an argmin problem.
-struct Profiled<'a> {
-    model: RefCell<&'a mut LinearMixedModel>,
+/// Any objective as an argmin problem: counts evaluations and keeps the best point
+/// seen, so a line search that stalls in rounding noise near the optimum costs nothing.
+struct Tracked<F: FnMut(&[f64]) -> Result<f64>> {
+    f: RefCell<F>,
     evals: Cell<usize>,
     best: RefCell<(f64, Vec<f64>)>,
 }
 
-impl Profiled<'_> {
-    fn eval(&self, theta: &[f64]) -> Result<f64> {
+impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
+    fn new(f: F, n: usize) -> Self {
+        Tracked { f: RefCell::new(f), evals: Cell::new(0), best: RefCell::new((f64::INFINITY, vec![0.0; n])) }
+    }
+
+    fn eval(&self, x: &[f64]) -> Result<f64> {
         self.evals.set(self.evals.get() + 1);
-        let v = self.model.borrow_mut().objective(theta)?;
+        let v = (self.f.borrow_mut())(x)?;
         let mut best = self.best.borrow_mut();
         if v < best.0 {
             best.0 = v;
-            best.1.copy_from_slice(theta);
+            best.1.copy_from_slice(x);
         }
         Ok(v)
     }
 
-    fn fd_gradient(&self, theta: &[f64]) -> Result<Vec<f64>> {
-        let mut t = theta.to_vec();
-        let mut g = vec![0.0; theta.len()];
-        for i in 0..theta.len() {
-            let h = 1e-5 * theta[i].abs().max(1.0);
-            t[i] = theta[i] + h;
+    fn fd_gradient(&self, x: &[f64]) -> Result<Vec<f64>> {
+        let mut t = x.to_vec();
+        let mut g = vec![0.0; x.len()];
+        for i in 0..x.len() {
+            let h = 1e-5 * x[i].abs().max(1.0);
+            t[i] = x[i] + h;
             let fp = self.eval(&t)?;
-            t[i] = theta[i] - h;
+            t[i] = x[i] - h;
             let fm = self.eval(&t)?;
-            t[i] = theta[i];
+            t[i] = x[i];
             g[i] = (fp - fm) / (2.0 * h);
         }
         Ok(g)
@@ -80,9 +85,9 @@ impl Profiled<'_> {
 }
 
 /// argmin takes its problem by value; this lets it borrow ours.
-struct ByRef<'p, 'a>(&'p Profiled<'a>);
+struct ByRef<'p, F: FnMut(&[f64]) -> Result<f64>>(&'p Tracked<F>);
 
-impl CostFunction for ByRef<'_, '_> {
+impl<F: FnMut(&[f64]) -> Result<f64>> CostFunction for ByRef<'_, F> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, p: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
@@ -90,7 +95,7 @@ impl CostFunction for ByRef<'_, '_> {
     }
 }
 
-impl Gradient for ByRef<'_, '_> {
+impl<F: FnMut(&[f64]) -> Result<f64>> Gradient for ByRef<'_, F> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, p: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
@@ -114,7 +119,7 @@ struct Start {
 /// One backtracking steepest-descent step from (x0, f0), giving the Nocedal–Wright scale
 /// sᵀy/yᵀy for the initial inverse Hessian (argmin's BFGS starts from I, which makes
 /// its first line searches long when the criterion is steep).
-fn initial_step(problem: &Profiled, x0: Vec<f64>, f0: f64) -> Result<Start> {
+fn initial_step<F: FnMut(&[f64]) -> Result<f64>>(problem: &Tracked<F>, x0: Vec<f64>, f0: f64) -> Result<Start> {
     let g0 = problem.fd_gradient(&x0)?;
     let gn = g0.iter().map(|g| g * g).sum::<f64>().sqrt();
     if !(gn > 0.0) {
@@ -123,38 +128,50 @@ fn initial_step(problem: &Profiled, x0: Vec<f64>, f0: f64) -> Result<Start> {
     let mut alpha = 1.0 / gn;
     for _ in 0..30 {
         let x1: Vec<f64> = x0.iter().zip(&g0).map(|(x, g)| x - alpha * g).collect();
-        let f1 = problem.eval(&x1)?;
-        if f1 < f0 {
-            let g1 = problem.fd_gradient(&x1)?;
-            let sy: f64 = g0.iter().zip(&g1).map(|(a, b)| -alpha * a * (b - a)).sum();
-            let yy: f64 = g0.iter().zip(&g1).map(|(a, b)| (b - a) * (b - a)).sum();
-            let h0 = if sy > 0.0 && yy > 0.0 { sy / yy } else { alpha };
-            return Ok(Start { x: x1, f: f1, g: g1, h0 });
+        // a failed evaluation (e.g. outside the domain) counts as no decrease
+        if let Ok(f1) = problem.eval(&x1) {
+            if f1 < f0 {
+                let g1 = problem.fd_gradient(&x1)?;
+                let sy: f64 = g0.iter().zip(&g1).map(|(a, b)| -alpha * a * (b - a)).sum();
+                let yy: f64 = g0.iter().zip(&g1).map(|(a, b)| (b - a) * (b - a)).sum();
+                let h0 = if sy > 0.0 && yy > 0.0 { sy / yy } else { alpha };
+                return Ok(Start { x: x1, f: f1, g: g1, h0 });
+            }
         }
         alpha *= 0.5;
     }
     Ok(Start { x: x0, f: f0, g: g0, h0: 1.0 / gn })
 }
 
-/// Minimise the criterion over θ. Leaves the model's factor at the returned θ.
-pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Result<OptimSummary> {
-    let start = control.start.clone().unwrap_or_else(|| model.theta_start());
-    if start.len() != model.ntheta() {
-        return Err(MixedError::Input(format!("start has length {}, expected {}", start.len(), model.ntheta())));
+/// Result of [`minimize`].
+#[derive(Debug, Clone)]
+pub struct Minimum {
+    pub x: Vec<f64>,
+    pub f: f64,
+    pub evaluations: usize,
+    pub converged: bool,
+    pub message: String,
+}
+
+/// Minimise a smooth function of a few unconstrained parameters by BFGS with a
+/// More–Thuente line search and central-difference gradients, restarting from the
+/// best point when a line search stalls. Used for θ and for profiles.
+pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &FitControl) -> Result<Minimum> {
+    let n = x0.len();
+    let problem = Tracked::new(f, n);
+    let f0 = problem.eval(x0)?;
+    if n == 0 {
+        return Ok(Minimum { x: vec![], f: f0, evaluations: 1, converged: true, message: "nothing to optimise".into() });
     }
-    let is_diag = model.theta_is_diagonal();
-    let nth = start.len();
-    let problem = Profiled { model: RefCell::new(model), evals: Cell::new(0), best: RefCell::new((f64::INFINITY, start.clone())) };
-    let f0 = problem.eval(&start)?;
     let tol = control.grad_tol * (1.0 + f0.abs());
     let mut converged = false;
     let mut message = String::from("maximum number of iterations reached");
     for _ in 0..=control.max_restarts {
-        let (x0, f0) = {
+        let (xb, fb) = {
             let best = problem.best.borrow();
             (best.1.clone(), best.0)
         };
-        let start = initial_step(&problem, x0, f0)?;
+        let start = initial_step(&problem, xb, fb)?;
         let solver = BFGS::new(MoreThuenteLineSearch::new())
             .with_tolerance_grad(tol)
             .and_then(|s| s.with_tolerance_cost(0.0))
@@ -165,7 +182,7 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
                 s.param(start.x)
                     .cost(start.f)
                     .gradient(start.g)
-                    .inv_hessian(scaled_identity(nth, start.h0))
+                    .inv_hessian(scaled_identity(n, start.h0))
                     .max_iters(control.max_iter)
             })
             .run();
@@ -188,29 +205,51 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
             }
         }
     }
+    let (fbest, x) = problem.best.borrow().clone();
+    if !converged {
+        let g = problem.fd_gradient(&x)?;
+        if g.iter().map(|g| g * g).sum::<f64>().sqrt() < 1e3 * tol {
+            converged = true;
+            message = String::from("converged: gradient small at the best point");
+        }
+    }
+    Ok(Minimum { x, f: fbest, evaluations: problem.evals.get(), converged, message })
+}
+
+/// Minimise the criterion over θ. Leaves the model's factor at the returned θ.
+pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Result<OptimSummary> {
+    let start = control.start.clone().unwrap_or_else(|| model.theta_start());
+    if start.len() != model.ntheta() {
+        return Err(MixedError::Input(format!("start has length {}, expected {}", start.len(), model.ntheta())));
+    }
+    let is_diag = model.theta_is_diagonal();
+    let nth = start.len();
+    let min = minimize(|t| model.objective(t), &start, control)?;
+    let mut evaluations = min.evaluations;
+    let (converged, mut message) = (min.converged, min.message);
     // Normalise signs, then try diagonal elements that are nearly zero at exactly zero.
-    let mut theta = problem.best.borrow().1.clone();
-    problem.model.borrow().normalize_theta(&mut theta);
-    let mut fbest = problem.eval(&theta)?;
+    let mut theta = min.x;
+    model.normalize_theta(&mut theta);
+    let mut fbest = model.objective(&theta)?;
     for i in 0..nth {
         if is_diag[i] && theta[i] != 0.0 && theta[i].abs() < control.boundary_tol {
             let mut t = theta.clone();
             t[i] = 0.0;
-            let v = problem.eval(&t)?;
+            evaluations += 1;
+            let v = model.objective(&t)?;
             if v <= fbest + 1e-10 * (1.0 + fbest.abs()) {
                 theta = t;
                 fbest = v;
             }
         }
     }
+    let problem = Tracked::new(|t: &[f64]| model.objective(t), nth);
     let grad = problem.fd_gradient(&theta)?;
+    evaluations += problem.evals.get() + 2;
     let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
-    let evaluations = problem.evals.get();
-    let model = problem.model.into_inner();
     let criterion = model.objective(&theta)?;
-    if !converged && grad_norm < 1e3 * tol {
-        converged = true;
-        message = String::from("converged: gradient small at the best point");
+    if !converged {
+        message = format!("{} (gradient norm {:.2e})", message, grad_norm);
     }
-    Ok(OptimSummary { theta, criterion, evaluations: evaluations + 1, converged, grad_norm, message })
+    Ok(OptimSummary { theta, criterion, evaluations, converged, grad_norm, message })
 }

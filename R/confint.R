@@ -1,0 +1,85 @@
+# Confidence intervals as lme4's confint.merMod: likelihood profiles (the default)
+# or Wald, with lme4's row names.
+
+# Names of the variance parameters on the sd/cor scale, in θ's layout, then sigma.
+# oldNames = TRUE gives lme4's .sig01, .sig02, ..., .sigma.
+profile_names <- function(object, oldNames = TRUE) {
+  lay <- object$theta_layout
+  nvp <- nrow(lay)
+  if (oldNames) return(c(sprintf(".sig%02d", seq_len(nvp)), ".sigma"))
+  nm <- vapply(seq_len(nvp), function(i) {
+    t <- object$model$terms[[lay$term[i]]]
+    r <- lay$row[i]
+    c <- lay$col[i]
+    if (r == c) paste0("sd_", t$cnms[r], "|", t$group) else paste0("cor_", t$cnms[r], ".", t$cnms[c], "|", t$group)
+  }, "")
+  c(nm, "sigma")
+}
+
+format_perc <- function(probs, digits = 3) {
+  paste(format(100 * probs, trim = TRUE, scientific = FALSE, digits = digits), "%")
+}
+
+#' Confidence intervals for lmm fits
+#'
+#' Profile-likelihood intervals (the default) for the standard deviations,
+#' correlations, residual standard deviation and fixed effects, as lme4's
+#' `confint()` computes them from the ML deviance; or Wald intervals for the
+#' fixed effects. The interval ends are solved for directly rather than read off
+#' an interpolated profile.
+#' @param object an `lmm` fit.
+#' @param parm parameters: names, indices, "theta_" or "beta_"; all by default.
+#' @param level confidence level.
+#' @param method "profile", "Wald" or "boot".
+#' @param oldNames lme4's `.sig01` names (TRUE) or `sd_(Intercept)|g` names.
+#' @param quiet suppress the "Computing ..." message.
+#' @param ... unused.
+#' @export
+confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald", "boot"),
+                        oldNames = TRUE, quiet = FALSE, ...) {
+  method <- match.arg(method)
+  if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
+    mixedrs_abort("'level' must be a single number between 0 and 1")
+  }
+  a <- (1 - level) / 2
+  cn <- format_perc(c(a, 1 - a))
+  vnames <- profile_names(object, oldNames)
+  all_names <- c(vnames, names(object$beta))
+  which <- select_parm(parm, all_names, length(vnames), missing(parm))
+  out <- matrix(NA_real_, length(which), 2L, dimnames = list(all_names[which], cn))
+  if (method == "boot") {
+    mixedrs_abort("confint(method = \"boot\") is not available yet: the parametric bootstrap has not been built",
+                  kind = "not_available")
+  }
+  if (method == "Wald") {
+    fe <- which > length(vnames)
+    j <- which[fe] - length(vnames)
+    se <- sqrt(diag(object$vcov))[j]
+    z <- stats::qnorm(1 - a)
+    out[fe, ] <- cbind(object$beta[j] - z * se, object$beta[j] + z * se)
+    return(out)
+  }
+  if (!quiet) message("Computing profile confidence intervals ...")
+  ctl <- object$control
+  res <- call_rust(lmm_profile_rs, rust_spec(object$model, REML = FALSE),
+                   list(max_iter = ctl$max_iter, max_restarts = ctl$max_restarts, grad_tol = ctl$grad_tol,
+                        boundary_tol = ctl$boundary_tol, start = unname(object$theta),
+                        z = stats::qnorm(1 - a), which = as.integer(which - 1L)))
+  out[, 1L] <- res$lower
+  out[, 2L] <- res$upper
+  out
+}
+
+select_parm <- function(parm, all_names, nvp, missing_parm) {
+  if (missing_parm) return(seq_along(all_names))
+  if (is.numeric(parm)) {
+    if (any(parm < 1 | parm > length(all_names))) mixedrs_abort("'parm' indices are out of range")
+    return(as.integer(parm))
+  }
+  parm <- as.character(parm)
+  if (identical(parm, "theta_")) return(seq_len(nvp + 1L))
+  if (identical(parm, "beta_")) return(seq(nvp + 2L, length.out = length(all_names) - nvp - 1L))
+  bad <- setdiff(parm, all_names)
+  if (length(bad)) mixedrs_abort(sprintf("unknown parameter%s: %s", if (length(bad) > 1) "s" else "", paste(bad, collapse = ", ")))
+  match(parm, all_names)
+}

@@ -1,0 +1,183 @@
+# Inference on the fixed effects, as lmerTest does it: t and F tests with
+# Satterthwaite's denominator df. The Rust engine supplies the Hessian of the
+# deviance over the variance parameters (θ, σ) and the Jacobian of Var(β̂);
+# everything here is small p×p algebra.
+
+ddf_methods <- c("Satterthwaite", "Kenward-Roger", "lme4")
+
+# Asymptotic covariance of (θ, σ), 2 H⁻¹, and ∂Var(β̂)/∂(θ, σ); computed once per fit.
+varpar_info <- function(object) {
+  cache <- object$cache
+  if (is.environment(cache) && !is.null(cache$varpar)) return(cache$varpar)
+  res <- call_rust(lmm_varpar_rs, rust_spec(object$model, object$REML), unname(as.double(object$theta)),
+                   as.double(object$sigma))
+  k1 <- length(object$theta) + 1L
+  h <- matrix(res$hessian, k1, k1)
+  eig <- eigen(h, symmetric = TRUE)
+  tol <- 1e-8
+  neg <- eig$values < -tol
+  zero <- abs(eig$values) <= tol
+  plural <- function(n) if (n > 1) "eigenvalues" else "eigenvalue"
+  if (any(neg)) {
+    warning(sprintf("Model failed to converge with %d negative %s: %s", sum(neg), plural(sum(neg)),
+                    paste(sprintf("%1.1e", eig$values[neg]), collapse = " ")), call. = FALSE)
+  }
+  if (any(zero)) {
+    warning(sprintf("Model may not have converged with %d %s close to zero: %s", sum(zero), plural(sum(zero)),
+                    paste(sprintf("%1.1e", eig$values[zero]), collapse = " ")), call. = FALSE)
+  }
+  pos <- eig$values > tol
+  v <- eig$vectors[, pos, drop = FALSE]
+  h_inv <- v %*% (t(v) / eig$values[pos])
+  p <- length(object$beta)
+  info <- list(vcov_varpar = 2 * h_inv,
+               jacobian = lapply(res$jacobian, matrix, nrow = p, ncol = p),
+               vcov = unname(object$vcov))
+  if (is.environment(cache)) cache$varpar <- info
+  info
+}
+
+qform <- function(x, A) sum(x * (A %*% x))
+
+check_ddf <- function(ddf, object) {
+  ddf <- match.arg(ddf, ddf_methods)
+  if (ddf == "Kenward-Roger") {
+    if (!object$REML) mixedrs_abort("Kenward-Roger's method is only available for REML model fits")
+  }
+  ddf
+}
+
+# One t test of L β = rhs.
+contest_1d <- function(object, L, rhs = 0, ddf = "Satterthwaite", confint = FALSE, level = 0.95) {
+  L <- as.double(L)
+  beta <- unname(object$beta)
+  if (length(L) != length(beta)) mixedrs_abort(sprintf("contrast has length %d, but the model has %d fixed effects", length(L), length(beta)))
+  est <- sum(L * beta)
+  if (ddf == "Kenward-Roger") {
+    kr <- kr_info(object)
+    var_con <- qform(L, kr$vcov_adj)
+    df <- kr_ddf_1d(kr, L)
+  } else {
+    info <- varpar_info(object)
+    var_con <- qform(L, info$vcov)
+    grad <- vapply(info$jacobian, function(J) qform(L, J), 0)
+    df <- 2 * var_con^2 / qform(grad, info$vcov_varpar)
+  }
+  se <- sqrt(var_con)
+  tval <- (est - rhs) / se
+  out <- data.frame(Estimate = est, `Std. Error` = se, df = df, `t value` = tval, check.names = FALSE)
+  if (confint) {
+    fac <- stats::qt((1 - level) / 2, df = df, lower.tail = FALSE)
+    out$lower <- est - fac * se
+    out$upper <- est + fac * se
+  }
+  out[["Pr(>|t|)"]] <- 2 * stats::pt(abs(tval), df = df, lower.tail = FALSE)
+  out
+}
+
+# lmerTest's F statistic's denominator df from the eigen-contrasts' df.
+fstat_ddf <- function(nu, tol = 1e-8) {
+  if (length(nu) == 1L) return(nu)
+  if (all(abs(diff(nu)) < tol)) return(mean(nu))
+  if (any(nu <= 2)) return(2)
+  E <- sum(nu / (nu - 2))
+  2 * E / (E - length(nu))
+}
+
+f_table <- function(Fvalue, ndf, ddf, sigma, Fscale = 1) {
+  ms <- Fvalue * sigma^2
+  Fv <- Fvalue * Fscale
+  data.frame(`Sum Sq` = ms * ndf, `Mean Sq` = ms, NumDF = ndf, DenDF = ddf, `F value` = Fv,
+             `Pr(>F)` = stats::pf(Fv, ndf, ddf, lower.tail = FALSE), check.names = FALSE)
+}
+
+# Joint F test of L β = rhs (L has one row per hypothesis), lmerTest's contestMD.
+contest_md <- function(object, L, rhs = 0, ddf = "Satterthwaite", eps = sqrt(.Machine$double.eps)) {
+  if (!is.matrix(L)) L <- matrix(L, nrow = 1L)
+  storage.mode(L) <- "double"
+  if (ncol(L) != length(object$beta)) mixedrs_abort(sprintf("contrast matrix has %d columns, but the model has %d fixed effects", ncol(L), length(object$beta)))
+  if (length(rhs) == 1L) rhs <- rep(rhs, nrow(L))
+  if (length(rhs) != nrow(L)) mixedrs_abort("'rhs' must have one value per row of L")
+  if (nrow(L) == 0L) return(f_table(numeric(0), numeric(0), numeric(0), numeric(0)))
+  if (ddf == "Kenward-Roger") return(kr_ftest(object, L, rhs))
+  if (nrow(L) == 1L) {
+    r <- contest_1d(object, L[1L, ], rhs = rhs, ddf = ddf)
+    return(f_table(r[["t value"]]^2, 1L, r$df, object$sigma))
+  }
+  beta <- unname(object$beta)
+  if (!all(rhs == 0)) beta <- beta - drop(ginv(L) %*% rhs)
+  info <- varpar_info(object)
+  eig <- eigen(L %*% info$vcov %*% t(L), symmetric = TRUE)
+  d <- eig$values
+  q <- sum(d > max(eps * d[1L], 0))
+  if (q < nrow(L) && !all(rhs == 0)) warning("Contrast is rank deficient and test may be affected")
+  if (q <= 0L) return(f_table(numeric(0), numeric(0), numeric(0), numeric(0)))
+  PtL <- crossprod(eig$vectors, L)[seq_len(q), , drop = FALSE]
+  if (q == 1L) {
+    r <- contest_1d(object, PtL[1L, ], rhs = rhs[1L], ddf = ddf)
+    return(f_table(r[["t value"]]^2, 1L, r$df, object$sigma))
+  }
+  Fvalue <- sum(drop(PtL %*% beta)^2 / d[seq_len(q)]) / q
+  nu <- vapply(seq_len(q), function(m) {
+    grad <- vapply(info$jacobian, function(J) qform(PtL[m, ], J), 0)
+    2 * d[m]^2 / qform(grad, info$vcov_varpar)
+  }, 0)
+  f_table(Fvalue, q, fstat_ddf(nu), object$sigma)
+}
+
+# Moore–Penrose inverse.
+ginv <- function(X, tol = sqrt(.Machine$double.eps)) {
+  s <- svd(X)
+  pos <- s$d > max(tol * s$d[1L], 0)
+  if (!any(pos)) return(array(0, dim(X)[2:1]))
+  s$v[, pos, drop = FALSE] %*% (t(s$u[, pos, drop = FALSE]) / s$d[pos])
+}
+
+#' Tests of linear contrasts of the fixed effects
+#'
+#' `contest(m, L)` tests `L %*% beta = rhs`, as lmerTest's `contest()`: with
+#' `joint = TRUE` one F test (Satterthwaite's or Kenward–Roger's df), otherwise one
+#' t test per row of `L`.
+#' @param model an `lmm` fit.
+#' @param L a contrast vector or matrix with one column per fixed effect.
+#' @param rhs right-hand side, 0 by default.
+#' @param joint one joint F test (TRUE) or a t test per row.
+#' @param collect kept for lmerTest compatibility.
+#' @param confint,level add Wald intervals with the t df to the t tests.
+#' @param check_estimability ignored (lmm drops aliased columns).
+#' @param ddf "Satterthwaite", "Kenward-Roger" or "lme4".
+#' @param ... unused.
+#' @export
+contest <- function(model, L, ...) UseMethod("contest")
+
+#' @rdname contest
+#' @export
+contest.lmm <- function(model, L, rhs = 0, joint = TRUE, collect = TRUE, confint = TRUE, level = 0.95,
+                        check_estimability = FALSE, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), ...) {
+  ddf <- check_ddf(ddf, model)
+  if (ddf == "lme4") ddf <- "Satterthwaite"
+  if (!is.matrix(L)) L <- matrix(L, nrow = 1L)
+  if (!is.numeric(L)) mixedrs_abort("'L' must be a numeric vector or matrix")
+  if (joint) return(contest_md(model, L, rhs = rhs, ddf = ddf))
+  if (length(rhs) == 1L) rhs <- rep(rhs, nrow(L))
+  tab <- do.call(rbind, lapply(seq_len(nrow(L)), function(i) {
+    contest_1d(model, L[i, ], rhs = rhs[i], ddf = ddf, confint = confint, level = level)
+  }))
+  if (!is.null(rownames(L))) rownames(tab) <- rownames(L)
+  tab
+}
+
+# The coefficient table of summary(): one t test per fixed effect.
+coef_table <- function(object, ddf) {
+  p <- length(object$beta)
+  if (ddf == "lme4") {
+    se <- sqrt(diag(object$vcov))
+    return(cbind(Estimate = object$beta, `Std. Error` = se, `t value` = object$beta / se))
+  }
+  tab <- do.call(rbind, lapply(seq_len(p), function(i) {
+    contest_1d(object, as.double(seq_len(p) == i), ddf = ddf)
+  }))
+  tab <- as.matrix(tab)
+  rownames(tab) <- names(object$beta)
+  tab
+}

@@ -1,0 +1,110 @@
+# Kenward–Roger: the small-sample adjusted Var(β̂) and denominator df, in the
+# formulation pbkrtest uses (Halekoh & Højsgaard 2014). Var(y) = Σ is written as
+# Σ_r γ_r G_r, linear in the covariance elements γ (each term's lower triangle, then
+# σ²), so the second derivatives of Σ vanish. This is dense n×n algebra, like
+# pbkrtest's, and meant for the small data sets where KR matters.
+
+kr_info <- function(object) {
+  cache <- object$cache
+  if (is.environment(cache) && !is.null(cache$kr)) return(cache$kr)
+  if (!object$REML) mixedrs_abort("Kenward-Roger's method is only available for REML model fits")
+  if (!is.null(object$model$weights)) mixedrs_abort("Kenward-Roger's method is not available for weighted fits", kind = "not_available")
+  n <- nobs(object)
+  if (n > 5000) mixedrs_abort(sprintf("Kenward-Roger's method needs dense %d x %d matrices; use ddf = \"Satterthwaite\"", n, n), kind = "not_available")
+  X <- unname(object$model$X)
+  G <- list()
+  gamma <- numeric(0)
+  for (ti in seq_along(object$model$terms)) {
+    t <- object$model$terms[[ti]]
+    here <- object$theta_layout$term == ti
+    lam <- matrix(0, ncol(t$Z), ncol(t$Z))
+    lam[cbind(object$theta_layout$row[here], object$theta_layout$col[here])] <- object$theta[here]
+    vc <- object$sigma^2 * tcrossprod(lam)
+    # A[[a]]: n × levels, column l holds Z[, a] on the rows of level l
+    ind <- outer(as.integer(t$factor), seq_len(nlevels(t$factor)), "==")
+    A <- lapply(seq_len(ncol(t$Z)), function(a) ind * t$Z[, a])
+    lay <- object$theta_layout[here, ]
+    for (r in seq_len(nrow(lay))) {
+      i <- lay$row[r]
+      j <- lay$col[r]
+      G[[length(G) + 1L]] <- if (i == j) tcrossprod(A[[i]]) else tcrossprod(A[[i]], A[[j]]) + tcrossprod(A[[j]], A[[i]])
+      gamma <- c(gamma, vc[i, j])
+    }
+  }
+  G[[length(G) + 1L]] <- diag(n)
+  gamma <- c(gamma, object$sigma^2)
+  Sigma <- Reduce(`+`, Map(`*`, gamma, G))
+  Sinv <- chol2inv(chol(Sigma))
+  Phi <- unname(object$vcov)
+  ng <- length(G)
+  TT <- Sinv %*% X
+  HH <- lapply(G, function(g) g %*% Sinv)
+  OO <- lapply(HH, function(h) h %*% X)
+  PP <- lapply(OO, function(o) -crossprod(o, TT))
+  PP <- lapply(PP, function(p) (p + t(p)) / 2)
+  QQ <- matrix(list(), ng, ng)
+  IE2 <- matrix(0, ng, ng)
+  for (r in seq_len(ng)) {
+    for (s in r:ng) {
+      QQ[[r, s]] <- crossprod(OO[[r]], Sinv %*% OO[[s]])
+      IE2[r, s] <- IE2[s, r] <- sum(t(HH[[r]]) * HH[[s]]) - 2 * sum(Phi * QQ[[r, s]]) +
+        sum((Phi %*% PP[[r]]) * (PP[[s]] %*% Phi))
+    }
+  }
+  W <- if (min(abs(eigen(IE2, symmetric = TRUE, only.values = TRUE)$values)) > 1e-10) 2 * solve(IE2) else 2 * ginv(IE2)
+  U <- matrix(0, ncol(X), ncol(X))
+  for (r in seq_len(ng)) {
+    for (s in r:ng) {
+      term <- W[r, s] * (QQ[[r, s]] - PP[[r]] %*% Phi %*% PP[[s]])
+      U <- U + if (r == s) term else term + t(term)
+    }
+  }
+  info <- list(vcov = Phi, vcov_adj = Phi + 2 * Phi %*% U %*% Phi, P = PP, W = W)
+  if (is.environment(cache)) cache$kr <- info
+  info
+}
+
+# A1, A2 and the df of Kenward & Roger for the hypothesis L (q rows, rank q).
+kr_df_parts <- function(kr, L, q) {
+  Phi <- kr$vcov
+  Theta <- t(L) %*% solve(L %*% Phi %*% t(L), L)
+  u <- lapply(kr$P, function(P) Theta %*% Phi %*% P %*% Phi)
+  A1 <- A2 <- 0
+  ng <- length(u)
+  for (i in seq_len(ng)) {
+    for (j in i:ng) {
+      e <- if (i == j) 1 else 2
+      A1 <- A1 + e * kr$W[i, j] * sum(diag(u[[i]])) * sum(diag(u[[j]]))
+      A2 <- A2 + e * kr$W[i, j] * sum(u[[i]] * t(u[[j]]))
+    }
+  }
+  B <- (A1 + 6 * A2) / (2 * q)
+  g <- ((q + 1) * A1 - (q + 4) * A2) / ((q + 2) * A2)
+  den <- 3 * q + 2 * (1 - g)
+  c1 <- g / den
+  c2 <- (q - g) / den
+  c3 <- (q + 2 - g) / den
+  V0 <- 1 + c1 * B
+  if (abs(V0) < 1e-10) V0 <- 0
+  V1 <- 1 - c2 * B
+  V2 <- 1 - c3 * B
+  ratio <- if (abs(1 - A2 / q) < 1e-14 && abs(V1) < 1e-14) 1 else (1 - A2 / q) / V1
+  rho <- ratio^2 * V0 / V2 / q
+  ddf <- 4 + (q + 2) / (q * rho - 1)
+  scaling <- if (abs(ddf - 2) < 0.01) 1 else ddf * (1 - A2 / q) / (ddf - 2)
+  list(ddf = ddf, scaling = scaling)
+}
+
+kr_ddf_1d <- function(kr, L) kr_df_parts(kr, matrix(L, nrow = 1L), 1)$ddf
+
+kr_ftest <- function(object, L, rhs) {
+  kr <- kr_info(object)
+  q <- qr(L)$rank
+  if (q < nrow(L) && !all(rhs == 0)) warning("Contrast is rank deficient and test may be affected")
+  parts <- kr_df_parts(kr, L, q)
+  beta <- unname(object$beta)
+  if (!all(rhs == 0)) beta <- beta - drop(ginv(L) %*% rhs)
+  Lb <- L %*% beta
+  wald <- drop(crossprod(Lb, solve(L %*% kr$vcov_adj %*% t(L), Lb)))
+  f_table(wald / q, q, parts$ddf, object$sigma, Fscale = parts$scaling)
+}

@@ -1,0 +1,299 @@
+//! Likelihood-profile confidence intervals, as lme4's `profile()` + `confint()` define
+//! them, but solving for the interval ends directly instead of tabulating the profile
+//! and interpolating it with splines.
+//!
+//! Like lme4, profiles use the ML deviance. The variance parameters are profiled on
+//! the standard-deviation/correlation scale φ = (sd, cor per term in θ's layout, then σ),
+//! with σ explicit in the deviance; each fixed effect βⱼ is profiled by moving xⱼβⱼ
+//! into the response and re-optimising θ. ζ(x) = sign(x − x̂)·√(dev(x) − dev̂), and
+//! the interval ends solve ζ(x) = ±z.
+use crate::error::{MixedError, Result};
+use crate::model::LinearMixedModel;
+use crate::optimize::{minimize, optimize_theta, FitControl};
+
+/// Kind of each element of φ, which fixes its range and the inner transform.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParKind {
+    Sd,
+    Cor,
+    Sigma,
+}
+
+/// φ's kinds, from the model's θ layout, with σ last.
+pub fn sdcor_kinds(model: &LinearMixedModel) -> Vec<ParKind> {
+    let mut k: Vec<ParKind> = model
+        .terms
+        .iter()
+        .flat_map(|t| t.theta_layout().iter().map(|&(i, j)| if i == j { ParKind::Sd } else { ParKind::Cor }).collect::<Vec<_>>())
+        .collect();
+    k.push(ParKind::Sigma);
+    k
+}
+
+/// θ and σ to φ (lme4's `Cv_to_Sv`): per term C = ΛΛᵀ, sd = σ√Cⱼⱼ, cor = Cᵢⱼ/√(CᵢᵢCⱼⱼ).
+pub fn theta_to_sdcor(model: &LinearMixedModel, theta: &[f64], sigma: f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(theta.len() + 1);
+    let mut off = 0;
+    for t in &model.terms {
+        let k = t.k;
+        let nth = t.ntheta();
+        let mut lam = vec![0.0; k * k];
+        t.fill_lambda(&theta[off..off + nth], &mut lam);
+        let c = |i: usize, j: usize| (0..k).map(|a| lam[i + a * k] * lam[j + a * k]).sum::<f64>();
+        for &(i, j) in t.theta_layout() {
+            if i == j {
+                out.push(sigma * c(i, i).sqrt());
+            } else {
+                let d = (c(i, i) * c(j, j)).sqrt();
+                out.push(if d > 0.0 { c(i, j) / d } else { 0.0 });
+            }
+        }
+        off += nth;
+    }
+    out.push(sigma);
+    out
+}
+
+/// φ to θ (lme4's `Sv_to_Cv`): Λ = chol(C) with C = D R D / σ². The factorisation
+/// tolerates semidefinite C (a zero sd, or |cor| = 1) by zeroing the dependent column.
+/// Errors when R is not positive semidefinite.
+pub fn sdcor_to_theta(model: &LinearMixedModel, phi: &[f64]) -> Result<(Vec<f64>, f64)> {
+    let sigma = *phi.last().ok_or_else(|| MixedError::Input("empty parameter vector".into()))?;
+    let mut theta = Vec::with_capacity(phi.len() - 1);
+    let mut off = 0;
+    for t in &model.terms {
+        let k = t.k;
+        let layout = t.theta_layout();
+        let par = &phi[off..off + layout.len()];
+        let mut sd = vec![0.0; k];
+        let mut cor = vec![0.0; k * k];
+        for d in 0..k {
+            cor[d + d * k] = 1.0;
+        }
+        for (&(i, j), &v) in layout.iter().zip(par) {
+            if i == j {
+                sd[i] = v / sigma;
+            } else {
+                cor[i + j * k] = v;
+                cor[j + i * k] = v;
+            }
+        }
+        let mut l = vec![0.0; k * k];
+        for j in 0..k {
+            let mut d = sd[j] * sd[j] - (0..j).map(|a| l[j + a * k] * l[j + a * k]).sum::<f64>();
+            let scale = sd[j] * sd[j];
+            if d < -1e-10 * scale.max(1e-300) {
+                return Err(MixedError::Numerical("correlation matrix is not positive semidefinite".into()));
+            }
+            d = d.max(0.0);
+            let ljj = d.sqrt();
+            l[j + j * k] = ljj;
+            for i in j + 1..k {
+                let cij = sd[i] * sd[j] * cor[i + j * k];
+                let s = cij - (0..j).map(|a| l[i + a * k] * l[j + a * k]).sum::<f64>();
+                l[i + j * k] = if ljj > 1e-12 * sd[j].abs().max(1e-300) { s / ljj } else { 0.0 };
+            }
+        }
+        // a diagonal term's θ is just sd/σ (its sign is irrelevant)
+        for &(i, j) in layout {
+            theta.push(if i == j && t.cov == crate::reterm::CovForm::Diagonal { sd[i] } else { l[i + j * k] });
+        }
+        off += layout.len();
+    }
+    Ok((theta, sigma))
+}
+
+/// One end of an interval, from the estimate outward until ζ = target.
+struct Side {
+    est: f64,
+    target: f64,
+    lower: f64,
+    upper: f64,
+}
+
+/// Solve ζ(x) = target on one side of the estimate. `zeta` returns ζ at x. `scale` is a
+/// first guess of the x change per unit ζ. Returns the bound if ζ cannot reach the
+/// target before it, and NaN if the profile flattens out.
+fn solve_side<F: FnMut(f64) -> Result<f64>>(side: &Side, scale: f64, mut zeta: F) -> Result<f64> {
+    let dir = side.target.signum();
+    let clamp = |x: f64| x.max(side.lower).min(side.upper);
+    // (x, ζ) known points; start at the estimate with ζ = 0
+    let (mut x0, mut z0) = (side.est, 0.0);
+    let mut x1 = clamp(side.est + dir * scale.abs().max(1e-8) * side.target.abs());
+    if x1 == side.est {
+        return Ok(side.est);
+    }
+    let mut z1 = zeta(x1)?;
+    let mut bracket: Option<(f64, f64, f64, f64)> = None; // (x_in, z_in, x_out, z_out)
+    for _ in 0..60 {
+        if (z1 - side.target).abs() < 1e-9 {
+            return Ok(x1);
+        }
+        if (z1 - side.target) * dir >= 0.0 {
+            bracket = Some(match bracket {
+                Some((xi, zi, _, _)) => (xi, zi, x1, z1),
+                None => (x0, z0, x1, z1),
+            });
+        } else if let Some((_, _, xo, zo)) = bracket {
+            bracket = Some((x1, z1, xo, zo));
+        } else if x1 == side.lower || x1 == side.upper {
+            return Ok(x1);
+        }
+        let next = match bracket {
+            Some((xi, zi, xo, zo)) => {
+                if (xo - xi).abs() <= 1e-10 * (xi.abs() + xo.abs()).max(1e-10) {
+                    return Ok(0.5 * (xi + xo));
+                }
+                // regula falsi, with a bisection guard
+                let t = (side.target - zi) / (zo - zi);
+                let t = if t.is_finite() { t.clamp(0.05, 0.95) } else { 0.5 };
+                xi + t * (xo - xi)
+            }
+            None => {
+                // secant through the last two points, at most ten times the last step
+                let slope = (z1 - z0) / (x1 - x0);
+                let step = if slope.is_finite() && slope * dir * (x1 - x0).signum() > 0.0 && slope != 0.0 {
+                    (side.target - z1) / slope
+                } else {
+                    2.0 * (x1 - x0)
+                };
+                let cap = 10.0 * (x1 - x0).abs();
+                clamp(x1 + step.clamp(-cap, cap))
+            }
+        };
+        x0 = x1;
+        z0 = z1;
+        x1 = next;
+        z1 = zeta(x1)?;
+    }
+    Ok(f64::NAN)
+}
+
+fn inner_control() -> FitControl {
+    FitControl { grad_tol: 1e-10, max_iter: 500, max_restarts: 4, ..FitControl::default() }
+}
+
+/// Profile intervals. `model` must be an ML model. Returns the ML optimum's θ, the
+/// estimates φ̂ and β̂, and one (lower, upper) per element of [φ, β] listed in `which`
+/// (0-based, φ first).
+pub struct ProfileResult {
+    pub theta_ml: Vec<f64>,
+    pub deviance: f64,
+    pub estimates: Vec<f64>,
+    pub intervals: Vec<(f64, f64)>,
+}
+
+pub fn profile_confint(model: &mut LinearMixedModel, z: f64, which: &[usize], control: &FitControl) -> Result<ProfileResult> {
+    if model.reml {
+        return Err(MixedError::Input("profiles use the ML deviance; build the model with REML = FALSE".into()));
+    }
+    let opt = optimize_theta(model, control)?;
+    let base = opt.criterion;
+    let sigma = model.sigma();
+    let beta = model.beta();
+    let vcov = model.vcov_unscaled();
+    let phi_hat = theta_to_sdcor(model, &opt.theta, sigma);
+    let kinds = sdcor_kinds(model);
+    let nphi = phi_hat.len();
+    let mut estimates = phi_hat.clone();
+    estimates.extend(&beta);
+    let mut intervals = Vec::with_capacity(which.len());
+    for &w in which {
+        if w >= estimates.len() {
+            return Err(MixedError::Input(format!("parameter index {} is out of range", w + 1)));
+        }
+        let iv = if w < nphi {
+            profile_varpar(model, &phi_hat, &kinds, w, base, z)?
+        } else {
+            let j = w - nphi;
+            let se = (vcov[j + j * model.p]).sqrt() * sigma;
+            profile_fixef(model, &opt.theta, beta[j], se, j, base, z)?
+        };
+        intervals.push(iv);
+    }
+    model.update_l(&opt.theta)?;
+    Ok(ProfileResult { theta_ml: opt.theta, deviance: base, estimates, intervals })
+}
+
+/// Inner parameters for the minimisation with φ_w fixed: sd as is (its sign is
+/// immaterial), cor through tanh, σ through exp.
+fn to_inner(kind: ParKind, v: f64) -> f64 {
+    match kind {
+        ParKind::Sd => v,
+        ParKind::Cor => v.clamp(-0.999999, 0.999999).atanh(),
+        ParKind::Sigma => v.max(1e-300).ln(),
+    }
+}
+
+fn from_inner(kind: ParKind, v: f64) -> f64 {
+    match kind {
+        ParKind::Sd => v,
+        ParKind::Cor => v.tanh(),
+        ParKind::Sigma => v.exp(),
+    }
+}
+
+fn profile_varpar(model: &mut LinearMixedModel, phi_hat: &[f64], kinds: &[ParKind], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
+    let free: Vec<usize> = (0..phi_hat.len()).filter(|&i| i != w).collect();
+    let (lower, upper) = match kinds[w] {
+        ParKind::Sd | ParKind::Sigma => (0.0, f64::INFINITY),
+        ParKind::Cor => (-1.0, 1.0),
+    };
+    let ctl = inner_control();
+    let mut ends = [f64::NAN; 2];
+    for (e, target) in [-z, z].into_iter().enumerate() {
+        // warm start: the previous inner optimum on this side
+        let mut start: Vec<f64> = free.iter().map(|&i| to_inner(kinds[i], phi_hat[i])).collect();
+        let side = Side { est: phi_hat[w], target, lower, upper };
+        let scale = match kinds[w] {
+            ParKind::Cor => 0.1,
+            _ => 0.15 * phi_hat[w].abs().max(1e-3 * phi_hat[phi_hat.len() - 1]),
+        };
+        ends[e] = solve_side(&side, scale, |x| {
+            let f = |inner: &[f64]| -> Result<f64> {
+                let mut phi = phi_hat.to_vec();
+                phi[w] = x;
+                for (a, &i) in free.iter().enumerate() {
+                    phi[i] = from_inner(kinds[i], inner[a]);
+                }
+                let (theta, sigma) = sdcor_to_theta(model, &phi)?;
+                let d = model.deviance_at(&theta, sigma, false)?;
+                if d.is_finite() {
+                    Ok(d)
+                } else {
+                    Err(MixedError::Numerical("deviance is not finite".into()))
+                }
+            };
+            let m = minimize(f, &start, &ctl)?;
+            start = m.x;
+            let dd = (m.f - base).max(0.0);
+            Ok((x - phi_hat[w]).signum() * dd.sqrt())
+        })?;
+    }
+    Ok((ends[0], ends[1]))
+}
+
+fn profile_fixef(model: &LinearMixedModel, theta_hat: &[f64], est: f64, se: f64, j: usize, base: f64, z: f64) -> Result<(f64, f64)> {
+    let (n, p) = (model.n, model.p);
+    let xj: Vec<f64> = model.x[j * n..(j + 1) * n].to_vec();
+    let xdrop: Vec<f64> = (0..p).filter(|&a| a != j).flat_map(|a| model.x[a * n..(a + 1) * n].iter().copied()).collect();
+    let y0 = model.y.clone();
+    let mut mj = LinearMixedModel::new(model.terms.clone(), xdrop, p - 1, y0.clone(), model.weights().map(|w| w.to_vec()), false)?;
+    let mut ctl = inner_control();
+    let mut ends = [f64::NAN; 2];
+    let mut y = y0.clone();
+    for (e, target) in [-z, z].into_iter().enumerate() {
+        ctl.start = Some(theta_hat.to_vec());
+        let side = Side { est, target, lower: f64::NEG_INFINITY, upper: f64::INFINITY };
+        ends[e] = solve_side(&side, se, |b| {
+            for o in 0..n {
+                y[o] = y0[o] - b * xj[o];
+            }
+            mj.set_response(&y)?;
+            let opt = optimize_theta(&mut mj, &ctl)?;
+            ctl.start = Some(opt.theta.clone());
+            Ok((b - est).signum() * (opt.criterion - base).max(0.0).sqrt())
+        })?;
+    }
+    Ok((ends[0], ends[1]))
+}
