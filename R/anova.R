@@ -307,18 +307,20 @@ ranova.lmm <- function(model, reduce.terms = TRUE, ...) {
             formulae = forms, class = c("anova", "data.frame"))
 }
 
-# Refit `model`'s call with another formula: lmm() while random effects remain, lm() after.
+# Refit `model` with another formula on the same data, subset, weights and offset:
+# lmm() while random effects remain, lm() after.
 refit_formula <- function(model, formula) {
-  call <- model$call
-  call$formula <- formula
-  env <- environment(model$formula)
-  if (is.null(env)) env <- parent.frame(2L)
+  m <- model$model
   if (length(find_bars(formula[[3L]])) == 0L) {
-    keep <- names(call) %in% c("", "formula", "data", "subset", "weights", "na.action", "offset", "contrasts")
-    call <- call[keep]
+    call <- m$mf_call
     call[[1L]] <- quote(stats::lm)
-    return(eval(call, env))
+    call$formula <- formula
+    call$contrasts <- m$contrasts
+    return(eval(call, m$env))
   }
-  call[[1L]] <- quote(mixedrs::lmm)
-  suppressMessages(eval(call, env))
+  new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, model$control))
+  res <- engine_fit(new_model, model$REML, model$control)
+  fit <- package_fit(new_model, res, model$REML, model$call, model$control)
+  fit$call$formula <- formula
+  fit
 }

@@ -77,8 +77,9 @@ select_parm <- function(parm, all_names, nvp, missing_parm) {
     return(as.integer(parm))
   }
   parm <- as.character(parm)
-  if (identical(parm, "theta_")) return(seq_len(nvp + 1L))
-  if (identical(parm, "beta_")) return(seq(nvp + 2L, length.out = length(all_names) - nvp - 1L))
+  # nvp counts sigma too
+  if (identical(parm, "theta_")) return(seq_len(nvp))
+  if (identical(parm, "beta_")) return(seq(nvp + 1L, length.out = length(all_names) - nvp))
   bad <- setdiff(parm, all_names)
   if (length(bad)) mixedrs_abort(sprintf("unknown parameter%s: %s", if (length(bad) > 1) "s" else "", paste(bad, collapse = ", ")))
   match(parm, all_names)

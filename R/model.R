@@ -105,6 +105,7 @@ check_response <- function(y, name) {
 
 # Model frame, X, y, weights, offset and the sorted random-effects terms.
 build_model <- function(formula, mf_call, env, contrasts, control) {
+  orig_call <- mf_call
   parsed <- parse_mixed_formula(formula)
   mf_call$formula <- parsed$frame
   mf_call$drop.unused.levels <- TRUE
@@ -145,7 +146,9 @@ build_model <- function(formula, mf_call, env, contrasts, control) {
   terms <- terms[ord]
 
   list(formula = formula, parsed = parsed, frame = frame, X = X, y = y, fixed_terms = fixed_terms,
-       weights = w, offset = off, terms = terms, n = n)
+       weights = w, offset = off, terms = terms, n = n,
+       # how the frame was built, so a fit can be redone with another formula (ranova)
+       mf_call = orig_call, env = env, contrasts = contrasts)
 }
 
 # The plain list the Rust engine reads.

@@ -118,3 +118,9 @@ test_that("a formula given as a string is accepted", {
   m2 <- lmm(Reaction ~ Days + (1 | Subject), sleepstudy)
   expect_equal(fixef(m1), fixef(m2))
 })
+
+test_that("a single small variance component is found, not the stationary point at 0", {
+  # the criterion is lower at theta = 0 than at the start theta = 1, with its minimum inside
+  expect_lme4_parity(y ~ x + cond + (1 | item), sim_crossed())
+  expect_lme4_parity(y ~ x + cond + (1 | item), sim_crossed(), REML = FALSE)
+})

@@ -125,7 +125,9 @@ fn initial_step<F: FnMut(&[f64]) -> Result<f64>>(problem: &Tracked<F>, x0: Vec<f
     if !(gn > 0.0) {
         return Ok(Start { x: x0, f: f0, g: g0, h0: 1.0 });
     }
-    let mut alpha = 1.0 / gn;
+    // half a unit step: from θ = 1 a full unit step along ±1 lands exactly on the
+    // stationary point θ = 0
+    let mut alpha = 0.5 / gn;
     for _ in 0..30 {
         let x1: Vec<f64> = x0.iter().zip(&g0).map(|(x, g)| x - alpha * g).collect();
         // a failed evaluation (e.g. outside the domain) counts as no decrease
@@ -224,8 +226,37 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
     }
     let is_diag = model.theta_is_diagonal();
     let nth = start.len();
-    let min = minimize(|t| model.objective(t), &start, control)?;
+    let mut min = minimize(|t| model.objective(t), &start, control)?;
     let mut evaluations = min.evaluations;
+    // A diagonal θᵢ at 0 is always stationary (the criterion is even in it), so BFGS can
+    // stop there at a maximum along θᵢ. Step off the edge and restart when that
+    // decreases the criterion (lme4's restart_edge does the same check).
+    for _ in 0..3 {
+        let mut escaped: Option<(Vec<f64>, f64)> = None;
+        for i in 0..nth {
+            if is_diag[i] && min.x[i].abs() < 1e-3 {
+                let mut t = min.x.clone();
+                t[i] = 0.05;
+                evaluations += 1;
+                let v = model.objective(&t)?;
+                if v < min.f - 1e-10 * (1.0 + min.f.abs()) && escaped.as_ref().map_or(true, |e| v < e.1) {
+                    escaped = Some((t, v));
+                }
+            }
+        }
+        match escaped {
+            Some((t, _)) => {
+                let again = minimize(|th| model.objective(th), &t, control)?;
+                evaluations += again.evaluations;
+                if again.f < min.f {
+                    min = again;
+                } else {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
     let (converged, mut message) = (min.converged, min.message);
     // Normalise signs, then try diagonal elements that are nearly zero at exactly zero.
     let mut theta = min.x;

@@ -264,3 +264,120 @@ fn rejects_inconsistent_input() {
     let w = Some(vec![-1.0; d.y.len()]);
     assert!(LinearMixedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), w, true).is_err());
 }
+
+/// One scalar term whose optimum lies in (0, 1) with the criterion lower at 0 than
+/// at the start θ = 1: the fit must not stop at the stationary point θ = 0.
+fn small_component_data(seed: u64) -> Data {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let nrm = Normal::new(0.0, 1.0).unwrap();
+    let (n, ng) = (120, 10);
+    let g: Vec<u32> = (0..n).map(|i| (i % ng) as u32).collect();
+    let b: Vec<f64> = (0..ng).map(|_| 0.35 * nrm.sample(&mut rng)).collect();
+    let xs: Vec<f64> = (0..n).map(|_| nrm.sample(&mut rng)).collect();
+    let y = (0..n).map(|i| 1.0 + 0.5 * xs[i] + b[g[i] as usize] + nrm.sample(&mut rng)).collect();
+    let mut x = vec![1.0; n];
+    x.extend(&xs);
+    Data { terms: vec![ReTerm::new(g, ng, vec![1.0; n], 1, CovForm::Full).unwrap()], x, p: 2, y, w: None }
+}
+
+#[test]
+fn interior_optimum_below_the_start_is_found() {
+    let mut found = 0;
+    for seed in 0..40 {
+        let d = small_component_data(seed);
+        let mut m = model(&d, true);
+        let f0 = m.objective(&[0.0]).unwrap();
+        let f1 = m.objective(&[1.0]).unwrap();
+        // a grid minimum, to compare with
+        let grid_best = (1..400).map(|i| m.objective(&[i as f64 * 0.005]).unwrap()).fold(f64::INFINITY, f64::min);
+        if !(f0 < f1 && grid_best < f0 - 1e-3) {
+            continue;
+        }
+        found += 1;
+        let f = fit(&mut m, &FitControl::default(), true).unwrap();
+        assert!(f.optim.theta[0] > 0.0, "seed {}: stopped at theta = 0", seed);
+        assert!(f.criterion <= grid_best + 1e-8, "seed {}: {} > grid {}", seed, f.criterion, grid_best);
+    }
+    assert!(found >= 3, "too few seeds exercise the edge case ({})", found);
+}
+
+#[test]
+fn set_response_equals_a_fresh_model() {
+    let d = crossed_data(5, true);
+    let mut m = model(&d, true);
+    let y2: Vec<f64> = d.y.iter().enumerate().map(|(i, v)| v * 0.7 + (i as f64).cos()).collect();
+    m.set_response(&y2).unwrap();
+    let d2 = Data { terms: d.terms.clone(), x: d.x.clone(), p: d.p, y: y2, w: d.w.clone() };
+    let mut fresh = model(&d2, true);
+    let th = [0.8, 0.1, 0.5, 0.6, 0.3, 0.2];
+    let a = m.objective(&th).unwrap();
+    let b = fresh.objective(&th).unwrap();
+    assert!((a - b).abs() < 1e-10 * b.abs(), "{} vs {}", a, b);
+}
+
+#[test]
+fn varpar_derivatives_match_finite_differences_of_the_deviance() {
+    use mixedrs_core::varpar_derivatives;
+    let d = crossed_data(6, false);
+    let mut m = model(&d, true);
+    let f = fit(&mut m, &FitControl::default(), true).unwrap();
+    let th = f.optim.theta.clone();
+    let k = th.len();
+    let der = varpar_derivatives(&mut m, &th, f.sigma, true).unwrap();
+    let n1 = k + 1;
+    // the deviance as a function of (θ, σ), differenced crudely but independently
+    let mut dev = |v: &[f64]| m.deviance_at(&v[..k], v[k], true).unwrap();
+    let mut v0 = th.clone();
+    v0.push(f.sigma);
+    let h = 1e-4;
+    for i in 0..n1 {
+        for j in 0..n1 {
+            let mut e = |si: f64, sj: f64| {
+                let mut v = v0.clone();
+                v[i] += si * h;
+                v[j] += sj * h;
+                dev(&v)
+            };
+            let fd = (e(1.0, 1.0) - e(1.0, -1.0) - e(-1.0, 1.0) + e(-1.0, -1.0)) / (4.0 * h * h);
+            let an = der.hessian[i + j * n1];
+            assert!((fd - an).abs() < 1e-3 * (1.0 + an.abs()), "H[{},{}]: {} vs {}", i, j, an, fd);
+        }
+    }
+    // at the optimum, the σ-gradient of the deviance vanishes: σ̂² = PWRSS/(n − p)
+    let up = dev(&[&th[..], &[f.sigma * (1.0 + 1e-6)]].concat());
+    let dn = dev(&[&th[..], &[f.sigma * (1.0 - 1e-6)]].concat());
+    assert!((up - dn).abs() < 1e-6);
+}
+
+#[test]
+fn sdcor_round_trip_and_profile_ends() {
+    use mixedrs_core::profile::{sdcor_to_theta, theta_to_sdcor};
+    use mixedrs_core::profile_confint;
+    let d = crossed_data(7, false);
+    let m = model(&d, false);
+    let th = vec![0.9, -0.2, 0.4, 0.7, 1.3, 0.6];
+    let phi = theta_to_sdcor(&m, &th, 2.0);
+    let (back, s) = sdcor_to_theta(&m, &phi).unwrap();
+    assert_eq!(s, 2.0);
+    for (a, b) in th.iter().zip(&back) {
+        assert!((a - b).abs() < 1e-12, "{:?} vs {:?}", th, back);
+    }
+    // the interval ends are where the profiled deviance rises by z²
+    let mut m = model(&d, false);
+    let z = 1.959963984540054;
+    let r = profile_confint(&mut m, z, &[0, 1, 7, 8], &FitControl::default()).unwrap();
+    let base = r.deviance;
+    // fixed effect 1: refit with β₀ fixed at the interval end, by moving x₀β₀ into y
+    let n = d.y.len();
+    for &end in &[r.intervals[2].0, r.intervals[2].1] {
+        let y: Vec<f64> = (0..n).map(|i| d.y[i] - end * d.x[i]).collect();
+        let xd = d.x[n..].to_vec();
+        let mut mj = LinearMixedModel::new(d.terms.clone(), xd, d.p - 1, y, None, false).unwrap();
+        let f = fit(&mut mj, &FitControl::default(), true).unwrap();
+        assert!(((f.criterion - base) - z * z).abs() < 1e-4, "{} vs {}", f.criterion - base, z * z);
+    }
+    for iv in &r.intervals {
+        assert!(iv.0 < iv.1);
+    }
+    assert!(r.intervals[0].0 < r.estimates[0] && r.estimates[0] < r.intervals[0].1);
+}

@@ -1,0 +1,74 @@
+# F tables (types I-III), LRT anova and ranova against lmerTest and lme4, live.
+
+test_that("anova() types I, II and III match lmerTest", {
+  for (nm in c("crossed", "nested", "sleepstudy", "workshop_bp")) {
+    cs <- inference_cases()[[nm]]
+    f <- fit_lmertest(cs[[1]], cs[[2]])
+    for (type in c("III", "II", "I")) {
+      a <- anova(f$ours, type = type)
+      b <- anova(f$ref, type = type)
+      lab <- paste(nm, "type", type)
+      expect_equal(rownames(a), rownames(b), label = lab)
+      expect_equal(a$NumDF, b$NumDF, label = lab)
+      expect_equal(a$DenDF, b$DenDF, tolerance = TOL_DF, label = lab)
+      expect_equal(a[["F value"]], b[["F value"]], tolerance = TOL_DF, label = lab)
+      expect_abs_equal(a[["Pr(>F)"]], b[["Pr(>F)"]], TOL_P, label = lab)
+      expect_equal(attr(a, "heading"), sub("Satterthwaite's", "Satterthwaite's", attr(b, "heading")))
+    }
+  }
+})
+
+test_that("type III with sum-to-zero contrasts and an interaction matches lmerTest", {
+  d <- sim_crossed()
+  d$f2 <- factor(rep(c("u", "v"), length.out = nrow(d)))
+  op <- options(contrasts = c("contr.sum", "contr.poly"))
+  on.exit(options(op))
+  f <- fit_lmertest(y ~ cond * f2 + x + (1 | subj), d)
+  for (type in c("III", "II")) {
+    a <- anova(f$ours, type = type)
+    b <- anova(f$ref, type = type)
+    expect_equal(a$DenDF, b$DenDF, tolerance = TOL_DF)
+    expect_equal(a[["F value"]], b[["F value"]], tolerance = TOL_DF)
+  }
+  a <- anova(f$ours, ddf = "Kenward-Roger")
+  b <- anova(f$ref, ddf = "Kenward-Roger")
+  expect_equal(a$DenDF, b$DenDF, tolerance = TOL_DF)
+  expect_equal(a[["F value"]], b[["F value"]], tolerance = TOL_DF)
+})
+
+test_that("anova(m1, m2) is lme4's likelihood-ratio test, refitting REML fits by ML", {
+  d <- lme4::sleepstudy
+  m0 <- lmm(Reaction ~ Days + (1 | Subject), d)
+  m1 <- lmm(Reaction ~ Days + (Days | Subject), d)
+  r0 <- lme4::lmer(Reaction ~ Days + (1 | Subject), d)
+  r1 <- lme4::lmer(Reaction ~ Days + (Days | Subject), d)
+  expect_message(a <- anova(m0, m1), "refitting model\\(s\\) with ML")
+  b <- suppressMessages(anova(r0, r1))
+  expect_equal(colnames(a), colnames(b))
+  expect_equal(a$npar, b$npar)
+  expect_equal(a$Chisq, b$Chisq, tolerance = TOL_LRT)
+  expect_equal(a$logLik, b$logLik, tolerance = TOL_LRT)
+  expect_abs_equal(a[["Pr(>Chisq)"]], b[["Pr(>Chisq)"]], TOL_P)
+  expect_equal(rownames(a), c("m0", "m1"))
+  expect_equal(attr(a, "heading")[1:2], c("Data: d", "Models:"))
+  # order of the arguments does not matter: rows are sorted by npar
+  expect_equal(rownames(anova(m1, m0)), c("m0", "m1"))
+})
+
+test_that("ranova() matches lmerTest, reduced and removed terms", {
+  for (nm in c("sleepstudy", "nested", "crossed", "workshop_lines", "workshop_bp")) {
+    cs <- inference_cases()[[nm]]
+    f <- fit_lmertest(cs[[1]], cs[[2]])
+    for (reduce in c(TRUE, FALSE)) {
+      a <- suppressWarnings(ranova(f$ours, reduce.terms = reduce))
+      b <- suppressWarnings(suppressMessages(lmerTest::ranova(f$ref, reduce.terms = reduce)))
+      lab <- paste(nm, reduce)
+      ia <- order(rownames(a))
+      ib <- order(rownames(b))
+      expect_equal(rownames(a)[ia], rownames(b)[ib], label = lab)
+      expect_equal(a$npar[ia], b$npar[ib], label = lab)
+      expect_equal(a$LRT[ia], b$LRT[ib], tolerance = TOL_LRT, label = lab)
+      expect_equal(a$logLik[ia], b$logLik[ib], tolerance = TOL_LRT, label = lab)
+    }
+  }
+})

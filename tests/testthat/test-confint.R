@@ -1,0 +1,38 @@
+# Profile and Wald intervals against lme4::confint, live.
+
+test_that("profile intervals match lme4 (sleepstudy, both name styles)", {
+  f <- fit_both(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  a <- suppressMessages(confint(f$ours, oldNames = FALSE))
+  b <- suppressMessages(confint(f$ref, oldNames = FALSE))
+  expect_equal(dimnames(a), dimnames(b))
+  expect_equal(a, b, tolerance = TOL_CI)
+  a2 <- suppressMessages(confint(f$ours))
+  expect_equal(rownames(a2), rownames(suppressMessages(confint(f$ref, parm = 1:2))) |> c(rownames(a2)[-(1:2)]))
+  expect_equal(unname(a2), unname(a))
+})
+
+test_that("profile intervals match lme4 on the workshop examples and other levels", {
+  cases <- list(list(bp ~ sex + (1 | subject), sim_bp()),
+                list(sat ~ sex + (1 | school/student), sim_sat_nested()),
+                list(Reaction ~ Days + (Days || Subject), lme4::sleepstudy))
+  for (cs in cases) {
+    f <- fit_both(cs[[1]], cs[[2]])
+    a <- suppressMessages(confint(f$ours, level = 0.9))
+    b <- suppressWarnings(suppressMessages(confint(f$ref, level = 0.9)))
+    expect_equal(dimnames(a), dimnames(b))
+    expect_equal(a, b, tolerance = TOL_CI, label = deparse1(cs[[1]]))
+  }
+})
+
+test_that("Wald intervals and parm selection follow lme4", {
+  f <- fit_both(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  expect_equal(confint(f$ours, method = "Wald"), confint(f$ref, method = "Wald"), tolerance = TOL_CI)
+  a <- suppressMessages(confint(f$ours, parm = "beta_"))
+  b <- suppressMessages(confint(f$ref, parm = "beta_"))
+  expect_equal(a, b, tolerance = TOL_CI)
+  a <- suppressMessages(confint(f$ours, parm = c(".sig01", ".sigma")))
+  expect_equal(rownames(a), c(".sig01", ".sigma"))
+  expect_error(confint(f$ours, method = "boot"), class = "mixedrs_not_available_error")
+  expect_error(confint(f$ours, parm = "nope"), class = "mixedrs_input_error")
+  expect_error(confint(f$ours, level = 2), class = "mixedrs_input_error")
+})
