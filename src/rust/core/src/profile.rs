@@ -10,6 +10,7 @@
 use crate::error::{MixedError, Result};
 use crate::model::LinearMixedModel;
 use crate::optimize::{minimize, optimize_theta, FitControl};
+use crate::reterm::{CovForm, ReTerm};
 
 /// Kind of each element of φ, which fixes its range and the inner transform.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,9 +55,50 @@ pub fn theta_to_sdcor(model: &LinearMixedModel, theta: &[f64], sigma: f64) -> Ve
     out
 }
 
-/// φ to θ (lme4's `Sv_to_Cv`): Λ = chol(C) with C = D R D / σ². The factorisation
-/// tolerates semidefinite C (a zero sd, or |cor| = 1) by zeroing the dependent column.
-/// Errors when R is not positive semidefinite.
+/// One term's θ from its relative standard deviations (sd/σ) and k×k correlation
+/// matrix: Λ = chol(D R D). The factorisation tolerates semidefinite C (a zero sd, or
+/// |cor| = 1) by zeroing the dependent column, and errors when R is indefinite.
+pub fn term_theta(t: &ReTerm, sd: &[f64], cor: &[f64]) -> Result<Vec<f64>> {
+    let k = t.k;
+    let mut l = vec![0.0; k * k];
+    for j in 0..k {
+        let d = sd[j] * sd[j] - (0..j).map(|a| l[j + a * k] * l[j + a * k]).sum::<f64>();
+        if d < -1e-10 * (sd[j] * sd[j]).max(1e-300) {
+            return Err(MixedError::Numerical("correlation matrix is not positive semidefinite".into()));
+        }
+        let ljj = d.max(0.0).sqrt();
+        l[j + j * k] = ljj;
+        for i in j + 1..k {
+            let cij = sd[i] * sd[j] * cor[i + j * k];
+            let s = cij - (0..j).map(|a| l[i + a * k] * l[j + a * k]).sum::<f64>();
+            l[i + j * k] = if ljj > 1e-12 * sd[j].abs().max(1e-300) { s / ljj } else { 0.0 };
+        }
+    }
+    // a diagonal term's θ is just sd/σ (its sign is irrelevant)
+    Ok(t.theta_layout()
+        .iter()
+        .map(|&(i, j)| if i == j && t.cov == CovForm::Diagonal { sd[i] } else { l[i + j * k] })
+        .collect())
+}
+
+/// One term's relative sds and correlation matrix (k×k) from its θ.
+pub fn term_sdcor(t: &ReTerm, theta: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let k = t.k;
+    let mut lam = vec![0.0; k * k];
+    t.fill_lambda(theta, &mut lam);
+    let c = |i: usize, j: usize| (0..k).map(|a| lam[i + a * k] * lam[j + a * k]).sum::<f64>();
+    let sd: Vec<f64> = (0..k).map(|i| c(i, i).sqrt()).collect();
+    let mut cor = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            let d = sd[i] * sd[j];
+            cor[i + j * k] = if i == j { 1.0 } else if d > 0.0 { c(i, j) / d } else { 0.0 };
+        }
+    }
+    (sd, cor)
+}
+
+/// φ to θ (lme4's `Sv_to_Cv`).
 pub fn sdcor_to_theta(model: &LinearMixedModel, phi: &[f64]) -> Result<(Vec<f64>, f64)> {
     let sigma = *phi.last().ok_or_else(|| MixedError::Input("empty parameter vector".into()))?;
     let mut theta = Vec::with_capacity(phi.len() - 1);
@@ -64,13 +106,12 @@ pub fn sdcor_to_theta(model: &LinearMixedModel, phi: &[f64]) -> Result<(Vec<f64>
     for t in &model.terms {
         let k = t.k;
         let layout = t.theta_layout();
-        let par = &phi[off..off + layout.len()];
         let mut sd = vec![0.0; k];
         let mut cor = vec![0.0; k * k];
         for d in 0..k {
             cor[d + d * k] = 1.0;
         }
-        for (&(i, j), &v) in layout.iter().zip(par) {
+        for (&(i, j), &v) in layout.iter().zip(&phi[off..off + layout.len()]) {
             if i == j {
                 sd[i] = v / sigma;
             } else {
@@ -78,26 +119,7 @@ pub fn sdcor_to_theta(model: &LinearMixedModel, phi: &[f64]) -> Result<(Vec<f64>
                 cor[j + i * k] = v;
             }
         }
-        let mut l = vec![0.0; k * k];
-        for j in 0..k {
-            let mut d = sd[j] * sd[j] - (0..j).map(|a| l[j + a * k] * l[j + a * k]).sum::<f64>();
-            let scale = sd[j] * sd[j];
-            if d < -1e-10 * scale.max(1e-300) {
-                return Err(MixedError::Numerical("correlation matrix is not positive semidefinite".into()));
-            }
-            d = d.max(0.0);
-            let ljj = d.sqrt();
-            l[j + j * k] = ljj;
-            for i in j + 1..k {
-                let cij = sd[i] * sd[j] * cor[i + j * k];
-                let s = cij - (0..j).map(|a| l[i + a * k] * l[j + a * k]).sum::<f64>();
-                l[i + j * k] = if ljj > 1e-12 * sd[j].abs().max(1e-300) { s / ljj } else { 0.0 };
-            }
-        }
-        // a diagonal term's θ is just sd/σ (its sign is irrelevant)
-        for &(i, j) in layout {
-            theta.push(if i == j && t.cov == crate::reterm::CovForm::Diagonal { sd[i] } else { l[i + j * k] });
-        }
+        theta.extend(term_theta(t, &sd, &cor)?);
         off += layout.len();
     }
     Ok((theta, sigma))
@@ -126,7 +148,8 @@ fn solve_side<F: FnMut(f64) -> Result<f64>>(side: &Side, scale: f64, mut zeta: F
     let mut z1 = zeta(x1)?;
     let mut bracket: Option<(f64, f64, f64, f64)> = None; // (x_in, z_in, x_out, z_out)
     for _ in 0..60 {
-        if (z1 - side.target).abs() < 1e-9 {
+        // ζ within 1e-6 puts the end within ~1e-6 standard errors of the root
+        if (z1 - side.target).abs() < 1e-6 {
             return Ok(x1);
         }
         if (z1 - side.target) * dir >= 0.0 {
@@ -170,7 +193,7 @@ fn solve_side<F: FnMut(f64) -> Result<f64>>(side: &Side, scale: f64, mut zeta: F
 }
 
 fn inner_control() -> FitControl {
-    FitControl { grad_tol: 1e-10, max_iter: 500, max_restarts: 4, ..FitControl::default() }
+    FitControl { grad_tol: 1e-9, max_iter: 200, max_restarts: 2, ..FitControl::default() }
 }
 
 /// Profile intervals. `model` must be an ML model. Returns the ML optimum's θ, the
@@ -203,7 +226,7 @@ pub fn profile_confint(model: &mut LinearMixedModel, z: f64, which: &[usize], co
             return Err(MixedError::Input(format!("parameter index {} is out of range", w + 1)));
         }
         let iv = if w < nphi {
-            profile_varpar(model, &phi_hat, &kinds, w, base, z)?
+            profile_varpar(model, &opt.theta, &phi_hat, &kinds, w, base, z)?
         } else {
             let j = w - nphi;
             let se = (vcov[j + j * model.p]).sqrt() * sigma;
@@ -215,59 +238,160 @@ pub fn profile_confint(model: &mut LinearMixedModel, z: f64, which: &[usize], co
     Ok(ProfileResult { theta_ml: opt.theta, deviance: base, estimates, intervals })
 }
 
-/// Inner parameters for the minimisation with φ_w fixed: sd as is (its sign is
-/// immaterial), cor through tanh, σ through exp.
-fn to_inner(kind: ParKind, v: f64) -> f64 {
-    match kind {
-        ParKind::Sd => v,
-        ParKind::Cor => v.clamp(-0.999999, 0.999999).atanh(),
-        ParKind::Sigma => v.max(1e-300).ln(),
+/// Where φ_w sits: its term and (row, column) in that term's Λ, or σ.
+enum Target {
+    Sigma,
+    Sd { term: usize, row: usize },
+    Cor { term: usize, row: usize, col: usize },
+}
+
+fn locate(model: &LinearMixedModel, w: usize) -> Target {
+    let mut off = 0;
+    for (ti, t) in model.terms.iter().enumerate() {
+        let lay = t.theta_layout();
+        if w < off + lay.len() {
+            let (i, j) = lay[w - off];
+            return if i == j { Target::Sd { term: ti, row: i } } else { Target::Cor { term: ti, row: i, col: j } };
+        }
+        off += lay.len();
+    }
+    Target::Sigma
+}
+
+/// The profiled deviance at φ_w = x, minimised over a parametrisation that keeps the
+/// inner problem as well scaled as the fit itself:
+/// * σ fixed: minimise dev(θ, x) over θ;
+/// * an sd fixed: minimise over θ with σ = x/‖row of Λ‖ (so sd = x exactly);
+/// * a correlation fixed: that term by its relative sds and other correlations
+///   (through tanh), other terms by θ, with σ profiled out as in the fit.
+struct VarparProfile<'a> {
+    model: &'a mut LinearMixedModel,
+    target: Target,
+    offsets: Vec<usize>,
+}
+
+impl VarparProfile<'_> {
+    fn inner_start(&self, theta: &[f64]) -> Vec<f64> {
+        match self.target {
+            Target::Cor { term, row, col } => {
+                let t = &self.model.terms[term];
+                let (o0, o1) = (self.offsets[term], self.offsets[term + 1]);
+                let (sd, cor) = term_sdcor(t, &theta[o0..o1]);
+                let mut v: Vec<f64> = theta[..o0].to_vec();
+                v.extend(&sd);
+                for &(i, j) in t.theta_layout() {
+                    if i != j && !(i == row && j == col) {
+                        v.push(cor[i + j * t.k].clamp(-0.999999, 0.999999).atanh());
+                    }
+                }
+                v.extend(&theta[o1..]);
+                v
+            }
+            _ => theta.to_vec(),
+        }
+    }
+
+    /// θ (and σ, when it is not profiled out) from the inner parameters at φ_w = x.
+    fn theta_of(&self, inner: &[f64], x: f64) -> Result<(Vec<f64>, Option<f64>)> {
+        match self.target {
+            Target::Sigma => Ok((inner.to_vec(), Some(x))),
+            Target::Sd { term, row } => {
+                let t = &self.model.terms[term];
+                let mut theta = inner.to_vec();
+                let o0 = self.offsets[term];
+                if x == 0.0 {
+                    // the sd at its bound: that row of Λ is zero and σ is free again
+                    for (a, &(i, _)) in t.theta_layout().iter().enumerate() {
+                        if i == row {
+                            theta[o0 + a] = 0.0;
+                        }
+                    }
+                    return Ok((theta, None));
+                }
+                let norm = t
+                    .theta_layout()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &(i, _))| i == row)
+                    .map(|(a, _)| theta[o0 + a] * theta[o0 + a])
+                    .sum::<f64>()
+                    .sqrt();
+                if !(norm > 1e-12) {
+                    return Err(MixedError::Numerical("relative sd is zero".into()));
+                }
+                Ok((theta, Some(x / norm)))
+            }
+            Target::Cor { term, row, col } => {
+                let t = &self.model.terms[term];
+                let k = t.k;
+                let o0 = self.offsets[term];
+                // sds enter by absolute value: a negative sd would flip the sign of the
+                // fixed correlation's effect
+                let sd: Vec<f64> = inner[o0..o0 + k].iter().map(|v| v.abs()).collect();
+                let mut cor = vec![0.0; k * k];
+                let mut a = o0 + k;
+                for &(i, j) in t.theta_layout() {
+                    if i == j {
+                        cor[i + i * k] = 1.0;
+                    } else {
+                        let v = if i == row && j == col {
+                            x
+                        } else {
+                            a += 1;
+                            inner[a - 1].tanh()
+                        };
+                        cor[i + j * k] = v;
+                        cor[j + i * k] = v;
+                    }
+                }
+                let mut theta = inner[..o0].to_vec();
+                theta.extend(term_theta(t, &sd, &cor)?);
+                theta.extend(&inner[a..]);
+                Ok((theta, None))
+            }
+        }
+    }
+
+    fn deviance(&mut self, inner: &[f64], x: f64) -> Result<f64> {
+        let (theta, sigma) = self.theta_of(inner, x)?;
+        let d = match sigma {
+            Some(s) => self.model.deviance_at(&theta, s, false)?,
+            None => self.model.objective(&theta)?,
+        };
+        if d.is_finite() {
+            Ok(d)
+        } else {
+            Err(MixedError::Numerical("deviance is not finite".into()))
+        }
     }
 }
 
-fn from_inner(kind: ParKind, v: f64) -> f64 {
-    match kind {
-        ParKind::Sd => v,
-        ParKind::Cor => v.tanh(),
-        ParKind::Sigma => v.exp(),
-    }
-}
-
-fn profile_varpar(model: &mut LinearMixedModel, phi_hat: &[f64], kinds: &[ParKind], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
-    let free: Vec<usize> = (0..phi_hat.len()).filter(|&i| i != w).collect();
+fn profile_varpar(model: &mut LinearMixedModel, theta_hat: &[f64], phi_hat: &[f64], kinds: &[ParKind], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
     let (lower, upper) = match kinds[w] {
         ParKind::Sd | ParKind::Sigma => (0.0, f64::INFINITY),
         ParKind::Cor => (-1.0, 1.0),
     };
+    let mut offsets = vec![0];
+    for t in &model.terms {
+        offsets.push(offsets.last().copied().unwrap_or(0) + t.ntheta());
+    }
+    let target = locate(model, w);
+    let mut prof = VarparProfile { model, target, offsets };
+    let start0 = prof.inner_start(theta_hat);
     let ctl = inner_control();
+    let scale = match kinds[w] {
+        ParKind::Cor => 0.1,
+        _ => 0.15 * phi_hat[w].abs().max(1e-3 * phi_hat[phi_hat.len() - 1]),
+    };
     let mut ends = [f64::NAN; 2];
     for (e, target) in [-z, z].into_iter().enumerate() {
         // warm start: the previous inner optimum on this side
-        let mut start: Vec<f64> = free.iter().map(|&i| to_inner(kinds[i], phi_hat[i])).collect();
+        let mut start = start0.clone();
         let side = Side { est: phi_hat[w], target, lower, upper };
-        let scale = match kinds[w] {
-            ParKind::Cor => 0.1,
-            _ => 0.15 * phi_hat[w].abs().max(1e-3 * phi_hat[phi_hat.len() - 1]),
-        };
         ends[e] = solve_side(&side, scale, |x| {
-            let f = |inner: &[f64]| -> Result<f64> {
-                let mut phi = phi_hat.to_vec();
-                phi[w] = x;
-                for (a, &i) in free.iter().enumerate() {
-                    phi[i] = from_inner(kinds[i], inner[a]);
-                }
-                let (theta, sigma) = sdcor_to_theta(model, &phi)?;
-                let d = model.deviance_at(&theta, sigma, false)?;
-                if d.is_finite() {
-                    Ok(d)
-                } else {
-                    Err(MixedError::Numerical("deviance is not finite".into()))
-                }
-            };
-            let m = minimize(f, &start, &ctl)?;
+            let m = minimize(|inner: &[f64]| prof.deviance(inner, x), &start, &ctl)?;
             start = m.x;
-            let dd = (m.f - base).max(0.0);
-            Ok((x - phi_hat[w]).signum() * dd.sqrt())
+            Ok((x - phi_hat[w]).signum() * (m.f - base).max(0.0).sqrt())
         })?;
     }
     Ok((ends[0], ends[1]))
