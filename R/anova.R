@@ -121,7 +121,10 @@ contrasts_type3 <- function(object) {
     }
   }
   rdX <- full_design(object)
-  L <- zapsmall(t(ginv(Xt) %*% rdX))
+  # ginv(Xt) %*% rdX through the normal equations: Xt has full column rank, and this
+  # costs O(n p²) rather than an SVD of the n × p matrix
+  XtX_inv <- ginv(crossprod(Xt))
+  L <- zapsmall(t(XtX_inv %*% crossprod(Xt, rdX)))
   dimnames(L) <- list(colnames(rdX), colnames(Xt))
   cols <- term_columns(tt, Xt)
   contained <- containment(tt, data_classes(object))
@@ -137,7 +140,7 @@ contrasts_type3 <- function(object) {
     Lt[rowSums(abs(Lt)) > 1e-8, , drop = FALSE]
   })
   if (!treatment) {
-    map <- zapsmall(ginv(Xt) %*% X)
+    map <- zapsmall(XtX_inv %*% crossprod(Xt, X))
     out <- lapply(out, function(Lt) Lt %*% map)
   }
   out

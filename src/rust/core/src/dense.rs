@@ -1,9 +1,65 @@
 //! Dense column-major kernels on raw slices.
 //!
 //! All dense linear algebra of the blocked Cholesky goes through this module, so that
-//! the backend (plain loops now, faer later for the large blocks) is chosen in one place.
-//! Every kernel works in place and never allocates, because they run once per
-//! deviance evaluation.
+//! the backend is chosen in one place: plain loops for small blocks, faer for blocks
+//! of at least [`FAER_MIN`] rows (measured on this machine's 2 cores: faer's Cholesky is
+//! 2.5× faster at n = 300 and 5–6.6× at n = 1128, and no faster at n = 128).
+//! Every kernel works in place; faer's workspace is allocated once per model.
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltRegularization};
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::{MatMut, MatRef, Par};
+
+/// Blocks with at least this many rows go to faer.
+pub const FAER_MIN: usize = 256;
+
+fn par_for(n: usize) -> Par {
+    if n >= 512 {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    }
+}
+
+/// faer's workspace for Cholesky factors up to `n` rows.
+pub fn chol_workspace(n: usize) -> MemBuffer {
+    if n >= FAER_MIN {
+        MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par_for(n), Default::default()))
+    } else {
+        MemBuffer::new(faer::dyn_stack::StackReq::EMPTY)
+    }
+}
+
+/// [`chol_lower`] for any size: faer from [`FAER_MIN`] rows on. Only the lower
+/// triangle is read; the strict upper triangle is zeroed first, so faer sees a clean matrix.
+pub fn chol_lower_any(a: &mut [f64], n: usize, work: &mut MemBuffer) -> Result<(), usize> {
+    if n < FAER_MIN {
+        return chol_lower(a, n);
+    }
+    for j in 1..n {
+        for x in &mut a[j * n..j * n + j] {
+            *x = 0.0;
+        }
+    }
+    let m = MatMut::from_column_major_slice_mut(a, n, n);
+    let par = par_for(n);
+    cholesky_in_place(m, LltRegularization::default(), par, MemStack::new(work), Default::default())
+        .map(|_| ())
+        .map_err(|e| match e {
+            faer::linalg::cholesky::llt::factor::LltError::NonPositivePivot { index } => index,
+        })
+}
+
+/// [`rdiv_lower_t`] for any size: faer's triangular solve from [`FAER_MIN`] columns on.
+pub fn rdiv_lower_t_any(b: &mut [f64], m: usize, l: &[f64], n: usize) {
+    if n < FAER_MIN || m == 0 {
+        return rdiv_lower_t(b, m, l, n);
+    }
+    // B L⁻ᵀ = (L⁻¹ Bᵀ)ᵀ: solve on the transposed view of B
+    let lm = MatRef::from_column_major_slice(l, n, n);
+    let bt = MatMut::from_column_major_slice_mut(b, m, n).transpose_mut();
+    solve_lower_triangular_in_place(lm, bt, par_for(n));
+}
 
 /// In-place lower Cholesky of the n×n column-major matrix `a` (leading dimension n).
 /// Only the lower triangle is read and written. Returns the failing column on a
@@ -205,5 +261,58 @@ mod tests {
                 assert!((d[i + j * m] + s).abs() < 1e-12);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod faer_tests {
+    use super::*;
+
+    fn spd(n: usize) -> Vec<f64> {
+        let mut s = 7u64;
+        let mut rnd = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f64) / (1u64 << 31) as f64 - 0.5
+        };
+        let b: Vec<f64> = (0..n * 8).map(|_| rnd()).collect();
+        let mut a = vec![0.0; n * n];
+        for j in 0..n {
+            for i in j..n {
+                a[i + j * n] = (0..8).map(|k| b[i + k * n] * b[j + k * n]).sum::<f64>() + if i == j { 1.0 } else { 0.0 };
+            }
+            for i in 0..j {
+                a[i + j * n] = 1e6; // garbage above the diagonal must not be read
+            }
+        }
+        a
+    }
+
+    #[test]
+    fn faer_paths_match_the_plain_kernels() {
+        for n in [FAER_MIN, 600] {
+            let a = spd(n);
+            let mut plain = a.clone();
+            chol_lower(&mut plain, n).unwrap();
+            let mut fast = a.clone();
+            let mut work = chol_workspace(n);
+            chol_lower_any(&mut fast, n, &mut work).unwrap();
+            for j in 0..n {
+                for i in j..n {
+                    assert!((plain[i + j * n] - fast[i + j * n]).abs() < 1e-10, "chol n={} ({},{})", n, i, j);
+                }
+            }
+            let m = 29;
+            let b: Vec<f64> = (0..m * n).map(|i| ((i * 37) % 101) as f64 / 101.0).collect();
+            let mut b1 = b.clone();
+            rdiv_lower_t(&mut b1, m, &plain, n);
+            let mut b2 = b.clone();
+            rdiv_lower_t_any(&mut b2, m, &fast, n);
+            for (x, y) in b1.iter().zip(&b2) {
+                assert!((x - y).abs() < 1e-9 * (1.0 + x.abs()), "rdiv n={}", n);
+            }
+        }
+        let mut bad = spd(FAER_MIN);
+        bad[5 + 5 * FAER_MIN] = -1e3;
+        assert!(chol_lower_any(&mut bad, FAER_MIN, &mut chol_workspace(FAER_MIN)).is_err());
     }
 }

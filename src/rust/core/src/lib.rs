@@ -15,5 +15,5 @@ pub use fit::{fit, Fit};
 pub use model::LinearMixedModel;
 pub use optimize::{minimize, FitControl, Minimum, OptimSummary};
 pub use profile::{profile_confint, ProfileResult};
-pub use varpar::{varpar_derivatives, VarparDerivatives};
+pub use varpar::{varpar_derivatives, varpar_derivatives_richardson, VarparDerivatives};
 pub use reterm::{CovForm, ReTerm};

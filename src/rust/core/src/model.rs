@@ -61,6 +61,8 @@ pub struct LinearMixedModel {
     theta_offsets: Vec<usize>,
     /// Scratch for one k×k block.
     tmp: Vec<f64>,
+    /// faer's workspace for the largest dense diagonal block.
+    chol_work: faer::dyn_stack::MemBuffer,
 }
 
 /// Dense blocks beyond this many scalars in total are refused rather than allocated.
@@ -154,6 +156,7 @@ impl LinearMixedModel {
             theta,
             theta_offsets,
             tmp: vec![0.0; kmax * kmax],
+            chol_work: dense::chol_workspace(dims[1..].iter().copied().max().unwrap_or(1)),
         })
     }
 
@@ -442,7 +445,7 @@ impl LinearMixedModel {
             let dj = self.dim(j);
             {
                 let djj = &mut self.l.dense[tri(j, j)];
-                if let Err(col) = dense::chol_lower(djj, dj) {
+                if let Err(col) = dense::chol_lower_any(djj, dj, &mut self.chol_work) {
                     return Err(if j == nt && col < self.p {
                         MixedError::Numerical("fixed-effect model matrix is rank deficient at this theta".into())
                     } else if j == nt {
@@ -454,7 +457,7 @@ impl LinearMixedModel {
             }
             for i in j + 1..=nt {
                 let mut lij = std::mem::take(&mut self.l.dense[tri(i, j)]);
-                dense::rdiv_lower_t(&mut lij, self.dim(i), &self.l.dense[tri(j, j)], dj);
+                dense::rdiv_lower_t_any(&mut lij, self.dim(i), &self.l.dense[tri(j, j)], dj);
                 self.l.dense[tri(i, j)] = lij;
             }
             for i in j + 1..=nt {

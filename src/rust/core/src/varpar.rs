@@ -4,8 +4,11 @@
 //! The deviance is D(θ) + P(θ)/σ² + n′ log 2πσ², with D = log|L_θ|² (+ log|R_X|² for
 //! REML), P the PWRSS and n′ = n (ML) or n − p (REML). Everything in σ is therefore
 //! analytic; only D, P and U = (R_XᵀR_X)⁻¹ are differentiated in θ, by central
-//! differences with two Richardson extrapolations (error O(h⁶)). That needs
-//! 2·3·k + 4·3·k(k−1)/2 evaluations of the factor, each costing one `update_l`.
+//! differences with a relative step of 10⁻³ (the factor's rounding noise, near 10⁻¹³
+//! relative, and the truncation error balance there at about 10⁻⁶, far inside what
+//! df need). That costs 2k + 2k(k−1) evaluations
+//! of the factor, each one `update_l`; `varpar_derivatives_richardson` adds two
+//! Richardson levels for checking.
 use crate::error::Result;
 use crate::model::LinearMixedModel;
 
@@ -38,11 +41,25 @@ fn richardson(d: [Vec<f64>; 3]) -> Vec<f64> {
     a.iter().zip(&b).map(|(x, y)| (16.0 * y - x) / 15.0).collect()
 }
 
-fn step(theta: f64) -> f64 {
-    1e-2 * theta.abs().max(0.05)
+fn step(theta: f64, levels: usize) -> f64 {
+    if levels == 1 {
+        1e-3 * theta.abs().max(0.05)
+    } else {
+        1e-2 * theta.abs().max(0.05)
+    }
 }
 
+/// Central differences with one step: cheap, and accurate to about 1e-8.
 pub fn varpar_derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bool) -> Result<VarparDerivatives> {
+    derivatives(model, theta, sigma, reml, 1)
+}
+
+/// Central differences at h, h/2, h/4 with Richardson extrapolation (error O(h⁶)).
+pub fn varpar_derivatives_richardson(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bool) -> Result<VarparDerivatives> {
+    derivatives(model, theta, sigma, reml, 3)
+}
+
+fn derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bool, levels: usize) -> Result<VarparDerivatives> {
     let k = theta.len();
     let p = model.p;
     let nprime = if reml { (model.n - p) as f64 } else { model.n as f64 };
@@ -52,10 +69,10 @@ pub fn varpar_derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f6
     let mut second = vec![0.0; 2 * k * k]; // ∂²D and ∂²P, k×k each
     let mut t = theta.to_vec();
     for i in 0..k {
-        let h0 = step(theta[i]);
+        let h0 = step(theta[i], levels);
         let mut d1: [Vec<f64>; 3] = Default::default();
         let mut d2: [Vec<f64>; 3] = Default::default();
-        for (lvl, h) in [h0, h0 / 2.0, h0 / 4.0].into_iter().enumerate() {
+        for (lvl, h) in [h0, h0 / 2.0, h0 / 4.0].into_iter().take(levels).enumerate() {
             t[i] = theta[i] + h;
             let fp = pieces(model, &t, reml)?;
             t[i] = theta[i] - h;
@@ -64,16 +81,16 @@ pub fn varpar_derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f6
             d1[lvl] = (0..m).map(|a| (fp[a] - fm[a]) / (2.0 * h)).collect();
             d2[lvl] = (0..2).map(|a| (fp[a] - 2.0 * f0[a] + fm[a]) / (h * h)).collect();
         }
-        first.push(richardson(d1));
-        let s = richardson(d2);
+        first.push(if levels == 1 { d1[0].clone() } else { richardson(d1) });
+        let s = if levels == 1 { d2[0].clone() } else { richardson(d2) };
         second[i + i * k] = s[0];
         second[k * k + i + i * k] = s[1];
     }
     for i in 0..k {
         for j in 0..i {
-            let (hi0, hj0) = (step(theta[i]), step(theta[j]));
+            let (hi0, hj0) = (step(theta[i], levels), step(theta[j], levels));
             let mut d: [Vec<f64>; 3] = Default::default();
-            for (lvl, div) in [1.0, 2.0, 4.0].into_iter().enumerate() {
+            for (lvl, div) in [1.0, 2.0, 4.0].into_iter().take(levels).enumerate() {
                 let (hi, hj) = (hi0 / div, hj0 / div);
                 let mut corner = |si: f64, sj: f64| -> Result<Vec<f64>> {
                     t[i] = theta[i] + si * hi;
@@ -86,7 +103,7 @@ pub fn varpar_derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f6
                 let (pp, pm, mp, mm) = (corner(1.0, 1.0)?, corner(1.0, -1.0)?, corner(-1.0, 1.0)?, corner(-1.0, -1.0)?);
                 d[lvl] = (0..2).map(|a| (pp[a] - pm[a] - mp[a] + mm[a]) / (4.0 * hi * hj)).collect();
             }
-            let s = richardson(d);
+            let s = if levels == 1 { d[0].clone() } else { richardson(d) };
             for (a, v) in s.into_iter().enumerate() {
                 second[a * k * k + i + j * k] = v;
                 second[a * k * k + j + i * k] = v;
