@@ -321,7 +321,7 @@ refit_formula <- function(model, formula) {
     call$contrasts <- m$contrasts
     return(eval(call, m$env))
   }
-  new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, model$control))
+  new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, model$control, m$correlation))
   res <- engine_fit(new_model, model$REML, model$control)
   fit <- package_fit(new_model, res, model$REML, model$call, model$control)
   fit$call$formula <- formula

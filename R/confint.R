@@ -59,6 +59,10 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
     out[fe, ] <- cbind(object$beta[j] - z * se, object$beta[j] + z * se)
     return(out)
   }
+  if (!is.null(object$correlation)) {
+    mixedrs_abort("profile intervals are not available for fits with correlated residuals; use method = \"Wald\" or intervals()",
+                  kind = "not_available")
+  }
   if (!quiet) message("Computing profile confidence intervals ...")
   ctl <- object$control
   res <- call_rust(lmm_profile_rs, rust_spec(object$model, REML = FALSE),

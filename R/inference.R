@@ -9,9 +9,9 @@ ddf_methods <- c("Satterthwaite", "Kenward-Roger", "lme4")
 varpar_info <- function(object) {
   cache <- object$cache
   if (is.environment(cache) && !is.null(cache$varpar)) return(cache$varpar)
-  res <- call_rust(lmm_varpar_rs, rust_spec(object$model, object$REML), unname(as.double(object$theta)),
+  res <- call_rust(lmm_varpar_rs, rust_spec(object$model, object$REML), as.double(full_theta(object)),
                    as.double(object$sigma))
-  k1 <- length(object$theta) + 1L
+  k1 <- length(full_theta(object)) + 1L
   h <- matrix(res$hessian, k1, k1)
   eig <- eigen(h, symmetric = TRUE)
   tol <- 1e-8

@@ -41,6 +41,11 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
 #' @param REML fit by REML (default) or maximum likelihood.
 #' @param subset,weights,na.action,offset as in [stats::lm()].
 #' @param contrasts an optional list of contrasts for factors in the fixed part.
+#' @param correlation `NULL` (independent residuals) or a correlation structure:
+#'   nlme's `corAR1()`, `corCAR1()`, `corCompSymm()`, or [corRandomWalk()]. Its
+#'   groups must be nested in every random-effects grouping factor; without a group
+#'   in its `form`, the grouping factor with the most levels is used, as nlme uses
+#'   the innermost.
 #' @param control [lmm_control()] settings.
 #' @return an object of class `"lmm"`.
 #' @examples
@@ -48,7 +53,7 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
 #' fm
 #' @export
 lmm <- function(formula, data = NULL, REML = TRUE, subset, weights, na.action, offset,
-                contrasts = NULL, control = lmm_control()) {
+                contrasts = NULL, correlation = NULL, control = lmm_control()) {
   mc <- match.call()
   if (!inherits(control, "lmm_control")) mixedrs_abort("'control' must come from lmm_control()")
   if (!is.logical(REML) || length(REML) != 1L || is.na(REML)) mixedrs_abort("'REML' must be TRUE or FALSE")
@@ -63,7 +68,8 @@ lmm <- function(formula, data = NULL, REML = TRUE, subset, weights, na.action, o
   }
   mf_call <- mc[c(1L, match(c("subset", "weights", "na.action", "offset"), names(mc), 0L))]
   mf_call$data <- data
-  model <- build_model(formula, mf_call, parent.frame(), contrasts, control)
+  check_correlation(correlation)
+  model <- build_model(formula, mf_call, parent.frame(), contrasts, control, correlation)
   res <- engine_fit(model, REML, control)
   fit <- package_fit(model, res, REML, mc, control)
   if (!fit$optinfo$converged) {
@@ -108,9 +114,11 @@ package_fit <- function(model, res, REML, call, control) {
     b = b,
     u = res$u,
     vcov = matrix(res$vcov, p, p, dimnames = list(colnames(X), colnames(X))),
-    devcomp = c(ldL2 = res$ldL2, ldRX2 = res$ldRX2, pwrss = res$pwrss, criterion = res$criterion),
+    devcomp = c(ldL2 = res$ldL2, ldRX2 = res$ldRX2, pwrss = res$pwrss, criterion = res$criterion, ldPsi = res$ldPsi),
     fitted = fitted,
     cache = new.env(parent = emptyenv()),
+    correlation = package_correlation(model$cor, res$cor_phi),
+    cor_eta = if (is.null(model$cor)) numeric(0) else res$cor_eta,
     optinfo = list(evaluations = res$evaluations, converged = res$converged,
                    message = res$message, grad_norm = res$grad_norm),
     control = control

@@ -67,7 +67,7 @@ group_postvar <- function(terms, cvs) {
 
 # σ² Λ [(LLᵀ)⁻¹]_ll Λᵀ per term, from the engine at the fitted θ.
 condvar_blocks <- function(object) {
-  res <- engine_fit(object$model, object$REML, object$control, theta = object$theta, condvar = TRUE)
+  res <- engine_fit(object$model, object$REML, object$control, theta = full_theta(object), condvar = TRUE)
   Map(function(t, cv) {
     k <- length(t$cnms)
     array(cv, c(k, k, nlevels(t$factor)))
@@ -213,7 +213,10 @@ vcov.lmm <- function(object, correlation = FALSE, ...) object$vcov
 #' @export
 nobs.lmm <- function(object, ...) object$model$n
 
-npar_lmm <- function(object) length(object$beta) + length(object$theta) + 1L
+npar_lmm <- function(object) length(object$beta) + length(object$theta) + length(object$cor_eta) + 1L
+
+# θ, then any correlation parameters (unconstrained): the engine's full parameter vector.
+full_theta <- function(object) c(unname(object$theta), object$cor_eta)
 
 # The REML criterion or ML deviance at the fitted parameters, whichever is asked,
 # from the stored parts (as lme4's devCrit).
@@ -222,6 +225,8 @@ dev_crit <- function(object, REML) {
   n <- object$model$n
   p <- length(object$beta)
   ldw <- if (is.null(object$model$weights)) 0 else sum(log(object$model$weights))
+  # log|Ψ| of correlated residuals enters like −log|W|
+  if ("ldPsi" %in% names(dc)) ldw <- ldw - dc[["ldPsi"]]
   if (REML) {
     if (object$REML) return(unname(dc[["criterion"]]))
     nmp <- n - p

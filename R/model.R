@@ -104,10 +104,13 @@ check_response <- function(y, name) {
 }
 
 # Model frame, X, y, weights, offset and the sorted random-effects terms.
-build_model <- function(formula, mf_call, env, contrasts, control) {
+build_model <- function(formula, mf_call, env, contrasts, control, correlation = NULL) {
   orig_call <- mf_call
   parsed <- parse_mixed_formula(formula)
-  mf_call$formula <- parsed$frame
+  frame_formula <- parsed$frame
+  # the correlation's time and group variables join the frame, so NA handling covers them
+  for (v in cor_variables(correlation)) frame_formula[[3L]] <- call("+", frame_formula[[3L]], v)
+  mf_call$formula <- frame_formula
   mf_call$drop.unused.levels <- TRUE
   mf_call[[1L]] <- quote(stats::model.frame)
   frame <- tryCatch(eval(mf_call, env), error = function(e) {
@@ -145,7 +148,14 @@ build_model <- function(formula, mf_call, env, contrasts, control) {
   ord <- order(vapply(terms, function(t) nlevels(t$factor), 1L), decreasing = TRUE, method = "radix")
   terms <- terms[ord]
 
+  cor <- NULL
+  if (!is.null(correlation)) {
+    if (!is.null(w)) mixedrs_abort("weights together with a correlation structure are not supported")
+    cor <- cor_setup(correlation, frame, terms)
+  }
+
   list(formula = formula, parsed = parsed, frame = frame, X = X, y = y, fixed_terms = fixed_terms,
+       cor = cor, correlation = correlation,
        weights = w, offset = off, terms = terms, n = n,
        # how the frame was built, so a fit can be redone with another formula (ranova)
        mf_call = orig_call, env = env, contrasts = contrasts)
@@ -161,6 +171,7 @@ rust_spec <- function(model, REML) {
     p = ncol(model$X),
     weights = model$weights,
     REML = isTRUE(REML),
+    cor = if (is.null(model$cor)) NULL else model$cor[c("type", "groups", "times", "start", "nugget")],
     terms = lapply(model$terms, function(t) list(
       codes = as.integer(t$factor),
       nlevels = nlevels(t$factor),

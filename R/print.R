@@ -133,6 +133,10 @@ print.summary.lmm <- function(x, digits = max(3, getOption("digits") - 3),
   print(format_varcorr(x$varcor, digits = digits, comp = c("Variance", "Std.Dev.")), quote = FALSE)
   print_groups(x$object)
   cat("\n")
+  if (!is.null(x$object$correlation)) {
+    print(x$object$correlation)
+    cat("\n")
+  }
   cf <- x$coefficients
   if (nrow(cf) > 0L) {
     cat("Fixed effects:\n")

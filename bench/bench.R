@@ -1,13 +1,15 @@
-# make bench: time mixedrs::lmm() against lme4::lmer() in one R process.
-# Ratios are lme4 time / mixedrs time (above 1 means mixedrs is faster).
+# make bench: time mixedrs against lme4 / lmerTest in one R process.
+# Ratios are reference time / mixedrs time (above 1 means mixedrs is faster).
+# Usage: Rscript bench/bench.R [quick]   ("quick" skips B6 and the 10x scaling runs)
 suppressPackageStartupMessages({
   library(mixedrs)
   library(lme4)
+  library(lmerTest)
 })
 args <- commandArgs(trailingOnly = TRUE)
-big_n <- if (length(args)) as.integer(args[1]) else 500000L
+quick <- "quick" %in% args
 
-time_it <- function(expr, reps) {
+time_it <- function(expr, reps = 1) {
   expr <- substitute(expr)
   env <- parent.frame()
   gc()
@@ -15,35 +17,168 @@ time_it <- function(expr, reps) {
   list(time = t, value = val)
 }
 
-row <- function(case, ours, ref, reml = TRUE) {
-  crit_o <- if (reml) mixedrs::REMLcrit(ours$value) else deviance(ours$value)
-  crit_r <- if (reml) lme4::REMLcrit(ref$value) else deviance(ref$value)
-  data.frame(case = case, mixedrs_s = signif(ours$time, 4), lme4_s = signif(ref$time, 4),
-             ratio = round(ref$time / ours$time, 2),
-             crit_diff_rel = signif((crit_o - crit_r) / abs(crit_r), 3),
-             evals = ours$value$optinfo$evaluations)
+crit <- function(fit, reml) {
+  if (inherits(fit, "lmm")) return(if (reml) mixedrs::REMLcrit(fit) else deviance(fit))
+  if (reml) lme4::REMLcrit(fit) else deviance(fit)
+}
+
+fit_row <- function(case, ours, ref, reml = TRUE) {
+  co <- crit(ours$value, reml)
+  cr <- crit(ref$value, reml)
+  data.frame(case = case, mixedrs_s = signif(ours$time, 4), ref_s = signif(ref$time, 4),
+             ratio = round(ref$time / ours$time, 2), crit_diff_rel = signif((co - cr) / abs(cr), 3),
+             evals = ours$value$optinfo$evaluations, ref_warning = ref$warning %||% "")
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+# lme4 with its warnings recorded (B4 warns about convergence)
+lmer_w <- function(...) {
+  w <- NULL
+  fit <- withCallingHandlers(lme4::lmer(...), warning = function(e) {
+    w <<- conditionMessage(e)
+    invokeRestart("muffleWarning")
+  })
+  attr(fit, "bench_warning") <- w
+  fit
+}
+ref_fit <- function(expr) {
+  r <- eval.parent(substitute(time_it(expr)))
+  r$warning <- if (is.null(attr(r$value, "bench_warning"))) "" else substr(attr(r$value, "bench_warning"), 1, 40)
+  r
 }
 
 res <- list()
+add <- function(row) {
+  res[[length(res) + 1L]] <<- row
+  print(row, row.names = FALSE)
+  flush(stdout())
+}
+
+## B1
 ss <- lme4::sleepstudy
 o <- time_it(lmm(Reaction ~ Days + (Days | Subject), ss), 50)
-r <- time_it(lmer(Reaction ~ Days + (Days | Subject), ss), 50)
-res[[1]] <- row("B1 sleepstudy (Days|Subject)", o, r)
+r <- ref_fit(for (i in 1:50) f <- lmer_w(Reaction ~ Days + (Days | Subject), ss))
+r$time <- r$time / 50
+r$value <- f
+add(fit_row("B1 sleepstudy (Days|Subject)", o, r))
 
-set.seed(20)
-nsubj <- 20000L
-per <- big_n %/% nsubj
-subj <- factor(rep(seq_len(nsubj), each = per))
-x <- rnorm(nsubj * per)
-b0 <- rnorm(nsubj, 0, 1)
-b1 <- rnorm(nsubj, 0, 0.5)
-d <- data.frame(subj = subj, x = x,
-                y = 1 + 0.5 * x + b0[subj] + b1[subj] * x + rnorm(nsubj * per))
-o <- time_it(lmm(y ~ x + (x | subj), d), 1)
-r <- time_it(lmer(y ~ x + (x | subj), d), 1)
-res[[2]] <- row(sprintf("B2 simulated %d rows, %d subjects (x|subj)", nrow(d), nsubj), o, r)
+## B2 and its 10x
+sim_b2 <- function(nsubj, per, seed = 20) {
+  set.seed(seed)
+  subj <- factor(rep(seq_len(nsubj), each = per))
+  x <- rnorm(nsubj * per)
+  b0 <- rnorm(nsubj, 0, 1)
+  b1 <- rnorm(nsubj, 0, 0.5)
+  data.frame(subj = subj, x = x, y = 1 + 0.5 * x + b0[subj] + b1[subj] * x + rnorm(nsubj * per))
+}
+d2 <- sim_b2(20000L, 25L)
+o <- time_it(lmm(y ~ x + (x | subj), d2))
+r <- ref_fit(lmer_w(y ~ x + (x | subj), d2))
+add(fit_row("B2 500k rows, 20k subjects (x|subj)", o, r))
 
-tab <- do.call(rbind, res)
-cat(sprintf("mixedrs bench, %s, %d cores, R %s\n", format(Sys.Date()), parallel::detectCores(),
-            getRversion()))
-print(tab, row.names = FALSE)
+## B3, B4: InstEval
+data(InstEval, package = "lme4")
+o <- time_it(lmm(y ~ 1 + service + lectage + studage + (1 | s) + (1 | d) + (1 | dept:service), InstEval, REML = FALSE))
+r <- ref_fit(lmer_w(y ~ 1 + service + lectage + studage + (1 | s) + (1 | d) + (1 | dept:service), InstEval, REML = FALSE))
+add(fit_row("B3 InstEval ML, 3 crossed intercepts", o, r, reml = FALSE))
+o <- time_it(lmm(y ~ 1 + service * dept + (1 | s) + (1 | d), InstEval))
+r <- ref_fit(lmer_w(y ~ 1 + service * dept + (1 | s) + (1 | d), InstEval))
+add(fit_row("B4 InstEval REML service*dept", o, r))
+b4_ours <- o$value
+b4_ref <- r$value
+
+## B5: kb07-like crossed design, 4x4 covariance on both factors
+set.seed(5)
+n_s <- 50; n_i <- 50
+d5 <- expand.grid(subj = factor(1:n_s), item = factor(1:n_i))
+d5 <- d5[sample(nrow(d5), 2000), ]
+d5$a <- sample(c(-0.5, 0.5), nrow(d5), TRUE)
+d5$b <- sample(c(-0.5, 0.5), nrow(d5), TRUE)
+d5$c <- sample(c(-0.5, 0.5), nrow(d5), TRUE)
+Ls <- matrix(c(1, 0.3, 0.2, 0.1, 0, 0.5, 0.1, 0.1, 0, 0, 0.4, 0.1, 0, 0, 0, 0.3), 4, 4)
+bs <- matrix(rnorm(n_s * 4), n_s) %*% t(Ls)
+bi <- matrix(rnorm(n_i * 4), n_i) %*% t(Ls * 0.8)
+Z <- cbind(1, d5$a, d5$b, d5$c)
+d5$y <- drop(Z %*% c(2, 0.5, -0.3, 0.2)) + rowSums(Z * bs[d5$subj, ]) + rowSums(Z * bi[d5$item, ]) + rnorm(nrow(d5))
+o <- time_it(lmm(y ~ a + b + c + (a + b + c | subj) + (a + b + c | item), d5))
+r <- ref_fit(lmer_w(y ~ a + b + c + (a + b + c | subj) + (a + b + c | item), d5))
+add(fit_row("B5 kb07-like, 2000 rows, 4x4 cov on 2 crossed factors", o, r))
+
+## B6: 2M rows nested, and ours alone at 10x of B2 and B6
+sim_b6 <- function(nschool, per_school, per_student, seed = 6) {
+  set.seed(seed)
+  nstud <- nschool * per_school
+  school <- factor(rep(seq_len(nschool), each = per_school * per_student))
+  student <- factor(rep(seq_len(nstud), each = per_student))
+  data.frame(school = school, student = student,
+             y = 10 + rnorm(nschool)[school] + rnorm(nstud, 0, 0.7)[student] + rnorm(nstud * per_student))
+}
+if (!quick) {
+  d6 <- sim_b6(2000L, 50L, 20L)
+  o <- time_it(lmm(y ~ 1 + (1 | school/student), d6))
+  r <- ref_fit(lmer_w(y ~ 1 + (1 | school/student), d6))
+  add(fit_row("B6 2M rows nested (1|school/student)", o, r))
+  rm(d6); gc()
+  d2x <- sim_b2(200000L, 25L)
+  o <- time_it(lmm(y ~ x + (x | subj), d2x))
+  add(data.frame(case = "B2 x10: 5M rows, 200k subjects (mixedrs only)", mixedrs_s = signif(o$time, 4),
+                 ref_s = NA, ratio = NA, crit_diff_rel = NA, evals = o$value$optinfo$evaluations, ref_warning = ""))
+  rm(d2x); gc()
+  d6x <- sim_b6(20000L, 50L, 20L)
+  o <- time_it(lmm(y ~ 1 + (1 | school/student), d6x))
+  add(data.frame(case = "B6 x10: 20M rows nested (mixedrs only)", mixedrs_s = signif(o$time, 4),
+                 ref_s = NA, ratio = NA, crit_diff_rel = NA, evals = o$value$optinfo$evaluations, ref_warning = ""))
+  rm(d6x); gc()
+}
+
+## Inference: Satterthwaite summary and type III anova on B4, profile confint on sleepstudy
+inf <- list()
+# lmerTest computes its derivatives when it converts a fit; count that and summary()
+devfun <- lme4::lmer(y ~ 1 + service * dept + (1 | s) + (1 | d), InstEval, devFunOnly = TRUE)
+ref_sum <- time_it({rt <- lmerTest:::as_lmerModLT(b4_ref, devfun = devfun); summary(rt)})
+b4_ours$cache <- new.env()
+our_sum <- time_it(summary(b4_ours))
+df_diff <- max(abs(our_sum$value$coefficients[, "df"] / ref_sum$value$coefficients[, "df"] - 1))
+inf[[1]] <- data.frame(case = "I1 summary(), Satterthwaite df, B4 (vs lmerTest)", mixedrs_s = signif(our_sum$time, 4),
+                       ref_s = signif(ref_sum$time, 4), ratio = round(ref_sum$time / our_sum$time, 1),
+                       max_rel_diff = signif(df_diff, 3))
+ref_an <- time_it(anova(rt))
+our_an <- time_it(anova(b4_ours))
+inf[[2]] <- data.frame(case = "I2 anova() type III after summary(), B4 (vs lmerTest)", mixedrs_s = signif(our_an$time, 4),
+                       ref_s = signif(ref_an$time, 4), ratio = round(ref_an$time / our_an$time, 1),
+                       max_rel_diff = signif(max(abs(our_an$value$DenDF / ref_an$value$DenDF - 1)), 3))
+m1 <- lmm(Reaction ~ Days + (Days | Subject), ss)
+r1 <- lme4::lmer(Reaction ~ Days + (Days | Subject), ss)
+our_ci <- time_it(confint(m1, quiet = TRUE), 5)
+ref_ci <- time_it(suppressMessages(confint(r1)), 2)
+inf[[3]] <- data.frame(case = "I3 profile confint(), sleepstudy (vs lme4)", mixedrs_s = signif(our_ci$time, 4),
+                       ref_s = signif(ref_ci$time, 4), ratio = round(ref_ci$time / our_ci$time, 1),
+                       max_rel_diff = signif(max(abs(our_ci$value / ref_ci$value - 1)), 3))
+
+## Peak memory (VmHWM of a child R process, above its level after loading the data)
+peak_rss <- function(setup, fit) {
+  script <- tempfile(fileext = ".R")
+  writeLines(c("suppressPackageStartupMessages({library(mixedrs); library(lme4)})", setup,
+               "hwm <- function() as.numeric(sub('kB', '', grep('VmHWM', readLines('/proc/self/status'), value = TRUE)[1L] |> sub(pattern = 'VmHWM:', replacement = '')))",
+               "gc(); base <- hwm()", paste0("f <- ", fit), "cat((hwm() - base) / 1024, '\\n')"), script)
+  as.numeric(system2("Rscript", script, stdout = TRUE, stderr = FALSE))
+}
+mem <- list()
+b2_setup <- c(paste("sim_b2 <-", paste(deparse(sim_b2), collapse = "\n")), "d <- sim_b2(20000L, 25L)")
+b3_setup <- "data(InstEval, package = 'lme4'); d <- InstEval"
+b3_form <- "y ~ 1 + service + lectage + studage + (1 | s) + (1 | d) + (1 | dept:service)"
+for (cs in list(list("B2", b2_setup, "y ~ x + (x | subj)", TRUE), list("B3", b3_setup, b3_form, FALSE))) {
+  o <- peak_rss(cs[[2]], sprintf("lmm(%s, d, REML = %s)", cs[[3]], cs[[4]]))
+  r <- peak_rss(cs[[2]], sprintf("lme4::lmer(%s, d, REML = %s)", cs[[3]], cs[[4]]))
+  mem[[length(mem) + 1L]] <- data.frame(case = cs[[1]], mixedrs_MiB = round(o), lme4_MiB = round(r), share = round(o / r, 2))
+}
+
+cat(sprintf("\nmixedrs bench, %s, %d cores, R %s, lme4 %s, lmerTest %s\n", format(Sys.Date()), parallel::detectCores(),
+            getRversion(), packageVersion("lme4"), packageVersion("lmerTest")))
+cat("\nFits (time per fit; ratio = lme4 / mixedrs; crit_diff_rel < 0 means mixedrs reached a lower criterion):\n")
+print(do.call(rbind, res), row.names = FALSE)
+cat("\nInference:\n")
+print(do.call(rbind, inf), row.names = FALSE)
+cat("\nPeak RSS of the fit above the loaded data (MiB):\n")
+print(do.call(rbind, mem), row.names = FALSE)

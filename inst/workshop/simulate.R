@@ -58,3 +58,26 @@ sim_sat_nested <- function(seed = 3) {
   attr(d, "truth") <- list(fixef = c("(Intercept)" = 1055, sexM = -13), sd_school = 50, sd_student = 50, sigma = 50)
   d
 }
+
+# Example 4: trees under three fertilisers, heights at ages 1-4 that grow by a
+# random walk: each year adds the tree's slope plus an independent N(0, 0.5^2) shock.
+# `trees` is the number of trees per fertiliser (the workshop draws 2-4).
+sim_growth <- function(trees = NULL, seed = 3, round_to = 1) {
+  set.seed(seed)
+  slopes <- c(A = 2.7, B = 3.0, C = 3.6)
+  if (is.null(trees)) trees <- sample(2:4, 3, replace = TRUE)
+  trees <- rep_len(trees, 3)
+  treatment <- factor(rep(names(slopes), trees), levels = names(slopes))
+  ntree <- length(treatment)
+  slope <- slopes[as.character(treatment)] + rnorm(ntree, 0, 0.5)
+  rows <- lapply(seq_len(ntree), function(i) {
+    h <- cumsum(slope[i] + rnorm(4, 0, 0.5))
+    data.frame(tree = i, treatment = treatment[i], age = 1:4,
+               height = if (is.null(round_to)) h else round(h, round_to))
+  })
+  d <- do.call(rbind, rows)
+  d$tree <- factor(d$tree)
+  attr(d, "truth") <- list(fixef = c("treatmentA:age" = 2.7, "treatmentB:age" = 3.0, "treatmentC:age" = 3.6),
+                           sd_slope = 0.5, sigma = 0.5)
+  d
+}

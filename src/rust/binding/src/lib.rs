@@ -1,7 +1,11 @@
 //! Thin extendr binding: R lists in, core types, plain R lists out.
 //! Validation happens in R; this layer only converts and reports core errors.
 use extendr_api::prelude::*;
-use mixedrs_core::{fit, profile_confint, varpar_derivatives, CovForm, FitControl, LinearMixedModel, MixedError, ReTerm};
+use mixedrs_core::correlation::varpar_derivatives_correlated;
+use mixedrs_core::{
+    fit, fit_correlated, profile_confint, varpar_derivatives, CorKind, CorStruct, CorrelatedModel, CovForm, FitControl, LinearMixedModel, MixedError,
+    ReTerm,
+};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -78,19 +82,59 @@ fn list_of_reals(v: Vec<Vec<f64>>) -> Robj {
     List::from_values(v.into_iter().map(Robj::from)).into()
 }
 
+/// The model a spec describes: plain, or with correlated residuals when `spec$cor` is set.
+enum Model {
+    Plain(LinearMixedModel),
+    Correlated(CorrelatedModel),
+}
+
+fn read_terms(spec: &HashMap<&str, Robj>) -> std::result::Result<Vec<ReTerm>, Error> {
+    let terms_list: List = field(spec, "terms")?.try_into().map_err(|_| input("'terms' must be a list"))?;
+    terms_list.values().map(|t| read_term(&t)).collect()
+}
+
 fn read_model(spec: List) -> std::result::Result<LinearMixedModel, Error> {
+    match read_any_model(spec)? {
+        Model::Plain(m) => Ok(m),
+        Model::Correlated(_) => Err(to_r_error(MixedError::Input("this computation is not available for correlated-residual fits".into()))),
+    }
+}
+
+fn read_cor(robj: &Robj) -> std::result::Result<(CorStruct, Vec<f64>), Error> {
+    let list: List = robj.try_into().map_err(|_| input("'cor' must be a list"))?;
+    let map = named(list);
+    let kind = match field(&map, "type")?.as_str() {
+        Some("AR1") => CorKind::Ar1,
+        Some("CAR1") => CorKind::Car1,
+        Some("CompSymm") => CorKind::CompSymm,
+        Some("RandomWalk") => CorKind::RandomWalk { nugget: flag(&map, "nugget")? },
+        _ => return Err(input("unknown correlation structure")),
+    };
+    let codes: Vec<u32> = field(&map, "groups")?
+        .as_integer_slice()
+        .ok_or_else(|| input("correlation groups must be integer codes"))?
+        .iter()
+        .map(|&c| if c >= 1 { Ok((c - 1) as u32) } else { Err(input("correlation group codes must be positive (no NA)")) })
+        .collect::<std::result::Result<_, _>>()?;
+    let cor = CorStruct::new(kind, &codes, reals(&map, "times")?).map_err(to_r_error)?;
+    let eta = match opt_reals(&map, "start")? {
+        Some(phi) => cor.unconstrained(&phi),
+        None => cor.unconstrained(&vec![if kind == CorKind::Car1 { 0.5 } else { 0.1 }; cor.npar()]),
+    };
+    Ok((cor, eta))
+}
+
+fn read_any_model(spec: List) -> std::result::Result<Model, Error> {
     let spec = named(spec);
-    let terms_list: List = field(&spec, "terms")?.try_into().map_err(|_| input("'terms' must be a list"))?;
-    let terms = terms_list.values().map(|t| read_term(&t)).collect::<std::result::Result<Vec<_>, _>>()?;
-    LinearMixedModel::new(
-        terms,
-        reals(&spec, "X")?,
-        int(&spec, "p")?,
-        reals(&spec, "y")?,
-        opt_reals(&spec, "weights")?,
-        flag(&spec, "REML")?,
-    )
-    .map_err(to_r_error)
+    let terms = read_terms(&spec)?;
+    let (x, p, y, reml) = (reals(&spec, "X")?, int(&spec, "p")?, reals(&spec, "y")?, flag(&spec, "REML")?);
+    match spec.get("cor") {
+        Some(c) if !c.is_null() => {
+            let (cor, eta) = read_cor(c)?;
+            Ok(Model::Correlated(CorrelatedModel::new(terms, x, p, y, reml, cor, eta).map_err(to_r_error)?))
+        }
+        _ => Ok(Model::Plain(LinearMixedModel::new(terms, x, p, y, opt_reals(&spec, "weights")?, reml).map_err(to_r_error)?)),
+    }
 }
 
 fn read_control(ctl: &HashMap<&str, Robj>) -> std::result::Result<FitControl, Error> {
@@ -104,10 +148,25 @@ fn read_control(ctl: &HashMap<&str, Robj>) -> std::result::Result<FitControl, Er
 }
 
 fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
-    let mut model = read_model(spec)?;
     let ctl = named(control);
     let fc = read_control(&ctl)?;
-    let f = fit(&mut model, &fc, flag(&ctl, "optimize")?).map_err(to_r_error)?;
+    let optimize = flag(&ctl, "optimize")?;
+    let (f, cor, mut cm_holder, mut plain_holder) = match read_any_model(spec)? {
+        Model::Plain(mut m) => {
+            let f = fit(&mut m, &fc, optimize).map_err(to_r_error)?;
+            (f, None, None, Some(m))
+        }
+        Model::Correlated(mut cm) => {
+            let cf = fit_correlated(&mut cm, &fc, optimize).map_err(to_r_error)?;
+            let extra = (cf.phi, cf.eta, cf.logdet);
+            (cf.fit, Some(extra), Some(cm), None)
+        }
+    };
+    let model: &mut LinearMixedModel = match (&mut cm_holder, &mut plain_holder) {
+        (Some(cm), _) => &mut cm.model,
+        (_, Some(m)) => m,
+        _ => return Err(input("no model")),
+    };
     let condvar: Robj = if flag(&ctl, "condvar")? {
         let s2 = f.sigma * f.sigma;
         list_of_reals((0..model.terms.len()).map(|t| model.cond_var(t).into_iter().map(|v| v * s2).collect()).collect())
@@ -126,7 +185,12 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
     let names = [
         "theta", "beta", "sigma", "b", "u", "vcov", "ldL2", "ldRX2", "pwrss", "criterion", "fitted",
         "evaluations", "converged", "message", "grad_norm", "condvar", "theta_term", "theta_row", "theta_col",
+        "cor_phi", "cor_eta", "ldPsi",
     ];
+    let (cor_phi, cor_eta, ld_psi): (Robj, Robj, Robj) = match cor {
+        Some((phi, eta, ld)) => (phi.into(), eta.into(), ld.into()),
+        None => (().into(), ().into(), 0.0.into()),
+    };
     let values: Vec<Robj> = vec![
         f.optim.theta.into(),
         f.beta.into(),
@@ -147,14 +211,22 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
         th_term.into(),
         th_row.into(),
         th_col.into(),
+        cor_phi,
+        cor_eta,
+        ld_psi,
     ];
     List::from_names_and_values(names, values)
 }
 
 fn run_varpar(spec: List, theta: &[f64], sigma: f64) -> std::result::Result<List, Error> {
-    let mut model = read_model(spec)?;
-    let reml = model.reml;
-    let d = varpar_derivatives(&mut model, theta, sigma, reml).map_err(to_r_error)?;
+    let d = match read_any_model(spec)? {
+        Model::Plain(mut model) => {
+            let reml = model.reml;
+            varpar_derivatives(&mut model, theta, sigma, reml)
+        }
+        Model::Correlated(mut cm) => varpar_derivatives_correlated(&mut cm, theta, sigma),
+    }
+    .map_err(to_r_error)?;
     Ok(List::from_names_and_values(
         ["hessian", "jacobian", "vcov"],
         [Robj::from(d.hessian), list_of_reals(d.jacobian), Robj::from(d.vcov)],

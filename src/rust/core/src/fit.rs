@@ -2,6 +2,7 @@
 use crate::error::Result;
 use crate::model::LinearMixedModel;
 use crate::optimize::{optimize_theta, FitControl, OptimSummary};
+use crate::reterm::ReTerm;
 
 #[derive(Debug, Clone)]
 pub struct Fit {
@@ -37,7 +38,7 @@ pub fn fit(model: &mut LinearMixedModel, control: &FitControl, optimize: bool) -
     let u = model.u();
     let b = model.b_from_u(&u);
     let vcov_beta = model.vcov_unscaled().into_iter().map(|v| v * sigma * sigma).collect();
-    let fitted = fitted_values(model, &beta, &b);
+    let fitted = fitted_values(&model.x, model.n, &model.terms, &beta, &b);
     Ok(Fit {
         criterion: optim.criterion,
         optim,
@@ -53,15 +54,15 @@ pub fn fit(model: &mut LinearMixedModel, control: &FitControl, optimize: bool) -
     })
 }
 
-fn fitted_values(model: &LinearMixedModel, beta: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
-    let n = model.n;
+/// Xβ + Zb for n rows.
+pub fn fitted_values(x: &[f64], n: usize, terms: &[ReTerm], beta: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
     let mut mu = vec![0.0; n];
     for (a, &ba) in beta.iter().enumerate() {
-        for (m, x) in mu.iter_mut().zip(&model.x[a * n..(a + 1) * n]) {
+        for (m, x) in mu.iter_mut().zip(&x[a * n..(a + 1) * n]) {
             *m += x * ba;
         }
     }
-    for (t, bt) in model.terms.iter().zip(b) {
+    for (t, bt) in terms.iter().zip(b) {
         for o in 0..n {
             let lev = t.codes[o] as usize;
             for a in 0..t.k {

@@ -1,6 +1,7 @@
 //! mixedrs-core: linear mixed models by the profiled deviance of Bates et al. (2015),
 //! organised like MixedModels.jl. No R here; the binding crate converts.
 pub mod blocks;
+pub mod correlation;
 pub mod dense;
 pub mod error;
 pub mod fit;
@@ -10,6 +11,7 @@ pub mod profile;
 pub mod reterm;
 pub mod varpar;
 
+pub use correlation::{fit_correlated, CorKind, CorStruct, CorrelatedFit, CorrelatedModel};
 pub use error::{MixedError, Result};
 pub use fit::{fit, Fit};
 pub use model::LinearMixedModel;

@@ -225,8 +225,21 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
         return Err(MixedError::Input(format!("start has length {}, expected {}", start.len(), model.ntheta())));
     }
     let is_diag = model.theta_is_diagonal();
+    let normalize = |m: &LinearMixedModel, t: &mut [f64]| m.normalize_theta(t);
+    let res = optimize_with(|t| model.objective(t), &start, &is_diag, control)?;
+    let mut theta = res.theta.clone();
+    normalize(model, &mut theta);
+    let criterion = model.objective(&theta)?;
+    Ok(OptimSummary { theta, criterion, ..res })
+}
+
+/// The fit's optimisation of a criterion f over parameters whose `is_diag` entries are
+/// diagonal elements of some Λ (f is even in each of them): BFGS, then a step off
+/// the edge wherever one of them sits at the stationary point 0, then exact zeros
+/// for those that are nearly 0. The caller normalises signs.
+pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(mut f: F, start: &[f64], is_diag: &[bool], control: &FitControl) -> Result<OptimSummary> {
     let nth = start.len();
-    let mut min = minimize(|t| model.objective(t), &start, control)?;
+    let mut min = minimize(&mut f, start, control)?;
     let mut evaluations = min.evaluations;
     // A diagonal θᵢ at 0 is always stationary (the criterion is even in it), so BFGS can
     // stop there at a maximum along θᵢ. Step off the edge and restart when that
@@ -238,7 +251,7 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
                 let mut t = min.x.clone();
                 t[i] = 0.05;
                 evaluations += 1;
-                let v = model.objective(&t)?;
+                let v = f(&t)?;
                 if v < min.f - 1e-10 * (1.0 + min.f.abs()) && escaped.as_ref().map_or(true, |e| v < e.1) {
                     escaped = Some((t, v));
                 }
@@ -246,7 +259,7 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
         }
         match escaped {
             Some((t, _)) => {
-                let again = minimize(|th| model.objective(th), &t, control)?;
+                let again = minimize(&mut f, &t, control)?;
                 evaluations += again.evaluations;
                 if again.f < min.f {
                     min = again;
@@ -258,29 +271,27 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
         }
     }
     let (converged, mut message) = (min.converged, min.message);
-    // Normalise signs, then try diagonal elements that are nearly zero at exactly zero.
-    let mut theta = min.x;
-    model.normalize_theta(&mut theta);
-    let mut fbest = model.objective(&theta)?;
+    // Diagonal elements that are nearly zero, at exactly zero (signs do not matter here).
+    let mut theta: Vec<f64> = min.x;
+    let mut fbest = f(&theta)?;
     for i in 0..nth {
         if is_diag[i] && theta[i] != 0.0 && theta[i].abs() < control.boundary_tol {
             let mut t = theta.clone();
             t[i] = 0.0;
             evaluations += 1;
-            let v = model.objective(&t)?;
+            let v = f(&t)?;
             if v <= fbest + 1e-10 * (1.0 + fbest.abs()) {
                 theta = t;
                 fbest = v;
             }
         }
     }
-    let problem = Tracked::new(|t: &[f64]| model.objective(t), nth);
+    let problem = Tracked::new(&mut f, nth);
     let grad = problem.fd_gradient(&theta)?;
     evaluations += problem.evals.get() + 2;
     let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
-    let criterion = model.objective(&theta)?;
     if !converged {
         message = format!("{} (gradient norm {:.2e})", message, grad_norm);
     }
-    Ok(OptimSummary { theta, criterion, evaluations, converged, grad_norm, message })
+    Ok(OptimSummary { theta, criterion: fbest, evaluations, converged, grad_norm, message })
 }

@@ -25,12 +25,17 @@ pub struct VarparDerivatives {
 /// [D, P, U…] at θ.
 fn pieces(model: &mut LinearMixedModel, theta: &[f64], reml: bool) -> Result<Vec<f64>> {
     model.update_l(theta)?;
+    Ok(pieces_now(model, reml, 0.0))
+}
+
+/// [D, P, U…] from the model's current factor; `extra_logdet` is added to D.
+pub fn pieces_now(model: &LinearMixedModel, reml: bool, extra_logdet: f64) -> Vec<f64> {
     let c = model.parts();
     let mut v = Vec::with_capacity(2 + model.p * model.p);
-    v.push(c.ldl2 - model.log_det_w + if reml { c.ldrx2 } else { 0.0 });
+    v.push(c.ldl2 - model.log_det_w + extra_logdet + if reml { c.ldrx2 } else { 0.0 });
     v.push(c.pwrss);
     v.extend(model.vcov_unscaled());
-    Ok(v)
+    v
 }
 
 /// Richardson extrapolation of central differences computed at h, h/2, h/4.
@@ -60,10 +65,27 @@ pub fn varpar_derivatives_richardson(model: &mut LinearMixedModel, theta: &[f64]
 }
 
 fn derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bool, levels: usize) -> Result<VarparDerivatives> {
+    let (p, n) = (model.p, model.n);
+    let d = derivatives_with(|t| pieces(model, t, reml), theta, sigma, p, n, reml, levels);
+    // leave the factor at θ for whoever asks next
+    model.update_l(theta)?;
+    d
+}
+
+/// The derivatives for any parametrisation `vars` of the variance (θ, then any
+/// correlation parameters): `pieces(vars)` returns [D, P, U…] there.
+pub fn derivatives_with<F: FnMut(&[f64]) -> Result<Vec<f64>>>(
+    mut pieces: F,
+    theta: &[f64],
+    sigma: f64,
+    p: usize,
+    n: usize,
+    reml: bool,
+    levels: usize,
+) -> Result<VarparDerivatives> {
     let k = theta.len();
-    let p = model.p;
-    let nprime = if reml { (model.n - p) as f64 } else { model.n as f64 };
-    let f0 = pieces(model, theta, reml)?;
+    let nprime = if reml { (n - p) as f64 } else { n as f64 };
+    let f0 = pieces(theta)?;
     let m = f0.len();
     let mut first: Vec<Vec<f64>> = Vec::with_capacity(k); // ∂/∂θᵢ of all pieces
     let mut second = vec![0.0; 2 * k * k]; // ∂²D and ∂²P, k×k each
@@ -74,9 +96,9 @@ fn derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bo
         let mut d2: [Vec<f64>; 3] = Default::default();
         for (lvl, h) in [h0, h0 / 2.0, h0 / 4.0].into_iter().take(levels).enumerate() {
             t[i] = theta[i] + h;
-            let fp = pieces(model, &t, reml)?;
+            let fp = pieces(&t)?;
             t[i] = theta[i] - h;
-            let fm = pieces(model, &t, reml)?;
+            let fm = pieces(&t)?;
             t[i] = theta[i];
             d1[lvl] = (0..m).map(|a| (fp[a] - fm[a]) / (2.0 * h)).collect();
             d2[lvl] = (0..2).map(|a| (fp[a] - 2.0 * f0[a] + fm[a]) / (h * h)).collect();
@@ -95,7 +117,7 @@ fn derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bo
                 let mut corner = |si: f64, sj: f64| -> Result<Vec<f64>> {
                     t[i] = theta[i] + si * hi;
                     t[j] = theta[j] + sj * hj;
-                    let v = pieces(model, &t, reml);
+                    let v = pieces(&t);
                     t[i] = theta[i];
                     t[j] = theta[j];
                     v.map(|v| v[..2].to_vec())
@@ -110,8 +132,6 @@ fn derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bo
             }
         }
     }
-    // leave the factor at θ for whoever asks next
-    pieces(model, theta, reml)?;
     let s2 = sigma * sigma;
     let n1 = k + 1;
     let mut hessian = vec![0.0; n1 * n1];
