@@ -31,6 +31,15 @@ cor_form_parts <- function(form) {
   list(covariate = rhs, group = NULL)
 }
 
+# A correlation group expression, with nlme's nesting a/b (b within a).
+eval_group <- function(expr, frame, env) {
+  if (is.call(expr) && identical(expr[[1L]], as.name("/"))) {
+    return(interaction(eval_group(expr[[2L]], frame, env), eval_group(expr[[3L]], frame, env), drop = TRUE, lex.order = TRUE))
+  }
+  g <- eval(expr, frame, env)
+  if (is.factor(g)) droplevels(g) else factor(g)
+}
+
 # Variables the correlation needs in the model frame.
 cor_variables <- function(correlation) {
   if (is.null(correlation)) return(list())
@@ -61,8 +70,7 @@ cor_setup <- function(correlation, frame, terms) {
     group <- terms[[1L]]$factor
     group_name <- terms[[1L]]$group
   } else {
-    g <- eval(parts$group, frame, environment(form))
-    group <- if (is.factor(g)) droplevels(g) else factor(g)
+    group <- eval_group(parts$group, frame, environment(form))
     group_name <- deparse1(parts$group)
   }
   if (anyNA(group)) mixedrs_abort("the correlation group has missing values")
@@ -119,7 +127,9 @@ coef.lmm_corStruct <- function(object, ...) object$value
 #' @export
 print.lmm_corStruct <- function(x, ...) {
   cat("Correlation Structure: ", cor_title(x), "\n", sep = "")
-  cat(" Formula: ", deparse1(x$form), "\n", sep = "")
+  form <- deparse1(x$form)
+  if (is.null(cor_form_parts(x$form)$group)) form <- paste(form, "|", x$group)
+  cat(" Formula: ", form, "\n", sep = "")
   if (length(x$value)) {
     cat(" Parameter estimate(s):\n")
     print(x$value, digits = 4)
