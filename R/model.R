@@ -5,9 +5,16 @@
 # two factors (levels "a1:b1", ... with the first factor slowest), as in lme4.
 group_factor <- function(g, frame) {
   env <- list2env(as.list(frame), parent = environment(group_factor))
+  # a:b with levels in interaction(lex.order = TRUE) order, built from the observed
+  # combinations only (interaction() enumerates all nlevels(a) * nlevels(b) first)
   env[[":"]] <- function(a, b) {
-    f <- interaction(as.factor(a), as.factor(b), sep = ":", lex.order = TRUE, drop = TRUE)
-    factor(f)
+    a <- as.factor(a)
+    b <- as.factor(b)
+    key <- (as.double(as.integer(a)) - 1) * nlevels(b) + as.integer(b)
+    keys <- sort(unique(key))
+    ia <- (keys - 1) %/% nlevels(b) + 1
+    ib <- (keys - 1) %% nlevels(b) + 1
+    structure(match(key, keys), levels = paste(levels(a)[ia], levels(b)[ib], sep = ":"), class = "factor")
   }
   f <- eval(g, env)
   if (is.null(f)) mixedrs_abort(sprintf("grouping variable '%s' not found", deparse1(g)))

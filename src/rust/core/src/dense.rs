@@ -316,3 +316,89 @@ mod faer_tests {
         assert!(chol_lower_any(&mut bad, FAER_MIN, &mut chol_workspace(FAER_MIN)).is_err());
     }
 }
+
+/// Whether the n×n block (lower triangle) is block-diagonal with k×k blocks: true for
+/// a term whose levels are nested in the first term's (as in `(1 | school/student)`),
+/// where the dense Cholesky would be wasted on zeros.
+pub fn is_block_diagonal(a: &[f64], n: usize, k: usize) -> bool {
+    if k == 0 || n % k != 0 {
+        return false;
+    }
+    for j in 0..n {
+        let block_end = (j / k + 1) * k;
+        if a[j * n + block_end..(j + 1) * n].iter().any(|&v| v != 0.0) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Cholesky of a block-diagonal n×n matrix (k×k blocks), block by block, in place.
+pub fn chol_block_diagonal(a: &mut [f64], n: usize, k: usize, tmp: &mut [f64]) -> Result<(), usize> {
+    for b in 0..n / k {
+        let o = b * k;
+        for c in 0..k {
+            for r in 0..k {
+                tmp[r + c * k] = a[(o + r) + (o + c) * n];
+            }
+        }
+        chol_lower(&mut tmp[..k * k], k).map_err(|c| o + c)?;
+        for c in 0..k {
+            for r in 0..k {
+                a[(o + r) + (o + c) * n] = if r >= c { tmp[r + c * k] } else { 0.0 };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// B ← B L⁻ᵀ for a block-diagonal lower-triangular L (k×k blocks), B m×n.
+pub fn rdiv_block_diagonal_t(b: &mut [f64], m: usize, l: &[f64], n: usize, k: usize, tmp: &mut [f64]) {
+    for blk in 0..n / k {
+        let o = blk * k;
+        for c in 0..k {
+            for r in 0..k {
+                tmp[r + c * k] = l[(o + r) + (o + c) * n];
+            }
+        }
+        rdiv_lower_t(&mut b[o * m..(o + k) * m], m, &tmp[..k * k], k);
+    }
+}
+
+#[cfg(test)]
+mod block_diagonal_tests {
+    use super::*;
+
+    #[test]
+    fn block_diagonal_paths_match_dense() {
+        let (n, k, m) = (12, 2, 3);
+        let mut a = vec![0.0; n * n];
+        for b in 0..n / k {
+            let o = b * k;
+            a[o + o * n] = 4.0 + b as f64;
+            a[(o + 1) + o * n] = 1.0;
+            a[o + (o + 1) * n] = 1.0;
+            a[(o + 1) + (o + 1) * n] = 3.0;
+        }
+        assert!(is_block_diagonal(&a, n, k));
+        let mut dense = a.clone();
+        chol_lower(&mut dense, n).unwrap();
+        let mut blk = a.clone();
+        let mut tmp = vec![0.0; k * k];
+        chol_block_diagonal(&mut blk, n, k, &mut tmp).unwrap();
+        for j in 0..n {
+            for i in j..n {
+                assert!((dense[i + j * n] - blk[i + j * n]).abs() < 1e-12);
+            }
+        }
+        let bm: Vec<f64> = (0..m * n).map(|i| (i as f64 * 0.37).sin()).collect();
+        let (mut b1, mut b2) = (bm.clone(), bm.clone());
+        rdiv_lower_t(&mut b1, m, &dense, n);
+        rdiv_block_diagonal_t(&mut b2, m, &blk, n, k, &mut tmp);
+        for (x, y) in b1.iter().zip(&b2) {
+            assert!((x - y).abs() < 1e-12);
+        }
+        a[5 + 0 * n] = 0.1;
+        assert!(!is_block_diagonal(&a, n, k));
+    }
+}

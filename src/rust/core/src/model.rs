@@ -440,12 +440,21 @@ impl LinearMixedModel {
                 self.l.dense[tri(i, k)] = target;
             }
         }
-        // Right-looking blocked Cholesky of the dense part.
+        // Right-looking blocked Cholesky of the dense part. A term's diagonal block stays
+        // block-diagonal when its levels nest the first term's (nested designs); then
+        // it is factored, and divided by, block by block.
         for j in 1..=nt {
             let dj = self.dim(j);
+            let kj = if j < nt { self.terms[j].k } else { 0 };
+            let block_diag = j < nt && dense::is_block_diagonal(&self.l.dense[tri(j, j)], dj, kj);
             {
                 let djj = &mut self.l.dense[tri(j, j)];
-                if let Err(col) = dense::chol_lower_any(djj, dj, &mut self.chol_work) {
+                let res = if block_diag {
+                    dense::chol_block_diagonal(djj, dj, kj, &mut self.tmp)
+                } else {
+                    dense::chol_lower_any(djj, dj, &mut self.chol_work)
+                };
+                if let Err(col) = res {
                     return Err(if j == nt && col < self.p {
                         MixedError::Numerical("fixed-effect model matrix is rank deficient at this theta".into())
                     } else if j == nt {
@@ -457,7 +466,11 @@ impl LinearMixedModel {
             }
             for i in j + 1..=nt {
                 let mut lij = std::mem::take(&mut self.l.dense[tri(i, j)]);
-                dense::rdiv_lower_t_any(&mut lij, self.dim(i), &self.l.dense[tri(j, j)], dj);
+                if block_diag {
+                    dense::rdiv_block_diagonal_t(&mut lij, self.dim(i), &self.l.dense[tri(j, j)], dj, kj, &mut self.tmp);
+                } else {
+                    dense::rdiv_lower_t_any(&mut lij, self.dim(i), &self.l.dense[tri(j, j)], dj);
+                }
                 self.l.dense[tri(i, j)] = lij;
             }
             for i in j + 1..=nt {

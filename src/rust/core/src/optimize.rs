@@ -72,6 +72,8 @@ impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
         let mut t = x.to_vec();
         let mut g = vec![0.0; x.len()];
         for i in 0..x.len() {
+
+
             let h = 1e-5 * x[i].abs().max(1.0);
             t[i] = x[i] + h;
             let fp = self.eval(&t)?;
