@@ -33,10 +33,13 @@ format_perc <- function(probs, digits = 3) {
 #' @param method "profile", "Wald" or "boot".
 #' @param oldNames lme4's `.sig01` names (TRUE) or `sd_(Intercept)|g` names.
 #' @param quiet suppress the "Computing ..." message.
+#' @param nsim,boot.type,seed for `method = "boot"`: replicates of [bootstrap()],
+#'   the interval type, and a seed.
 #' @param ... unused.
 #' @export
 confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald", "boot"),
-                        oldNames = TRUE, quiet = FALSE, ...) {
+                        oldNames = TRUE, quiet = FALSE, nsim = 500, boot.type = c("perc", "basic", "norm"),
+                        seed = NULL, ...) {
   method <- match.arg(method)
   if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
     mixedrs_abort("'level' must be a single number between 0 and 1")
@@ -48,8 +51,10 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
   which <- select_parm(parm, all_names, length(vnames), missing(parm))
   out <- matrix(NA_real_, length(which), 2L, dimnames = list(all_names[which], cn))
   if (method == "boot") {
-    mixedrs_abort("confint(method = \"boot\") is not available yet: the parametric bootstrap has not been built",
-                  kind = "not_available")
+    if (!quiet) message("Computing bootstrap confidence intervals ...")
+    bt <- bootstrap(object, nsim = nsim, seed = seed, oldNames = oldNames, progress = interactive())
+    ci <- confint.lmm_boot(bt, parm = which, level = level, type = match.arg(boot.type))
+    return(ci)
   }
   if (method == "Wald") {
     fe <- which > length(vnames)

@@ -4,3 +4,5 @@
 lmm_fit_rs <- function(spec, control) .Call(wrap__lmm_fit_rs, spec, control)
 lmm_varpar_rs <- function(spec, theta, sigma) .Call(wrap__lmm_varpar_rs, spec, theta, sigma)
 lmm_profile_rs <- function(spec, control) .Call(wrap__lmm_profile_rs, spec, control)
+lmm_simulate_rs <- function(spec, params, control) .Call(wrap__lmm_simulate_rs, spec, params, control)
+lmm_bootstrap_rs <- function(spec, params, control) .Call(wrap__lmm_bootstrap_rs, spec, params, control)

@@ -6,7 +6,25 @@ use mixedrs_core::{
     fit, fit_correlated, profile_confint, varpar_derivatives, CorKind, CorStruct, CorrelatedModel, CovForm, FitControl, LinearMixedModel, MixedError,
     ReTerm,
 };
+use mixedrs_core::{bootstrap, simulate, BootControl, BootType, FittedParams};
 use std::collections::HashMap;
+use std::os::raw::{c_int, c_void};
+use std::time::Instant;
+
+extern "C" {
+    fn R_ToplevelExec(fun: extern "C" fn(*mut c_void), data: *mut c_void) -> c_int;
+    fn R_CheckUserInterrupt();
+}
+
+extern "C" fn check_interrupt(_: *mut c_void) {
+    unsafe { R_CheckUserInterrupt() }
+}
+
+/// Whether the user pressed Ctrl-C. R_CheckUserInterrupt longjmps on an interrupt;
+/// R_ToplevelExec catches that jump in C, so it never crosses a Rust frame.
+fn interrupted() -> bool {
+    unsafe { R_ToplevelExec(check_interrupt, std::ptr::null_mut()) == 0 }
+}
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Named list to map; extendr 0.9 deprecates this in favour of TryFrom, which we
@@ -252,6 +270,75 @@ fn run_profile(spec: List, control: List) -> std::result::Result<List, Error> {
     )?)
 }
 
+fn read_params(params: List) -> std::result::Result<FittedParams, Error> {
+    let map = named(params);
+    let b_list: List = field(&map, "b")?.try_into().map_err(|_| input("'b' must be a list"))?;
+    let b = b_list
+        .values()
+        .map(|v| v.as_real_slice().map(|s| s.to_vec()).ok_or_else(|| input("'b' must hold double vectors")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(FittedParams { theta: reals(&map, "theta")?, beta: reals(&map, "beta")?, sigma: real(&map, "sigma")?, b })
+}
+
+fn seed_of(map: &HashMap<&str, Robj>) -> std::result::Result<u64, Error> {
+    let s = real(map, "seed")?;
+    if !(s >= 0.0 && s < 9007199254740992.0) {
+        return Err(input("'seed' must be a non-negative number below 2^53"));
+    }
+    Ok(s as u64)
+}
+
+fn run_simulate(spec: List, params: List, control: List) -> std::result::Result<List, Error> {
+    let model = read_model(spec)?;
+    let par = read_params(params)?;
+    let ctl = named(control);
+    let sims = simulate(&model, &par, flag(&ctl, "use_u")?, int(&ctl, "nsim")?, seed_of(&ctl)?);
+    let flat: Vec<f64> = sims.into_iter().flatten().collect();
+    Ok(List::from_names_and_values(["y"], [Robj::from(flat)])?)
+}
+
+fn run_bootstrap(spec: List, params: List, control: List) -> std::result::Result<List, Error> {
+    let model = read_model(spec)?;
+    let par = read_params(params)?;
+    let ctl = named(control);
+    let fc = read_control(&ctl)?;
+    let kind = match field(&ctl, "type")?.as_str() {
+        Some("parametric") => BootType::Parametric,
+        Some("residual") => BootType::Residual,
+        _ => return Err(input("bootstrap type must be 'parametric' or 'residual'")),
+    };
+    let bc = BootControl { nsim: int(&ctl, "nsim")?, seed: seed_of(&ctl)?, threads: int(&ctl, "threads")?.max(1), kind };
+    let show = flag(&ctl, "progress")?;
+    let start = Instant::now();
+    let mut shown = false;
+    let mut stopped = false;
+    let mut progress = |done: usize, total: usize| -> bool {
+        if show && (shown || start.elapsed().as_secs_f64() > 2.0) {
+            shown = true;
+            let width = 40;
+            let filled = width * done / total.max(1);
+            rprint!("\r  bootstrap [{}{}] {}/{}", "=".repeat(filled), " ".repeat(width - filled), done, total);
+            if done == total {
+                rprint!("\n");
+            }
+        }
+        if interrupted() {
+            stopped = true;
+            if shown {
+                rprint!("\n");
+            }
+            return false;
+        }
+        true
+    };
+    let res = bootstrap(&model, &par, &bc, &fc, &mut progress).map_err(to_r_error)?;
+    let flat: Vec<f64> = res.stats.into_iter().flatten().collect();
+    Ok(List::from_names_and_values(
+        ["stats", "failed", "done", "interrupted"],
+        [Robj::from(flat), Robj::from(res.failed as i32), Robj::from(res.done as i32), Robj::from(stopped)],
+    )?)
+}
+
 /// Run a binding body with panics caught and turned into a classed internal error.
 fn guarded<F: FnOnce() -> std::result::Result<List, Error>>(f: F) -> extendr_api::Result<List> {
     silence_panics();
@@ -285,9 +372,23 @@ fn silence_panics() {
     ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
 }
 
+/// Simulated responses from a fitted model (one column per replicate, flattened).
+#[extendr]
+fn lmm_simulate_rs(spec: List, params: List, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_simulate(spec, params, control))
+}
+
+/// Parametric or residual bootstrap: simulate and refit in Rust, on several threads.
+#[extendr]
+fn lmm_bootstrap_rs(spec: List, params: List, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_bootstrap(spec, params, control))
+}
+
 extendr_module! {
     mod mixedrs;
     fn lmm_fit_rs;
     fn lmm_varpar_rs;
     fn lmm_profile_rs;
+    fn lmm_simulate_rs;
+    fn lmm_bootstrap_rs;
 }

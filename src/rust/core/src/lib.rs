@@ -9,6 +9,7 @@ pub mod model;
 pub mod optimize;
 pub mod profile;
 pub mod reterm;
+pub mod simulate;
 pub mod varpar;
 
 pub use correlation::{fit_correlated, CorKind, CorStruct, CorrelatedFit, CorrelatedModel};
@@ -19,3 +20,4 @@ pub use optimize::{minimize, FitControl, Minimum, OptimSummary};
 pub use profile::{profile_confint, ProfileResult};
 pub use varpar::{varpar_derivatives, varpar_derivatives_richardson, VarparDerivatives};
 pub use reterm::{CovForm, ReTerm};
+pub use simulate::{bootstrap, simulate, BootControl, BootResult, BootType, FittedParams};

@@ -68,6 +68,30 @@ pub struct LinearMixedModel {
 /// Dense blocks beyond this many scalars in total are refused rather than allocated.
 const MAX_DENSE_ELEMENTS: usize = 1usize << 31;
 
+/// A copy for another thread: everything but faer's workspace, which is made afresh.
+impl Clone for LinearMixedModel {
+    fn clone(&self) -> Self {
+        let maxdim = (1..=self.terms.len()).map(|i| self.dim(i)).max().unwrap_or(1);
+        LinearMixedModel {
+            terms: self.terms.clone(),
+            x: self.x.clone(),
+            p: self.p,
+            y: self.y.clone(),
+            n: self.n,
+            reml: self.reml,
+            log_det_w: self.log_det_w,
+            weights: self.weights.clone(),
+            a: self.a.clone(),
+            l: self.l.clone(),
+            lambdas: self.lambdas.clone(),
+            theta: self.theta.clone(),
+            theta_offsets: self.theta_offsets.clone(),
+            tmp: self.tmp.clone(),
+            chol_work: dense::chol_workspace(maxdim),
+        }
+    }
+}
+
 impl LinearMixedModel {
     pub fn new(
         terms: Vec<ReTerm>,

@@ -1,0 +1,201 @@
+# simulate() and bootstrap(): draws and refits happen in Rust. The Rust generator's
+# seed is drawn from R's RNG, so set.seed() (or `seed =`) makes every result
+# reproducible, whatever the number of threads.
+
+# A 52-bit seed for the Rust generator, drawn from R's RNG.
+rust_seed <- function() {
+  s <- floor(stats::runif(2L) * 2^26)
+  s[1L] * 2^26 + s[2L]
+}
+
+# Run `expr` with R's RNG seeded by `seed` (when given), restoring the previous
+# state afterwards, as stats::simulate methods do. Returns the value with the
+# seed (or the RNG state used) in attr "seed".
+with_r_seed <- function(seed, expr) {
+  if (!exists(".Random.seed", envir = globalenv(), inherits = FALSE)) stats::runif(1L)
+  if (is.null(seed)) {
+    state <- get(".Random.seed", envir = globalenv())
+    val <- expr
+    attr(val, "seed") <- structure(state, kind = as.list(RNGkind()))
+    return(val)
+  }
+  old <- get(".Random.seed", envir = globalenv())
+  on.exit(assign(".Random.seed", old, envir = globalenv()))
+  set.seed(seed)
+  val <- expr
+  attr(val, "seed") <- seed
+  val
+}
+
+fit_params <- function(object) {
+  list(theta = unname(as.double(object$theta)), beta = unname(as.double(object$beta)),
+       sigma = as.double(object$sigma), b = lapply(object$b, function(m) as.double(t(m))))
+}
+
+check_no_correlation <- function(object, what) {
+  if (!is.null(object$correlation)) {
+    mixedrs_abort(sprintf("%s is not available yet for fits with correlated residuals", what), kind = "not_available")
+  }
+}
+
+#' Simulate responses from a fitted lmm
+#'
+#' As lme4's `simulate()`: with `re.form = NA` (or `~0`, the default) new random
+#' effects are drawn for every replicate; with `re.form = NULL` (or `use.u = TRUE`)
+#' the conditional modes are kept and only the residuals are new. The draws are
+#' made in Rust from a seed taken from R's RNG, so `set.seed(1); simulate(m)` and
+#' `simulate(m, seed = 1)` are reproducible.
+#' @param object an `lmm` fit.
+#' @param nsim number of replicates.
+#' @param seed optional seed for R's RNG (restored afterwards).
+#' @param use.u keep the conditional modes of the random effects.
+#' @param re.form `NA` or `~0` (new random effects) or `NULL` (conditional).
+#' @param newdata not supported yet (simulates at the fitted data).
+#' @param ... unused.
+#' @return a data frame with columns `sim_1`, ..., with the seed in attr "seed".
+#' @export
+simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form = NA, newdata = NULL, ...) {
+  check_no_correlation(object, "simulate()")
+  if (!is.null(newdata)) mixedrs_abort("simulate(newdata = ) is not supported yet", kind = "not_available")
+  if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
+  if (is.null(re.form)) use.u <- TRUE
+  nsim <- as.integer(nsim)
+  with_r_seed(seed, {
+    res <- call_rust(lmm_simulate_rs, rust_spec(object$model, object$REML), fit_params(object),
+                     list(nsim = nsim, seed = rust_seed(), use_u = isTRUE(use.u)))
+    n <- nobs(object)
+    y <- matrix(res$y, n, nsim)
+    if (!is.null(object$model$offset)) y <- y + object$model$offset
+    out <- as.data.frame(y)
+    names(out) <- paste0("sim_", seq_len(nsim))
+    rownames(out) <- rownames(object$model$frame)
+    out
+  })
+}
+
+# Bootstrap statistics at the fit itself: sd/cor, sigma, fixed effects.
+boot_t0 <- function(object, names) {
+  lay <- object$theta_layout
+  s <- object$sigma
+  out <- numeric(0)
+  for (ti in seq_along(object$model$terms)) {
+    here <- lay$term == ti
+    k <- length(object$model$terms[[ti]]$cnms)
+    lam <- matrix(0, k, k)
+    lam[cbind(lay$row[here], lay$col[here])] <- object$theta[here]
+    C <- tcrossprod(lam)
+    for (i in which(here)) {
+      r <- lay$row[i]
+      c <- lay$col[i]
+      out <- c(out, if (r == c) s * sqrt(C[r, r]) else { d <- sqrt(C[r, r] * C[c, c]); if (d > 0) C[r, c] / d else 0 })
+    }
+  }
+  stats::setNames(c(out, s, object$beta), names)
+}
+
+#' Parametric bootstrap of an lmm fit
+#'
+#' Simulates `nsim` responses from the fitted model and refits each, like lme4's
+#' `bootMer()`, but inside Rust: only the response blocks are rebuilt, and
+#' replicates run in parallel over `cores` threads. Replicate r uses a seed derived
+#' from the run's seed and r, so the result does not depend on `cores`. A progress
+#' bar appears for runs longer than about 2 seconds; Ctrl-C stops the run and
+#' returns the replicates done so far.
+#' @param object an `lmm` fit.
+#' @param nsim number of replicates.
+#' @param FUN `NULL` for the standard deviations/correlations, sigma and fixed
+#'   effects (computed in Rust); or an R function of a refitted `lmm` returning a
+#'   numeric vector (slower: each refit returns to R).
+#' @param type "parametric" (new random effects and errors) or "residual" (fitted
+#'   values plus resampled residuals).
+#' @param seed optional seed for R's RNG (restored afterwards).
+#' @param cores threads to use.
+#' @param progress show a progress bar on long runs.
+#' @param oldNames name the variance parameters `.sig01`, ... (TRUE) or `sd_(Intercept)|g`, ...
+#' @return an object of class `lmm_boot` with `t0`, `t` (nsim × statistics), `R`.
+#' @export
+bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "residual"), seed = NULL,
+                      cores = getOption("mixedrs.cores", parallel::detectCores()), progress = interactive(),
+                      oldNames = TRUE) {
+  if (!inherits(object, "lmm")) mixedrs_abort("bootstrap() needs an lmm fit")
+  check_no_correlation(object, "bootstrap()")
+  type <- match.arg(type)
+  if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
+  nsim <- as.integer(nsim)
+  cores <- max(1L, as.integer(cores))
+  if (!is.null(FUN)) return(bootstrap_r(object, nsim, match.fun(FUN), type, seed))
+  names <- c(profile_names(object, oldNames), names(object$beta))
+  ctl <- object$control
+  res <- with_r_seed(seed, call_rust(lmm_bootstrap_rs, rust_spec(object$model, object$REML), fit_params(object),
+                                     list(nsim = nsim, seed = rust_seed(), threads = cores, type = type,
+                                          progress = isTRUE(progress), max_iter = ctl$max_iter,
+                                          max_restarts = ctl$max_restarts, grad_tol = ctl$grad_tol,
+                                          boundary_tol = ctl$boundary_tol, start = NULL)))
+  if (isTRUE(res$interrupted)) warning(sprintf("bootstrap interrupted after %d of %d replicates", res$done, nsim), call. = FALSE)
+  t <- matrix(res$stats, ncol = length(names), byrow = TRUE, dimnames = list(NULL, names))
+  if (res$failed > 0) warning(sprintf("%d of %d bootstrap refits failed", res$failed, res$done), call. = FALSE)
+  structure(list(t0 = boot_t0(object, names), t = t, R = nrow(t), type = type, seed = attr(res, "seed"),
+                 failed = res$failed, call = match.call()), class = "lmm_boot")
+}
+
+# The slow path for a user FUN: responses from Rust, refits and FUN in R.
+bootstrap_r <- function(object, nsim, FUN, type, seed) {
+  sims <- if (type == "parametric") {
+    simulate.lmm(object, nsim = nsim, seed = seed)
+  } else {
+    r <- stats::residuals(object)
+    f <- stats::fitted(object)
+    with_r_seed(seed, as.data.frame(replicate(nsim, f + sample(r, replace = TRUE))))
+  }
+  t0 <- FUN(object)
+  t <- t(vapply(seq_len(nsim), function(i) {
+    model <- object$model
+    model$y <- sims[[i]]
+    res <- engine_fit(model, object$REML, utils::modifyList(object$control, list(start = unname(object$theta))))
+    FUN(package_fit(model, res, object$REML, object$call, object$control))
+  }, t0))
+  if (length(t0) == 1L) t <- t(t)
+  colnames(t) <- names(t0)
+  structure(list(t0 = t0, t = t, R = nsim, type = type, seed = attr(sims, "seed"), failed = 0L, call = match.call()),
+            class = "lmm_boot")
+}
+
+#' @export
+print.lmm_boot <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
+  cat(sprintf("%s bootstrap of an lmm fit: %d replicates%s\n\n", if (x$type == "parametric") "Parametric" else "Residual",
+              x$R, if (x$failed > 0) sprintf(" (%d failed)", x$failed) else ""))
+  tab <- cbind(original = x$t0, bias = colMeans(x$t, na.rm = TRUE) - x$t0,
+               `std. error` = apply(x$t, 2, stats::sd, na.rm = TRUE))
+  print(tab, digits = digits)
+  invisible(x)
+}
+
+#' @export
+as.data.frame.lmm_boot <- function(x, ...) as.data.frame(x$t)
+
+#' Bootstrap confidence intervals
+#' @param object an `lmm_boot`.
+#' @param parm statistics (names or indices); all by default.
+#' @param level confidence level.
+#' @param type "perc" (percentile), "basic" or "norm".
+#' @param ... unused.
+#' @export
+confint.lmm_boot <- function(object, parm, level = 0.95, type = c("perc", "basic", "norm"), ...) {
+  type <- match.arg(type)
+  t <- object$t
+  if (!missing(parm)) t <- t[, parm, drop = FALSE]
+  t0 <- object$t0[colnames(t)]
+  a <- (1 - level) / 2
+  q <- apply(t, 2, stats::quantile, probs = c(a, 1 - a), na.rm = TRUE, names = FALSE)
+  ci <- switch(type,
+    perc = t(q),
+    basic = cbind(2 * t0 - q[2L, ], 2 * t0 - q[1L, ]),
+    norm = {
+      bias <- colMeans(t, na.rm = TRUE) - t0
+      se <- apply(t, 2, stats::sd, na.rm = TRUE)
+      z <- stats::qnorm(1 - a)
+      cbind(t0 - bias - z * se, t0 - bias + z * se)
+    })
+  dimnames(ci) <- list(colnames(t), format_perc(c(a, 1 - a)))
+  ci
+}

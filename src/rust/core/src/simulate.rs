@@ -1,0 +1,202 @@
+//! Simulation from a fitted model and the parametric bootstrap, both in Rust.
+//!
+//! Every replicate r draws from its own generator seeded by `replicate_seed(seed, r)`,
+//! so results depend on the seed only, never on how many threads ran them. A refit
+//! changes only the response: [`LinearMixedModel::set_response`] re-forms the y row of
+//! A, and the Z and X blocks are reused.
+use crate::error::{MixedError, Result};
+use crate::model::LinearMixedModel;
+use crate::optimize::{optimize_theta, FitControl};
+use crate::profile::theta_to_sdcor;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+
+/// The fitted parameters a simulation draws from.
+#[derive(Debug, Clone)]
+pub struct FittedParams {
+    pub theta: Vec<f64>,
+    pub beta: Vec<f64>,
+    pub sigma: f64,
+    /// Conditional modes per term (level-major), for `use.u = TRUE` and residual bootstraps.
+    pub b: Vec<Vec<f64>>,
+}
+
+/// splitmix64 of (seed, r): independent, well-mixed seeds per replicate.
+pub fn replicate_seed(seed: u64, r: u64) -> u64 {
+    let mut z = seed ^ r.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(0xD1B54A32D192ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+    z ^ (z >> 31)
+}
+
+/// Xβ for the model's rows.
+fn x_beta(model: &LinearMixedModel, beta: &[f64]) -> Vec<f64> {
+    let n = model.n;
+    let mut mu = vec![0.0; n];
+    for (a, &ba) in beta.iter().enumerate() {
+        for (m, x) in mu.iter_mut().zip(&model.x[a * n..(a + 1) * n]) {
+            *m += x * ba;
+        }
+    }
+    mu
+}
+
+/// Add Zb for per-term b (level-major) to mu.
+fn add_zb(model: &LinearMixedModel, b: &[Vec<f64>], mu: &mut [f64]) {
+    let n = model.n;
+    for (t, bt) in model.terms.iter().zip(b) {
+        for o in 0..n {
+            let lev = t.codes[o] as usize;
+            for a in 0..t.k {
+                mu[o] += t.z[o + a * n] * bt[lev * t.k + a];
+            }
+        }
+    }
+}
+
+/// One simulated response: new random effects b = σΛu (u ~ N(0, I)) unless `use_u`,
+/// then independent N(0, σ²/w) errors.
+pub fn simulate_one(model: &LinearMixedModel, par: &FittedParams, use_u: bool, rng: &mut StdRng) -> Vec<f64> {
+    let mut y = x_beta(model, &par.beta);
+    if use_u {
+        add_zb(model, &par.b, &mut y);
+    } else {
+        let mut off = 0;
+        let b: Vec<Vec<f64>> = model
+            .terms
+            .iter()
+            .map(|t| {
+                let nth = t.ntheta();
+                let mut lam = vec![0.0; t.k * t.k];
+                t.fill_lambda(&par.theta[off..off + nth], &mut lam);
+                off += nth;
+                let mut bt = vec![0.0; t.q()];
+                let mut u = vec![0.0; t.k];
+                for lev in 0..t.nlevels {
+                    for v in u.iter_mut() {
+                        *v = rng.sample::<f64, _>(StandardNormal);
+                    }
+                    for a in 0..t.k {
+                        bt[lev * t.k + a] = par.sigma * (0..=a).map(|c| lam[a + c * t.k] * u[c]).sum::<f64>();
+                    }
+                }
+                bt
+            })
+            .collect();
+        add_zb(model, &b, &mut y);
+    }
+    let w = model.weights();
+    for (o, v) in y.iter_mut().enumerate() {
+        let e: f64 = rng.sample(StandardNormal);
+        *v += par.sigma * e / w.map_or(1.0, |w| w[o].sqrt());
+    }
+    y
+}
+
+/// `nsim` simulated responses, replicate r from `replicate_seed(seed, r)`.
+pub fn simulate(model: &LinearMixedModel, par: &FittedParams, use_u: bool, nsim: usize, seed: u64) -> Vec<Vec<f64>> {
+    (0..nsim)
+        .map(|r| {
+            let mut rng = StdRng::seed_from_u64(replicate_seed(seed, r as u64));
+            simulate_one(model, par, use_u, &mut rng)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootType {
+    /// New random effects and errors from the fitted model.
+    Parametric,
+    /// Fitted values Xβ̂ + Zb̂ plus residuals resampled with replacement.
+    Residual,
+}
+
+#[derive(Debug, Clone)]
+pub struct BootControl {
+    pub nsim: usize,
+    pub seed: u64,
+    pub threads: usize,
+    pub kind: BootType,
+}
+
+/// Bootstrap replicates of (sd/cor of each term, σ, β), lme4's order for confint.
+pub struct BootResult {
+    pub stats: Vec<Vec<f64>>,
+    /// Replicates whose refit failed (their row is NaN).
+    pub failed: usize,
+    /// Replicates done (fewer than asked when interrupted).
+    pub done: usize,
+}
+
+fn refit_stats(m: &mut LinearMixedModel, y: &[f64], ctl: &FitControl) -> Result<Vec<f64>> {
+    m.set_response(y)?;
+    let opt = optimize_theta(m, ctl)?;
+    let sigma = m.sigma();
+    let mut s = theta_to_sdcor(m, &opt.theta, sigma);
+    s.extend(m.beta());
+    Ok(s)
+}
+
+/// Simulate and refit `nsim` times on `threads` threads, in chunks; after each chunk
+/// `progress(done, nsim)` is called on this thread and may return false to stop.
+pub fn bootstrap(
+    model: &LinearMixedModel,
+    par: &FittedParams,
+    control: &BootControl,
+    fit_control: &FitControl,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<BootResult> {
+    let nstat = model.ntheta() + 1 + model.p;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(control.threads.max(1))
+        .build()
+        .map_err(|e| MixedError::Numerical(format!("could not start worker threads: {}", e)))?;
+    let ctl = FitControl { start: Some(par.theta.clone()), ..fit_control.clone() };
+    let (fitted, resid) = {
+        let mut f = x_beta(model, &par.beta);
+        add_zb(model, &par.b, &mut f);
+        let r: Vec<f64> = model.y.iter().zip(&f).map(|(y, f)| y - f).collect();
+        (f, r)
+    };
+    let mut stats = Vec::with_capacity(control.nsim);
+    let chunk = (4 * control.threads.max(1)).max(8);
+    let mut done = 0;
+    let mut failed = 0;
+    while done < control.nsim {
+        let end = (done + chunk).min(control.nsim);
+        let rows: Vec<Option<Vec<f64>>> = pool.install(|| {
+            (done..end)
+                .into_par_iter()
+                .map_init(
+                    || model.clone(),
+                    |m, r| {
+                        let mut rng = StdRng::seed_from_u64(replicate_seed(control.seed, r as u64));
+                        let y = match control.kind {
+                            BootType::Parametric => simulate_one(m, par, false, &mut rng),
+                            BootType::Residual => {
+                                fitted.iter().map(|f| f + resid[rng.random_range(0..resid.len())]).collect()
+                            }
+                        };
+                        refit_stats(m, &y, &ctl).ok()
+                    },
+                )
+                .collect()
+        });
+        for row in rows {
+            match row {
+                Some(s) => stats.push(s),
+                None => {
+                    failed += 1;
+                    stats.push(vec![f64::NAN; nstat]);
+                }
+            }
+        }
+        done = end;
+        if !progress(done, control.nsim) {
+            break;
+        }
+    }
+    Ok(BootResult { stats, failed, done })
+}

@@ -1,0 +1,92 @@
+# simulate() and bootstrap(): reproducibility, moments, and lme4::bootMer live.
+
+test_that("simulate() is reproducible under set.seed() and seed =, and restores the RNG", {
+  m <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  set.seed(1); a <- simulate(m, 3)
+  set.seed(1); b <- simulate(m, 3)
+  expect_identical(a, b)
+  expect_equal(names(a), paste0("sim_", 1:3))
+  expect_equal(nrow(a), nobs(m))
+  set.seed(2); before <- runif(1)
+  set.seed(2); s <- simulate(m, 2, seed = 9); after <- runif(1)
+  expect_identical(before, after)
+  expect_identical(simulate(m, 2, seed = 9), s)
+  expect_false(identical(simulate(m, 2, seed = 10), s))
+})
+
+test_that("simulated responses have the fitted model's moments", {
+  m <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  nsim <- 4000
+  y <- as.matrix(simulate(m, nsim, seed = 3))
+  X <- m$model$X
+  mu <- drop(X %*% m$beta)
+  vc <- VarCorr(m)$Subject
+  Z <- cbind(1, lme4::sleepstudy$Days)
+  same <- outer(lme4::sleepstudy$Subject, lme4::sleepstudy$Subject, "==")
+  V <- (Z %*% vc %*% t(Z)) * same + diag(sigma(m)^2, nobs(m))
+  # mean: within 4 Monte Carlo standard errors everywhere
+  expect_true(all(abs(rowMeans(y) - mu) < 4 * sqrt(diag(V) / nsim)))
+  # variances and within-subject covariances of the first subject: within 10%
+  i <- which(lme4::sleepstudy$Subject == lme4::sleepstudy$Subject[1])
+  S <- stats::cov(t(y[i, ]))
+  expect_equal(unname(S), unname(V[i, i]), tolerance = 0.1)
+  # observations of different subjects are uncorrelated
+  j <- which(lme4::sleepstudy$Subject == lme4::sleepstudy$Subject[100])[1]
+  expect_lt(abs(stats::cor(y[i[1], ], y[j, ])), 4 / sqrt(nsim))
+  # use.u = TRUE keeps the conditional modes: mean is the fitted values, variance sigma^2
+  yc <- as.matrix(simulate(m, nsim, seed = 4, use.u = TRUE))
+  expect_true(all(abs(rowMeans(yc) - fitted(m)) < 4 * sigma(m) / sqrt(nsim)))
+  expect_equal(mean(apply(yc, 1, var)), sigma(m)^2, tolerance = 0.05)
+})
+
+test_that("the bootstrap does not depend on the number of cores", {
+  m <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  a <- bootstrap(m, 100, seed = 7, cores = 1, progress = FALSE)
+  b <- bootstrap(m, 100, seed = 7, cores = 2, progress = FALSE)
+  expect_identical(a$t, b$t)
+  expect_identical(bootstrap(m, 30, seed = 8, cores = 2, progress = FALSE)$t,
+                   bootstrap(m, 30, seed = 8, cores = 2, progress = FALSE)$t)
+  expect_equal(colnames(a$t), c(".sig01", ".sig02", ".sig03", ".sigma", "(Intercept)", "Days"))
+  expect_equal(unname(a$t0[5:6]), unname(fixef(m)))
+  expect_s3_class(as.data.frame(a), "data.frame")
+  expect_output(print(a), "Parametric bootstrap of an lmm fit: 100 replicates")
+  r <- bootstrap(m, 50, type = "residual", seed = 1, progress = FALSE)
+  expect_equal(dim(r$t), c(50L, 6L))
+})
+
+test_that("percentile intervals agree with lme4::bootMer within Monte Carlo error", {
+  d <- lme4::sleepstudy
+  m <- lmm(Reaction ~ Days + (Days | Subject), d)
+  r <- lme4::lmer(Reaction ~ Days + (Days | Subject), d)
+  nsim <- 300
+  ours <- bootstrap(m, nsim, seed = 11, progress = FALSE)
+  ref <- suppressWarnings(suppressMessages(confint(r, method = "boot", nsim = nsim, seed = 12)))
+  a <- confint(ours)
+  # the SE of an estimated 2.5% quantile is about 0.12 bootstrap SDs at this nsim;
+  # the difference of two independent runs is allowed 5 of those
+  sds <- apply(ours$t, 2, stats::sd)
+  expect_true(all(abs(a - ref) <= 5 * 0.12 * sqrt(2) * sds))
+  expect_equal(dimnames(confint(m, method = "boot", nsim = 50, seed = 1, quiet = TRUE)), dimnames(ref))
+  ab <- confint(ours, type = "basic")
+  an <- confint(ours, type = "norm")
+  expect_true(all(ab[, 1] < ab[, 2]) && all(an[, 1] < an[, 2]))
+})
+
+test_that("a user FUN takes the slower R path", {
+  m <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  b <- bootstrap(m, 10, FUN = function(f) c(slope = unname(fixef(f)[2])), seed = 3)
+  expect_equal(dim(b$t), c(10L, 1L))
+  expect_equal(colnames(b$t), "slope")
+  # the same parametric draws as the Rust path gives the same refits
+  fast <- bootstrap(m, 10, seed = 3, progress = FALSE)
+  expect_equal(unname(b$t[, 1]), unname(fast$t[, "Days"]), tolerance = 1e-5)
+})
+
+test_that("bad simulation requests are classed errors", {
+  m <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  expect_error(simulate(m, 0), class = "mixedrs_input_error")
+  expect_error(simulate(m, newdata = lme4::sleepstudy), class = "mixedrs_not_available_error")
+  expect_error(bootstrap(m, -1), class = "mixedrs_input_error")
+  mc <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), sim_growth(trees = 5), correlation = corAR1())
+  expect_error(simulate(mc), class = "mixedrs_not_available_error")
+})
