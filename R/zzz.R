@@ -37,5 +37,7 @@ register_lmertest_methods <- function(...) {
   setHook(packageEvent("lme4", "onLoad"), register_lme4_methods)
   if (isNamespaceLoaded("lmerTest")) register_lmertest_methods()
   setHook(packageEvent("lmerTest", "onLoad"), register_lmertest_methods)
+  if (isNamespaceLoaded("emmeans")) register_emmeans_methods()
+  setHook(packageEvent("emmeans", "onLoad"), register_emmeans_methods)
   invisible()
 }

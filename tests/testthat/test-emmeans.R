@@ -1,0 +1,39 @@
+# emmeans on lmm fits against emmeans on the equivalent lmerTest / nlme fits, live.
+
+emm_table <- function(x) as.data.frame(summary(x))
+
+expect_emm_equal <- function(a, b, label) {
+  a <- emm_table(a)
+  b <- emm_table(b)
+  num <- intersect(c("emmean", "estimate", "SE", "df", "t.ratio", "p.value", "lower.CL", "upper.CL"), names(b))
+  for (col in num) {
+    expect_abs_equal(a[[col]], b[[col]], 1e-4 * max(1, max(abs(b[[col]]))), label = paste(label, col))
+  }
+}
+
+test_that("emmeans with Satterthwaite and Kenward-Roger df match emmeans on lmerTest", {
+  d <- sim_crossed()
+  f <- fit_lmertest(y ~ x + cond + (1 | subj) + (1 | item), d)
+  a <- emmeans::emmeans(f$ours, pairwise ~ cond)
+  b <- emmeans::emmeans(f$ref, pairwise ~ cond, lmer.df = "satterthwaite")
+  expect_emm_equal(a$emmeans, b$emmeans, "satterthwaite emmeans")
+  expect_emm_equal(a$contrasts, b$contrasts, "satterthwaite contrasts")
+  a <- emmeans::emmeans(f$ours, ~ cond, mode = "kenward-roger")
+  b <- emmeans::emmeans(f$ref, ~ cond, lmer.df = "kenward-roger")
+  expect_emm_equal(a, b, "kenward-roger")
+  expect_emm_equal(emmeans::contrast(a, list(c(-.5, -.5, 1))), emmeans::contrast(b, list(c(-.5, -.5, 1))), "custom contrast")
+})
+
+test_that("the workshop's example 4 calls match emmeans on the nlme corAR1 fit", {
+  d <- sim_growth()   # the workshop's size: 2-4 trees per fertiliser
+  ref <- nlme::lme(height ~ treatment:age - 1, random = ~ age - 1 | tree, correlation = nlme::corAR1(), data = d)
+  ours <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corAR1())
+  expect_equal(containment_df <- mixedrs:::containment_df(ours), ref$fixDF$X)
+  a <- suppressMessages(emmeans::emmeans(ours, pairwise ~ treatment, mode = "containment"))
+  b <- suppressMessages(emmeans::emmeans(ref, pairwise ~ treatment))
+  expect_emm_equal(a$emmeans, b$emmeans, "trees emmeans")
+  expect_emm_equal(a$contrasts, b$contrasts, "trees pairwise")
+  ca <- emmeans::contrast(a$emmeans, list(c(-.5, -.5, 1)))
+  cb <- emmeans::contrast(b$emmeans, list(c(-.5, -.5, 1)))
+  expect_emm_equal(ca, cb, "trees custom contrast")
+})
