@@ -125,11 +125,11 @@ if (!quick) {
   add(data.frame(case = "B2 x10: 5M rows, 200k subjects (mixedrs only)", mixedrs_s = signif(o$time, 4),
                  ref_s = NA, ratio = NA, crit_diff_rel = NA, evals = o$value$optinfo$evaluations, ref_warning = ""))
   rm(d2x); gc()
-  d6x <- sim_b6(20000L, 50L, 20L)
-  o <- time_it(lmm(y ~ 1 + (1 | school/student), d6x))
-  add(data.frame(case = "B6 x10: 20M rows nested (mixedrs only)", mixedrs_s = signif(o$time, 4),
-                 ref_s = NA, ratio = NA, crit_diff_rel = NA, evals = o$value$optinfo$evaluations, ref_warning = ""))
-  rm(d6x); gc()
+  # B6 at 10x (20M rows, 20,000 schools) is not run: a later term's block is stored
+  # dense even when it stays block-diagonal, so 20,000 schools need 2 x 3.2 GB and
+  # minutes per fit. Compact storage for such blocks is open work (issue 3).
+  add(data.frame(case = "B6 x10: 20M rows nested (not run: dense 20k x 20k block)", mixedrs_s = NA,
+                 ref_s = NA, ratio = NA, crit_diff_rel = NA, evals = NA, ref_warning = ""))
 }
 
 ## Inference: Satterthwaite summary and type III anova on B4, profile confint on sleepstudy
@@ -155,6 +155,23 @@ ref_ci <- time_it(suppressMessages(confint(r1)), 2)
 inf[[3]] <- data.frame(case = "I3 profile confint(), sleepstudy (vs lme4)", mixedrs_s = signif(our_ci$time, 4),
                        ref_s = signif(ref_ci$time, 4), ratio = round(ref_ci$time / our_ci$time, 1),
                        max_rel_diff = signif(max(abs(our_ci$value / ref_ci$value - 1)), 3))
+
+## Bootstrap: 1000 parametric refits of sleepstudy, and a 100k-row case
+ss_fit <- lmm(Reaction ~ Days + (Days | Subject), ss)
+ss_ref <- lme4::lmer(Reaction ~ Days + (Days | Subject), ss)
+our_bt <- time_it(bootstrap(ss_fit, 1000, seed = 1, progress = FALSE))
+ref_bt <- time_it(suppressWarnings(suppressMessages(lme4::bootMer(ss_ref, lme4::fixef, nsim = 1000, seed = 1))))
+inf[[4]] <- data.frame(case = "I4 bootstrap, 1000 refits, sleepstudy (vs lme4::bootMer)", mixedrs_s = signif(our_bt$time, 4),
+                       ref_s = signif(ref_bt$time, 4), ratio = round(ref_bt$time / our_bt$time, 1),
+                       max_rel_diff = NA)
+d100 <- sim_b2(5000L, 20L, seed = 21)
+f100 <- lmm(y ~ x + (x | subj), d100)
+r100 <- lme4::lmer(y ~ x + (x | subj), d100)
+our_bt <- time_it(bootstrap(f100, 100, seed = 1, progress = FALSE))
+ref_bt <- time_it(suppressWarnings(suppressMessages(lme4::bootMer(r100, lme4::fixef, nsim = 100, seed = 1))))
+inf[[5]] <- data.frame(case = "I5 bootstrap, 100 refits, 100k rows (x|subj) (vs lme4::bootMer)", mixedrs_s = signif(our_bt$time, 4),
+                       ref_s = signif(ref_bt$time, 4), ratio = round(ref_bt$time / our_bt$time, 1),
+                       max_rel_diff = NA)
 
 ## Peak memory (VmHWM of a child R process, above its level after loading the data)
 peak_rss <- function(setup, fit) {

@@ -155,3 +155,14 @@ test_that("bad correlation input gives classed errors", {
   expect_error(confint(m), class = "mixedrs_not_available_error")
   expect_error(summary(m, ddf = "Kenward-Roger"), class = "mixedrs_not_available_error")
 })
+
+test_that("a random walk with a nugget nests the plain walk", {
+  d <- sim_growth(trees = 40, seed = 12, round_to = NULL)
+  rw <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corRandomWalk(~ age | tree))
+  rn <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corRandomWalk(~ age | tree, nugget = TRUE))
+  expect_named(coef(rn$correlation), "nugget")
+  # one more parameter: the likelihood cannot be lower, and the data have no measurement error
+  expect_gte(c(logLik(rn)), c(logLik(rw)) - 1e-6)
+  expect_lt(coef(rn$correlation), 0.1)
+  expect_equal(attr(logLik(rn), "df"), attr(logLik(rw), "df") + 1)
+})

@@ -162,6 +162,7 @@ fn read_control(ctl: &HashMap<&str, Robj>) -> std::result::Result<FitControl, Er
         grad_tol: real(ctl, "grad_tol")?,
         boundary_tol: real(ctl, "boundary_tol")?,
         start: opt_reals(ctl, "start")?,
+        interrupt: Some(interrupted),
     })
 }
 

@@ -9,6 +9,8 @@ pub enum MixedError {
     Numerical(String),
     /// The optimizer stopped before meeting its tolerances.
     NotConverged(String),
+    /// The caller's interrupt check (Ctrl-C in R) asked to stop.
+    Interrupted,
 }
 
 impl MixedError {
@@ -18,11 +20,13 @@ impl MixedError {
             MixedError::Input(_) => "input",
             MixedError::Numerical(_) => "numerical",
             MixedError::NotConverged(_) => "convergence",
+            MixedError::Interrupted => "interrupted",
         }
     }
     pub fn message(&self) -> &str {
         match self {
             MixedError::Input(m) | MixedError::Numerical(m) | MixedError::NotConverged(m) => m,
+            MixedError::Interrupted => "interrupted by the user",
         }
     }
 }

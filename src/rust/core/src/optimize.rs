@@ -13,6 +13,7 @@ use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, T
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::BFGS;
 use std::cell::{Cell, RefCell};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct FitControl {
@@ -25,11 +26,14 @@ pub struct FitControl {
     /// |θᵢ| below this (diagonal elements) is tried at exactly 0, as lme4's bound gives.
     pub boundary_tol: f64,
     pub start: Option<Vec<f64>>,
+    /// Polled about every 100 ms during optimisation; returning true stops the fit
+    /// with [`MixedError::Interrupted`]. The R binding passes a Ctrl-C check.
+    pub interrupt: Option<fn() -> bool>,
 }
 
 impl Default for FitControl {
     fn default() -> Self {
-        FitControl { max_iter: 500, max_restarts: 4, grad_tol: 1e-7, boundary_tol: 1e-4, start: None }
+        FitControl { max_iter: 500, max_restarts: 4, grad_tol: 1e-7, boundary_tol: 1e-4, start: None, interrupt: None }
     }
 }
 
@@ -50,14 +54,36 @@ struct Tracked<F: FnMut(&[f64]) -> Result<f64>> {
     f: RefCell<F>,
     evals: Cell<usize>,
     best: RefCell<(f64, Vec<f64>)>,
+    interrupt: Option<fn() -> bool>,
+    last_check: Cell<Instant>,
+    interrupted: Cell<bool>,
 }
 
 impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
     fn new(f: F, n: usize) -> Self {
-        Tracked { f: RefCell::new(f), evals: Cell::new(0), best: RefCell::new((f64::INFINITY, vec![0.0; n])) }
+        Tracked {
+            f: RefCell::new(f),
+            evals: Cell::new(0),
+            best: RefCell::new((f64::INFINITY, vec![0.0; n])),
+            interrupt: None,
+            last_check: Cell::new(Instant::now()),
+            interrupted: Cell::new(false),
+        }
     }
 
     fn eval(&self, x: &[f64]) -> Result<f64> {
+        if let Some(check) = self.interrupt {
+            if self.interrupted.get() {
+                return Err(MixedError::Interrupted);
+            }
+            if self.last_check.get().elapsed().as_millis() >= 100 {
+                self.last_check.set(Instant::now());
+                if check() {
+                    self.interrupted.set(true);
+                    return Err(MixedError::Interrupted);
+                }
+            }
+        }
         self.evals.set(self.evals.get() + 1);
         let v = (self.f.borrow_mut())(x)?;
         let mut best = self.best.borrow_mut();
@@ -162,7 +188,8 @@ pub struct Minimum {
 /// best point when a line search stalls. Used for θ and for profiles.
 pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &FitControl) -> Result<Minimum> {
     let n = x0.len();
-    let problem = Tracked::new(f, n);
+    let mut problem = Tracked::new(f, n);
+    problem.interrupt = control.interrupt;
     let f0 = problem.eval(x0)?;
     if n == 0 {
         return Ok(Minimum { x: vec![], f: f0, evaluations: 1, converged: true, message: "nothing to optimise".into() });
@@ -190,6 +217,9 @@ pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &Fit
                     .max_iters(control.max_iter)
             })
             .run();
+        if problem.interrupted.get() {
+            return Err(MixedError::Interrupted);
+        }
         match run {
             Ok(res) => {
                 if let TerminationStatus::Terminated(TerminationReason::SolverConverged) = res.state().get_termination_status() {

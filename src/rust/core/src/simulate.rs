@@ -153,7 +153,8 @@ pub fn bootstrap(
         .num_threads(control.threads.max(1))
         .build()
         .map_err(|e| MixedError::Numerical(format!("could not start worker threads: {}", e)))?;
-    let ctl = FitControl { start: Some(par.theta.clone()), ..fit_control.clone() };
+    // workers never poll R for interrupts (R is single-threaded); this thread does, between chunks
+    let ctl = FitControl { start: Some(par.theta.clone()), interrupt: None, ..fit_control.clone() };
     let (fitted, resid) = {
         let mut f = x_beta(model, &par.beta);
         add_zb(model, &par.b, &mut f);
