@@ -6,3 +6,4 @@ lmm_varpar_rs <- function(spec, theta, sigma) .Call(wrap__lmm_varpar_rs, spec, t
 lmm_profile_rs <- function(spec, control) .Call(wrap__lmm_profile_rs, spec, control)
 lmm_simulate_rs <- function(spec, params, control) .Call(wrap__lmm_simulate_rs, spec, params, control)
 lmm_bootstrap_rs <- function(spec, params, control) .Call(wrap__lmm_bootstrap_rs, spec, params, control)
+sim_workshop_rs <- function(which, params) .Call(wrap__sim_workshop_rs, which, params)

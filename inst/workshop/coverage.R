@@ -7,7 +7,7 @@ coverage_study <- function(nsim = 200, trees = 10, level = 0.95, seed0 = 1000) {
   hits <- list(random_walk = matrix(NA, nsim, 3), ar1 = matrix(NA, nsim, 3))
   sd_hits <- list(random_walk = logical(nsim), ar1 = logical(nsim))
   for (i in seq_len(nsim)) {
-    d <- sim_growth(trees = trees, seed = seed0 + i, round_to = NULL)
+    d <- sim_growth(trees = trees, seed = seed0 + i, digits = NULL)
     fits <- list(
       random_walk = lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corRandomWalk(~ age | tree)),
       ar1 = suppressWarnings(lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corAR1()))

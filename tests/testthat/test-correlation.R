@@ -71,7 +71,7 @@ test_that("the workshop's ChickWeight exercise matches nlme with opt = 'optim'",
 })
 
 test_that("the random walk's log-likelihood equals that of the differenced model", {
-  d <- sim_growth(trees = 40, seed = 7, round_to = NULL)
+  d <- sim_growth(trees = 40, seed = 7, digits = NULL)
   d$inc <- stats::ave(d$height, d$tree, FUN = function(h) c(h[1L], diff(h)))
   for (reml in c(TRUE, FALSE)) {
     rw <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, REML = reml, correlation = corRandomWalk(~ age | tree))
@@ -87,7 +87,7 @@ test_that("the random walk's log-likelihood equals that of the differenced model
 })
 
 test_that("the random walk recovers the workshop's truth within its intervals", {
-  d <- sim_growth(trees = 100, seed = 8, round_to = NULL)
+  d <- sim_growth(trees = 100, seed = 8, digits = NULL)
   truth <- attr(d, "truth")
   rw <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corRandomWalk(~ age | tree))
   iv <- intervals(rw)
@@ -100,7 +100,7 @@ test_that("the random walk recovers the workshop's truth within its intervals", 
 
 test_that("coverage: random-walk intervals are nominal; corAR1's slope-SD intervals are not", {
   source(system.file("workshop", "coverage.R", package = "mixedrs"))
-  cs <- suppressMessages(coverage_study(nsim = 200, trees = 10))
+  cs <- suppressMessages(coverage_study(nsim = 200, trees = 30))
   rw <- cs[cs$model == "random_walk", ]
   ar <- cs[cs$model == "ar1", ]
   # nominal 0.95 within 3 Monte Carlo standard errors (about 0.025)
@@ -156,13 +156,18 @@ test_that("bad correlation input gives classed errors", {
   expect_error(summary(m, ddf = "Kenward-Roger"), class = "mixedrs_not_available_error")
 })
 
-test_that("a random walk with a nugget nests the plain walk", {
-  d <- sim_growth(trees = 40, seed = 12, round_to = NULL)
+test_that("a random walk with a nugget nests the plain walk and finds measurement error", {
+  d <- sim_growth(trees = 100, seed = 12, digits = NULL)
+  set.seed(13)
+  d$height <- d$height + rnorm(nrow(d), 0, 0.5)   # measurement error with variance sigma^2
   rw <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corRandomWalk(~ age | tree))
   rn <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corRandomWalk(~ age | tree, nugget = TRUE))
   expect_named(coef(rn$correlation), "nugget")
-  # one more parameter: the likelihood cannot be lower, and the data have no measurement error
+  # one more parameter: the likelihood cannot be lower
   expect_gte(c(logLik(rn)), c(logLik(rw)) - 1e-6)
-  expect_lt(coef(rn$correlation), 0.1)
   expect_equal(attr(logLik(rn), "df"), attr(logLik(rw), "df") + 1)
+  # the nugget is the measurement-error variance over sigma^2 = 1 here
+  expect_gt(coef(rn$correlation), 0.4)
+  expect_lt(coef(rn$correlation), 2.5)
+  expect_equal(sigma(rn), 0.5, tolerance = 0.15)
 })

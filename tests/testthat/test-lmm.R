@@ -17,7 +17,8 @@ test_that("workshop example 1: repeated measures bp ~ sex + (1 | subject)", {
 
 test_that("workshop example 2: random lines, both models", {
   d <- sim_sat_lines()
-  expect_lme4_parity(sat ~ log.income + (log.income | school), d)
+  # lme4's default optimizer stops short on this flat criterion; compare with it tightened
+  expect_lme4_parity(sat ~ log.income + (log.income | school), d, ref_control = TIGHT_LME4)
   expect_lme4_parity(sat ~ log.income + (1 | school), d)
 })
 

@@ -340,6 +340,79 @@ fn run_bootstrap(spec: List, params: List, control: List) -> std::result::Result
     )?)
 }
 
+fn range_of(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<(usize, usize), Error> {
+    let v = reals(map, name)?;
+    match v.as_slice() {
+        [a, b] if *a >= 0.0 && *b >= *a => Ok((*a as usize, *b as usize)),
+        [a] if *a >= 0.0 => Ok((*a as usize, *a as usize)),
+        _ => Err(input(&format!("'{}' must be a count or a range c(lo, hi)", name))),
+    }
+}
+
+fn digits_of(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<Option<i32>, Error> {
+    Ok(opt_reals(map, name)?.and_then(|v| v.first().copied()).map(|d| d as i32))
+}
+
+fn run_workshop(which: &str, params: List) -> std::result::Result<List, Error> {
+    use mixedrs_core::workshop;
+    let p = named(params);
+    let seed = seed_of(&p)?;
+    let cols = match which {
+        "repeated" => {
+            let m = reals(&p, "mean")?;
+            if m.len() != 2 {
+                return Err(input("'mean' must have two values (F, M)"));
+            }
+            let (nf, nm) = range_of(&p, "n")?;
+            workshop::sim_repeated(seed, nf, nm, m[0], m[1], real(&p, "sd_subject")?, real(&p, "sd")?, range_of(&p, "reps")?, digits_of(&p, "digits")?)
+        }
+        "lines" => workshop::sim_lines(
+            seed,
+            int(&p, "n_schools")?,
+            range_of(&p, "size")?,
+            real(&p, "center")?,
+            real(&p, "sd_center")?,
+            real(&p, "sd_x")?,
+            real(&p, "intercept")?,
+            real(&p, "slope")?,
+            real(&p, "sd_intercept")?,
+            real(&p, "sd_slope")?,
+            real(&p, "sd")?,
+            (digits_of(&p, "digits")?, digits_of(&p, "x_digits")?),
+        ),
+        "nested" => {
+            let m = reals(&p, "mean")?;
+            if m.len() != 2 {
+                return Err(input("'mean' must have two values (F, M)"));
+            }
+            workshop::sim_nested(
+                seed,
+                int(&p, "n_schools")?,
+                range_of(&p, "students")?,
+                m[0],
+                m[1],
+                real(&p, "sd_school")?,
+                real(&p, "sd_student")?,
+                range_of(&p, "sittings")?,
+                real(&p, "sd")?,
+                digits_of(&p, "digits")?,
+            )
+        }
+        "growth" => {
+            let trees: Vec<usize> = reals(&p, "trees")?.iter().map(|v| v.max(0.0) as usize).collect();
+            let slopes = reals(&p, "slopes")?;
+            if trees.len() != slopes.len() {
+                return Err(input("'trees' must give one count per treatment"));
+            }
+            workshop::sim_growth(seed, &trees, &slopes, real(&p, "sd_slope")?, real(&p, "sd")?, int(&p, "n_ages")?, digits_of(&p, "digits")?)
+        }
+        _ => return Err(input("unknown simulator")),
+    };
+    let names: Vec<&str> = cols.ints.iter().map(|c| c.0).chain(cols.reals.iter().map(|c| c.0)).collect();
+    let values: Vec<Robj> = cols.ints.into_iter().map(|c| Robj::from(c.1)).chain(cols.reals.into_iter().map(|c| Robj::from(c.1))).collect();
+    List::from_names_and_values(names, values)
+}
+
 /// Run a binding body with panics caught and turned into a classed internal error.
 fn guarded<F: FnOnce() -> std::result::Result<List, Error>>(f: F) -> extendr_api::Result<List> {
     silence_panics();
@@ -385,6 +458,13 @@ fn lmm_bootstrap_rs(spec: List, params: List, control: List) -> extendr_api::Res
     guarded(|| run_bootstrap(spec, params, control))
 }
 
+/// The workshop's data simulators; returns the columns of one data set.
+#[extendr]
+fn sim_workshop_rs(which: &str, params: List) -> extendr_api::Result<List> {
+    let which = which.to_string();
+    guarded(move || run_workshop(&which, params))
+}
+
 extendr_module! {
     mod mixedrs;
     fn lmm_fit_rs;
@@ -392,4 +472,5 @@ extendr_module! {
     fn lmm_profile_rs;
     fn lmm_simulate_rs;
     fn lmm_bootstrap_rs;
+    fn sim_workshop_rs;
 }

@@ -11,6 +11,7 @@ pub mod profile;
 pub mod reterm;
 pub mod simulate;
 pub mod varpar;
+pub mod workshop;
 
 pub use correlation::{fit_correlated, CorKind, CorStruct, CorrelatedFit, CorrelatedModel};
 pub use error::{MixedError, Result};
