@@ -290,8 +290,10 @@ ranova.lmm <- function(model, reduce.terms = TRUE, ...) {
     }
   }
   rows <- list(c(npar = attr(logLik(model), "df"), logLik = as.numeric(logLik(model))))
+  full_forms <- list()
   for (nm in names(forms)) {
     f <- stats::as.formula(paste(resp, "~", paste(forms[[nm]], collapse = " + ")), env = environment(model$formula))
+    full_forms[[nm]] <- f
     fit <- refit_formula(model, f)
     if (stats::nobs(fit) != stats::nobs(model)) mixedrs_abort("number of rows in use has changed: remove missing values?")
     ll <- stats::logLik(fit, REML = model$REML)
@@ -307,7 +309,7 @@ ranova.lmm <- function(model, reduce.terms = TRUE, ...) {
   }
   rownames(tab) <- c("<none>", names(forms))
   structure(tab, heading = c("ANOVA-like table for random-effects: Single term deletions", "\nModel:", deparse1(full_form)),
-            formulae = forms, class = c("anova", "data.frame"))
+            formulae = forms, formulae_full = full_forms, class = c("anova", "data.frame"))
 }
 
 # Refit `model` with another formula on the same data, subset, weights and offset:

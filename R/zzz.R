@@ -30,6 +30,8 @@ register_lmertest_methods <- function(...) {
   ns <- asNamespace("lmerTest")
   registerS3method("contest", "lmm", contest.lmm, envir = ns)
   registerS3method("ranova", "lmm", ranova.lmm, envir = ns)
+  registerS3method("step", "lmm", step.lmm, envir = ns)
+  registerS3method("get_model", "lmm_step", get_model.lmm_step, envir = ns)
 }
 
 .onLoad <- function(libname, pkgname) {

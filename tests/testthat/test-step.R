@@ -1,0 +1,31 @@
+# drop1() and step() against lmerTest, live.
+
+test_that("drop1() and step() match lmerTest on lmerTest's ham data", {
+  f <- fit_lmertest(Informed.liking ~ Product * Information + (1 | Consumer) + (1 | Consumer:Product), lmerTest::ham)
+  a <- drop1(f$ours)
+  b <- drop1(f$ref)
+  expect_equal(rownames(a), rownames(b))
+  expect_equal(a$DenDF, b$DenDF, tolerance = TOL_DF)
+  expect_equal(a[["F value"]], b[["F value"]], tolerance = TOL_DF)
+  expect_equal(attr(a, "heading")[1], attr(b, "heading")[1])
+  sa <- step(f$ours)
+  sb <- suppressMessages(lmerTest::step(f$ref))
+  expect_equal(deparse1(formula(get_model(sa))), deparse1(formula(lmerTest::get_model(sb))))
+  expect_equal(rownames(sa$fixed), rownames(sb$fixed))
+  expect_equal(sa$fixed$Eliminated, sb$fixed$Eliminated)
+  expect_equal(sa$fixed$DenDF, sb$fixed$DenDF, tolerance = TOL_DF)
+  expect_equal(sa$random$LRT, sb$random$LRT, tolerance = TOL_LRT)
+  expect_equal(rownames(sa$random), rownames(sb$random))
+  expect_output(print(sa), "Model found:")
+  expect_error(drop1(f$ours, scope = "Product"), class = "mixedrs_input_error")
+})
+
+test_that("step() removes a random term whose LRT p-value is above alpha.random", {
+  d <- sim_crossed()
+  d$noise <- factor(sample(1:8, nrow(d), TRUE))
+  f <- fit_lmertest(y ~ x + cond + (1 | subj) + (1 | noise), d)
+  sa <- step(f$ours)
+  sb <- suppressMessages(lmerTest::step(f$ref))
+  expect_equal(deparse1(formula(get_model(sa))), deparse1(formula(lmerTest::get_model(sb))))
+  expect_equal(rownames(sa$random), rownames(sb$random))
+})
