@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 DEB_PACKAGES = r-base-dev r-cran-lme4 r-cran-lmertest r-cran-nlme r-cran-pbkrtest \
                r-cran-testthat r-cran-knitr r-cran-rmarkdown r-cran-emmeans pandoc
 
-.PHONY: setup deps install demo test cargo-test r-test bench
+.PHONY: setup deps install demo test cargo-test r-test bench fuzz
 
 setup: deps install
 
@@ -40,3 +40,7 @@ test: setup cargo-test r-test
 
 bench: setup
 	Rscript bench/bench.R
+
+# 10,000 random models and data sets, each fitted in child processes (inst/fuzz/fuzz.R)
+fuzz: setup
+	Rscript inst/fuzz/run.R 10000 2

@@ -27,7 +27,157 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
               grad_tol = control$grad_tol, boundary_tol = control$boundary_tol,
               start = if (is.null(theta)) control$start else as.double(theta),
               optimize = is.null(theta), condvar = condvar)
-  call_rust(lmm_fit_rs, rust_spec(model, REML), ctl)
+  spec <- rust_spec(model, REML)
+  if (is.null(theta) && ill_conditioned(spec)) {
+    # θ̂ does not change when y is replaced by (y − Xγ)/s, X by X S⁻¹ and a term's
+    # columns by a linear map of them (β is profiled out; the covariance family is
+    # the same), so optimise on a well-conditioned copy, then evaluate at θ̂ on a
+    # copy with only X and y conditioned (Z as given, so θ keeps its meaning) and
+    # map the results back.
+    cond <- conditioned_spec(spec)
+    first <- call_rust(lmm_fit_rs, cond$spec, ctl)
+    theta <- unconditioned_theta(first, cond$z_transforms)
+    ctl$start <- c(theta, if (is.null(first$cor_eta)) numeric(0) else first$cor_eta)
+    ctl$optimize <- FALSE
+    fspec <- cond$spec
+    fspec$terms <- spec$terms
+    res <- unconditioned_result(call_rust(lmm_fit_rs, fspec, ctl), cond, spec)
+    res[c("evaluations", "converged", "message", "grad_norm")] <- first[c("evaluations", "converged", "message", "grad_norm")]
+    return(res)
+  }
+  call_rust(lmm_fit_rs, spec, ctl)
+}
+
+# Whether X or y are scaled badly enough to cost the optimiser accuracy: columns of X
+# nearly collinear (e.g. a predictor far from 0 beside the intercept), or a response
+# whose spread is tiny or huge, or small beside its mean.
+ill_conditioned <- function(spec) {
+  y <- spec$y
+  sy <- stats::sd(y)
+  if (!is.finite(sy) || sy == 0) return(FALSE)
+  if (sy < 1e-3 || sy > 1e3 || abs(mean(y)) > 1e3 * sy) return(TRUE)
+  bad_columns <- function(M) {
+    if (ncol(M) == 0L) return(FALSE)
+    ns <- sqrt(colMeans(M^2))
+    if (any(ns == 0)) return(FALSE)
+    if (any(ns < 1e-3 | ns > 1e3)) return(TRUE)
+    if (ncol(M) < 2L) return(FALSE)
+    ev <- eigen(crossprod(sweep(M, 2, ns, "/")), symmetric = TRUE, only.values = TRUE)$values
+    min(ev) <= 0 || max(ev) / min(ev) > 1e6
+  }
+  if (spec$p >= 1L && bad_columns(matrix(spec$X, ncol = spec$p))) return(TRUE)
+  any(vapply(spec$terms, function(t) bad_columns(matrix(t$Z, ncol = t$k)), TRUE))
+}
+
+# The same model with X orthonormalised (scaled to unit RMS) and y replaced by its
+# least-squares residual on X, scaled to unit RMS.
+conditioned_spec <- function(spec) {
+  n <- length(spec$y)
+  y <- spec$y
+  w <- if (is.null(spec$weights)) rep(1, n) else spec$weights
+  beta_ols <- numeric(spec$p)
+  Sx <- diag(1, spec$p)
+  if (spec$p > 0L) {
+    X <- matrix(spec$X, ncol = spec$p)
+    q <- qr(X * sqrt(w))
+    if (q$rank == spec$p) {
+      beta_ols <- qr.coef(q, y * sqrt(w))
+      y <- y - drop(X %*% beta_ols)
+      Sx <- qr.R(q)[, order(q$pivot), drop = FALSE] / sqrt(n)
+      spec$X <- X %*% solve(Sx)
+    }
+  }
+  s <- sqrt(sum(w * y^2) / n)
+  if (!is.finite(s) || s == 0) s <- 1
+  spec$y <- y / s
+  # Z: a linear change of a term's columns is a reparametrisation of its covariance
+  # (full terms: Z = Z* S with S upper triangular; diagonal terms: per-column scales)
+  tr <- vector("list", length(spec$terms))
+  for (i in seq_along(spec$terms)) {
+    t <- spec$terms[[i]]
+    Z <- matrix(t$Z, ncol = t$k)
+    if (t$k > 1L && !t$diagonal) {
+      q <- qr(Z)
+      if (q$rank < t$k) next
+      S <- qr.R(q)[, order(q$pivot), drop = FALSE] / sqrt(n)
+      spec$terms[[i]]$Z <- Z %*% solve(S)
+      tr[[i]] <- list(type = "full", S = S)
+    } else {
+      sc <- sqrt(colMeans(Z^2))
+      if (any(sc == 0)) next
+      spec$terms[[i]]$Z <- sweep(Z, 2, sc, "/")
+      tr[[i]] <- list(type = "scale", scale = sc)
+    }
+  }
+  list(spec = spec, Sx = Sx, beta_ols = beta_ols, s = s, z_transforms = tr)
+}
+
+# Results of the evaluation on the X- and y-conditioned copy, in the data's units:
+# y = Xβ_ols + s(X S⁻¹ β* + Z b* + e*), so β = β_ols + s S⁻¹β*, b = s b*, σ = s σ*.
+unconditioned_result <- function(res, cond, spec) {
+  s <- cond$s
+  p <- spec$p
+  n <- length(spec$y)
+  if (p > 0L) {
+    Si <- solve(cond$Sx)
+    res$beta <- cond$beta_ols + s * drop(Si %*% res$beta)
+    res$vcov <- as.double(s^2 * Si %*% matrix(res$vcov, p, p) %*% t(Si))
+    res$ldRX2 <- res$ldRX2 + 2 * sum(log(abs(diag(cond$Sx))))
+    res$fitted <- drop(matrix(spec$X, ncol = p) %*% cond$beta_ols) + s * res$fitted
+  } else {
+    res$fitted <- s * res$fitted
+  }
+  res$sigma <- s * res$sigma
+  res$b <- lapply(res$b, `*`, s)
+  res$u <- lapply(res$u, `*`, s)
+  if (!is.null(res$condvar)) res$condvar <- lapply(res$condvar, `*`, s^2)
+  res$pwrss <- s^2 * res$pwrss
+  ldw <- if (is.null(spec$weights)) 0 else sum(log(spec$weights))
+  ldpsi <- if (is.null(res$ldPsi)) 0 else res$ldPsi
+  res$criterion <- if (isTRUE(spec$REML)) {
+    res$ldL2 + res$ldRX2 - ldw + ldpsi + (n - p) * (1 + log(2 * pi * res$pwrss / (n - p)))
+  } else {
+    res$ldL2 - ldw + ldpsi + n * (1 + log(2 * pi * res$pwrss / n))
+  }
+  res
+}
+
+# θ of the original model from θ* of the conditioned one (see conditioned_spec()).
+unconditioned_theta <- function(res, transforms) {
+  theta <- res$theta
+  if (is.null(transforms)) return(theta)
+  for (i in seq_along(transforms)) {
+    tr <- transforms[[i]]
+    if (is.null(tr)) next
+    here <- res$theta_term == i
+    rows <- res$theta_row[here]
+    cols <- res$theta_col[here]
+    k <- max(rows)
+    if (tr$type == "scale") {
+      theta[here] <- theta[here] / tr$scale[rows]
+      next
+    }
+    lam <- matrix(0, k, k)
+    lam[cbind(rows, cols)] <- theta[here]
+    Si <- solve(tr$S)
+    C <- Si %*% tcrossprod(lam) %*% t(Si)
+    theta[here] <- semidefinite_chol(C)[cbind(rows, cols)]
+  }
+  theta
+}
+
+# Lower Cholesky factor that tolerates a semidefinite matrix (zero pivots give zero columns).
+semidefinite_chol <- function(C) {
+  k <- nrow(C)
+  L <- matrix(0, k, k)
+  for (j in seq_len(k)) {
+    d <- C[j, j] - sum(L[j, seq_len(j - 1L)]^2)
+    L[j, j] <- if (d > 1e-14 * max(abs(diag(C)))) sqrt(d) else 0
+    if (j < k) for (i in (j + 1L):k) {
+      L[i, j] <- if (L[j, j] > 0) (C[i, j] - sum(L[i, seq_len(j - 1L)] * L[j, seq_len(j - 1L)])) / L[j, j] else 0
+    }
+  }
+  L
 }
 
 #' Fit a linear mixed-effects model

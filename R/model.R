@@ -29,6 +29,7 @@ make_reterm <- function(lhs, group, double, frame) {
   lhs_formula <- stats::as.formula(call("~", lhs), env = environment(make_reterm))
   Z <- stats::model.matrix(lhs_formula, frame)
   if (nrow(Z) != nrow(frame)) mixedrs_abort(sprintf("random-effects term for '%s' has missing values", gname))
+  if (any(!is.finite(Z))) mixedrs_abort(sprintf("random-effects model matrix for '%s' has infinite values", gname))
   list(
     assign = attr(Z, "assign"),
     group = gname,
@@ -130,6 +131,9 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
 
   fixed_terms <- stats::terms(parsed$fixed, data = frame)
   X <- stats::model.matrix(fixed_terms, frame, contrasts.arg = contrasts)
+  bad <- colnames(X)[colSums(!is.finite(X)) > 0]
+  if (length(bad)) mixedrs_abort(sprintf("fixed-effects model matrix has infinite values in column%s %s",
+                                         if (length(bad) > 1) "s" else "", paste0("'", bad, "'", collapse = ", ")))
   X <- drop_rank_deficient(X)
 
   w <- stats::model.weights(frame)

@@ -179,7 +179,8 @@ peak_rss <- function(setup, fit) {
   writeLines(c("suppressPackageStartupMessages({library(mixedrs); library(lme4)})", setup,
                "hwm <- function() as.numeric(sub('kB', '', grep('VmHWM', readLines('/proc/self/status'), value = TRUE)[1L] |> sub(pattern = 'VmHWM:', replacement = '')))",
                "gc(); base <- hwm()", paste0("f <- ", fit), "cat((hwm() - base) / 1024, '\\n')"), script)
-  as.numeric(system2("Rscript", script, stdout = TRUE, stderr = FALSE))
+  out <- suppressWarnings(as.numeric(system2("Rscript", script, stdout = TRUE, stderr = FALSE)))
+  utils::tail(out[!is.na(out)], 1L)
 }
 mem <- list()
 b2_setup <- c(paste("sim_b2 <-", paste(deparse(sim_b2), collapse = "\n")), "d <- sim_b2(20000L, 25L)")

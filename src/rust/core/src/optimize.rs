@@ -57,6 +57,10 @@ struct Tracked<F: FnMut(&[f64]) -> Result<f64>> {
     interrupt: Option<fn() -> bool>,
     last_check: Cell<Instant>,
     interrupted: Cell<bool>,
+    /// Evaluations allowed inside BFGS runs; past it the run is stopped (not an error).
+    budget: Cell<usize>,
+    enforce_budget: Cell<bool>,
+    over_budget: Cell<bool>,
 }
 
 impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
@@ -68,6 +72,9 @@ impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
             interrupt: None,
             last_check: Cell::new(Instant::now()),
             interrupted: Cell::new(false),
+            budget: Cell::new(usize::MAX),
+            enforce_budget: Cell::new(false),
+            over_budget: Cell::new(false),
         }
     }
 
@@ -83,6 +90,10 @@ impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
                     return Err(MixedError::Interrupted);
                 }
             }
+        }
+        if self.enforce_budget.get() && self.evals.get() >= self.budget.get() {
+            self.over_budget.set(true);
+            return Err(MixedError::NotConverged("evaluation limit reached".into()));
         }
         self.evals.set(self.evals.get() + 1);
         let v = (self.f.borrow_mut())(x)?;
@@ -190,6 +201,9 @@ pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &Fit
     let n = x0.len();
     let mut problem = Tracked::new(f, n);
     problem.interrupt = control.interrupt;
+    // a generous cap: BFGS with central differences needs about (2n + 4) evaluations per
+    // iteration; pathological line searches must not run away
+    problem.budget.set(((control.max_iter as usize).saturating_mul(2 * n + 6)).max(2000));
     let f0 = problem.eval(x0)?;
     if n == 0 {
         return Ok(Minimum { x: vec![], f: f0, evaluations: 1, converged: true, message: "nothing to optimise".into() });
@@ -208,6 +222,7 @@ pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &Fit
             .and_then(|s| s.with_tolerance_cost(0.0))
             .map_err(|e| MixedError::Numerical(e.to_string()))?;
         let before = problem.best.borrow().0;
+        problem.enforce_budget.set(true);
         let run = Executor::new(ByRef(&problem), solver)
             .configure(|s| {
                 s.param(start.x)
@@ -217,8 +232,13 @@ pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &Fit
                     .max_iters(control.max_iter)
             })
             .run();
+        problem.enforce_budget.set(false);
         if problem.interrupted.get() {
             return Err(MixedError::Interrupted);
+        }
+        if problem.over_budget.get() {
+            message = String::from("evaluation limit reached");
+            break;
         }
         match run {
             Ok(res) => {
