@@ -55,12 +55,12 @@ ill_conditioned <- function(spec) {
   y <- spec$y
   sy <- stats::sd(y)
   if (!is.finite(sy) || sy == 0) return(FALSE)
-  if (sy < 1e-3 || sy > 1e3 || abs(mean(y)) > 1e3 * sy) return(TRUE)
+  if (sy < 1e-2 || sy > 1e2 || abs(mean(y)) > 1e2 * sy) return(TRUE)
   bad_columns <- function(M) {
     if (ncol(M) == 0L) return(FALSE)
     ns <- sqrt(colMeans(M^2))
     if (any(ns == 0)) return(FALSE)
-    if (any(ns < 1e-3 | ns > 1e3)) return(TRUE)
+    if (any(ns < 0.1 | ns > 10)) return(TRUE)
     if (ncol(M) < 2L) return(FALSE)
     ev <- eigen(crossprod(sweep(M, 2, ns, "/")), symmetric = TRUE, only.values = TRUE)$values
     min(ev) <= 0 || max(ev) / min(ev) > 1e6

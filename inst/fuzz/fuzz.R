@@ -4,6 +4,9 @@
 # same model, our criterion must be equal or better (1e-6 relative). Cases whose
 # fixed-effects matrix has condition number above 1e8 are fitted but not compared:
 # there lme4's own criterion is rounding noise (it moves by ~1e-3 between nearby θ).
+# Nor are ML fits whose likelihood is unbounded (σ → 0 as θ → ∞, e.g. 4 rows and two
+# grouping factors): both optimisers stop somewhere on the way to -Inf, so "lower"
+# means nothing. They are counted as `unbounded`.
 #
 # run_fuzz(n_cases, seed, children) returns a summary list; used by the test suite
 # (500 cases) and by `make fuzz` (10,000).
@@ -50,7 +53,11 @@ fuzz_fit <- function(case) {
     X <- stats::model.matrix(res)
     comparable <- ncol(X) == 0L || kappa(X, exact = TRUE) < 1e8
     ref <- if (comparable) tryCatch(suppressWarnings(suppressMessages(do.call(lme4::lmer, args))), error = function(e) NULL)
-    if (!is.null(ref)) ref_crit <- if (case$reml) lme4::REMLcrit(ref) else stats::deviance(ref)
+    if (!is.null(ref)) {
+      sy <- stats::sd(stats::model.response(stats::model.frame(res)))
+      unbounded <- max(lme4::getME(ref, "theta"), res$theta) > 1e3 || stats::sigma(ref) < 1e-3 * sy
+      if (unbounded) outcome <- "fit_unbounded" else ref_crit <- if (case$reml) lme4::REMLcrit(ref) else stats::deviance(ref)
+    }
   }
   data.frame(id = case$id, formula = case$formula, n = nrow(d), outcome = outcome, crit = crit,
              ref_crit = ref_crit, message = substr(gsub("\n", " ", msg), 1, 120), stringsAsFactors = FALSE)
@@ -101,6 +108,7 @@ run_fuzz <- function(n_cases = 500, seed = 1, children = 4, lib = NULL) {
   both <- !is.na(res$crit) & !is.na(res$ref_crit)
   worse <- both & res$crit > res$ref_crit + 1e-6 * abs(res$ref_crit)
   list(cases = n_cases, results = res, crashed = crashed, never_ran = never_ran,
-       counts = table(factor(res$outcome, c("fit", "classed_error", "unclassed_error"))),
+       counts = table(factor(sub("fit_unbounded", "fit", res$outcome), c("fit", "classed_error", "unclassed_error"))),
+       unbounded = sum(res$outcome == "fit_unbounded"),
        compared = sum(both), worse = res[worse, ])
 }

@@ -322,6 +322,23 @@ pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(mut f: F, start: &[f64], i
             None => break,
         }
     }
+    // The other way round: on small data the criterion can have an interior local
+    // minimum while the boundary (a variance of exactly 0) is lower, which lme4's
+    // bobyqa finds. Try each diagonal element at 0 and restart from there if lower.
+    for i in 0..nth {
+        if is_diag[i] && min.x[i] != 0.0 {
+            let mut t = min.x.clone();
+            t[i] = 0.0;
+            evaluations += 1;
+            if let Ok(v) = f(&t) {
+                if v < min.f - 1e-10 * (1.0 + min.f.abs()) {
+                    let again = minimize(&mut f, &t, control)?;
+                    evaluations += again.evaluations;
+                    min = if again.f < v { again } else { Minimum { x: t, f: v, ..again } };
+                }
+            }
+        }
+    }
     let (converged, mut message) = (min.converged, min.message);
     // Diagonal elements that are nearly zero, at exactly zero (signs do not matter here).
     let mut theta: Vec<f64> = min.x;

@@ -399,3 +399,94 @@ fn one_step_derivatives_agree_with_richardson() {
         }
     }
 }
+
+mod properties {
+    use super::*;
+    use mixedrs_core::profile::{sdcor_to_theta, theta_to_sdcor};
+    use proptest::prelude::*;
+
+    /// A random model: 1-3 terms (k 1 or 2, full or diagonal), random levels and data.
+    fn random_data(seed: u64, n: usize, nterms: usize) -> Data {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let nrm = Normal::new(0.0, 1.0).unwrap();
+        let t: Vec<f64> = (0..n).map(|_| nrm.sample(&mut rng)).collect();
+        let mut terms = Vec::new();
+        let mut nlev_used = Vec::new();
+        for ti in 0..nterms {
+            let nlev = rng.random_range(1..=(n / 2).max(1).min(9));
+            let codes: Vec<u32> = (0..n).map(|o| if o < nlev { o as u32 } else { rng.random_range(0..nlev) as u32 }).collect();
+            let k = if ti == 0 { rng.random_range(1..=2) } else { 1 };
+            let mut z = vec![1.0; n];
+            if k == 2 {
+                z.extend(&t);
+            }
+            let cov = if k == 2 && rng.random_bool(0.5) { CovForm::Diagonal } else { CovForm::Full };
+            nlev_used.push(nlev);
+            terms.push(ReTerm::new(codes, nlev, z, k, cov).unwrap());
+        }
+        // largest first, as the R side sorts them
+        terms.sort_by(|a, b| b.nlevels.cmp(&a.nlevels));
+        let mut x = vec![1.0; n];
+        x.extend(&t);
+        let y = (0..n).map(|i| 0.5 + t[i] + nrm.sample(&mut rng)).collect();
+        Data { terms, x, p: 2, y, w: None }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn blocked_criterion_equals_dense(seed in 0u64..10_000, n in 8usize..40, nterms in 1usize..4, reml in any::<bool>(),
+                                          scale in 0.05f64..3.0) {
+            let d = random_data(seed, n, nterms);
+            let mut m = model(&d, reml);
+            let theta: Vec<f64> = m.theta_start().iter().enumerate().map(|(i, &v)| if v == 1.0 { scale * (1.0 + 0.1 * i as f64) } else { 0.2 }).collect();
+            let ours = m.objective(&theta);
+            prop_assume!(ours.is_ok());
+            let (dense, beta) = marginal_criterion(&d, &theta, reml);
+            let ours = ours.unwrap();
+            prop_assert!((ours - dense).abs() < 1e-8 * (1.0 + dense.abs()), "{} vs {}", ours, dense);
+            let b = m.beta();
+            prop_assert!((b[1] - beta[1]).abs() < 1e-7 * (1.0 + beta[1].abs()));
+        }
+
+        #[test]
+        fn set_response_equals_fresh_model(seed in 0u64..10_000, n in 8usize..40, nterms in 1usize..4, shift in -5.0f64..5.0) {
+            let d = random_data(seed, n, nterms);
+            let mut m = model(&d, true);
+            let y2: Vec<f64> = d.y.iter().map(|v| v * 1.3 + shift).collect();
+            m.set_response(&y2).unwrap();
+            let d2 = Data { terms: d.terms.clone(), x: d.x.clone(), p: d.p, y: y2, w: None };
+            let mut fresh = model(&d2, true);
+            let th = m.theta_start();
+            let (a, b) = (m.objective(&th).unwrap(), fresh.objective(&th).unwrap());
+            prop_assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()));
+        }
+
+        #[test]
+        fn sdcor_round_trip(seed in 0u64..10_000, a in 0.01f64..3.0, c in -2.0f64..2.0, e in 0.01f64..3.0, sigma in 0.1f64..10.0) {
+            let d = random_data(seed, 20, 2);
+            let m = model(&d, true);
+            let theta: Vec<f64> = m.theta_layout_values(a, c, e);
+            let phi = theta_to_sdcor(&m, &theta, sigma);
+            let (back, s) = sdcor_to_theta(&m, &phi).unwrap();
+            prop_assert!((s - sigma).abs() < 1e-12);
+            for (x, y) in theta.iter().zip(&back) {
+                prop_assert!((x.abs() - y.abs()).abs() < 1e-9 * (1.0 + x.abs()), "{:?} vs {:?}", theta, back);
+            }
+        }
+    }
+
+    /// θ with positive diagonals a, e and off-diagonals c, for any layout.
+    trait LayoutValues {
+        fn theta_layout_values(&self, a: f64, c: f64, e: f64) -> Vec<f64>;
+    }
+    impl LayoutValues for LinearMixedModel {
+        fn theta_layout_values(&self, a: f64, c: f64, e: f64) -> Vec<f64> {
+            self.terms
+                .iter()
+                .flat_map(|t| t.theta_layout().iter().map(|&(i, j)| if i != j { c } else if i == 0 { a } else { e }).collect::<Vec<_>>())
+                .collect()
+        }
+    }
+}
