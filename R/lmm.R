@@ -52,7 +52,11 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
 # nearly collinear (e.g. a predictor far from 0 beside the intercept), or a response
 # whose spread is tiny or huge, or small beside its mean.
 ill_conditioned <- function(spec) {
-  y <- spec$y
+  # a heuristic, so on large data an evenly spaced sample of rows is enough
+  n <- length(spec$y)
+  rows <- if (n > 20000L) unique(round(seq(1, n, length.out = 20000L))) else seq_len(n)
+  pick <- function(v, k) matrix(v, ncol = k)[rows, , drop = FALSE]
+  y <- spec$y[rows]
   sy <- stats::sd(y)
   if (!is.finite(sy) || sy == 0) return(FALSE)
   if (sy < 1e-2 || sy > 1e2 || abs(mean(y)) > 1e2 * sy) return(TRUE)
@@ -65,8 +69,8 @@ ill_conditioned <- function(spec) {
     ev <- eigen(crossprod(sweep(M, 2, ns, "/")), symmetric = TRUE, only.values = TRUE)$values
     min(ev) <= 0 || max(ev) / min(ev) > 1e6
   }
-  if (spec$p >= 1L && bad_columns(matrix(spec$X, ncol = spec$p))) return(TRUE)
-  any(vapply(spec$terms, function(t) bad_columns(matrix(t$Z, ncol = t$k)), TRUE))
+  if (spec$p >= 1L && bad_columns(pick(spec$X, spec$p))) return(TRUE)
+  any(vapply(spec$terms, function(t) bad_columns(pick(t$Z, t$k)), TRUE))
 }
 
 # The same model with X orthonormalised (scaled to unit RMS) and y replaced by its
