@@ -31,7 +31,7 @@ demo: setup
 	Rscript inst/workshop/demo.R
 
 cargo-test:
-	cd src/rust && cargo test --workspace
+	cd src/rust && cargo test --release --workspace
 
 r-test:
 	Rscript tests/run-tests.R

@@ -50,16 +50,20 @@ check_no_correlation <- function(object, what) {
 #' @param seed optional seed for R's RNG (restored afterwards).
 #' @param use.u keep the conditional modes of the random effects.
 #' @param re.form `NA` or `~0` (new random effects) or `NULL` (conditional).
-#' @param newdata not supported yet (simulates at the fitted data).
+#' @param newdata optional data frame to simulate at: new random effects are drawn for
+#'   every level it contains (or, with `use.u = TRUE`, the fitted ones are used).
+#' @param allow.new.levels with `use.u = TRUE` and `newdata`, levels not in the fit get
+#'   random effect 0 instead of an error (as in `predict()`).
 #' @param ... unused.
 #' @return a data frame with columns `sim_1`, ..., with the seed in attr "seed".
 #' @export
-simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form = NA, newdata = NULL, ...) {
+simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form = NA, newdata = NULL,
+                         allow.new.levels = FALSE, ...) {
   check_no_correlation(object, "simulate()")
-  if (!is.null(newdata)) mixedrs_abort("simulate(newdata = ) is not supported yet", kind = "not_available")
   if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
   if (is.null(re.form)) use.u <- TRUE
   nsim <- as.integer(nsim)
+  if (!is.null(newdata)) return(simulate_newdata(object, nsim, seed, use.u, newdata, allow.new.levels))
   with_r_seed(seed, {
     res <- call_rust(lmm_simulate_rs, rust_spec(object$model, object$REML), fit_params(object),
                      list(nsim = nsim, seed = rust_seed(), use_u = isTRUE(use.u)))
@@ -71,6 +75,46 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
     rownames(out) <- rownames(object$model$frame)
     out
   })
+}
+
+# simulate() at new data: the engine draws from a model built on newdata (its own
+# levels, so every level gets a fresh random effect); use.u = TRUE keeps the fitted
+# random effects and adds residual noise to predict().
+simulate_newdata <- function(object, nsim, seed, use.u, newdata, allow.new.levels) {
+  if (!is.data.frame(newdata)) mixedrs_abort("'newdata' must be a data frame")
+  n <- nrow(newdata)
+  if (n == 0L) mixedrs_abort("'newdata' has no rows")
+  if (use.u) {
+    mu <- predict.lmm(object, newdata, re.form = NULL, allow.new.levels = allow.new.levels)
+    out <- with_r_seed(seed, as.data.frame(matrix(mu + object$sigma * stats::rnorm(n * nsim), n, nsim)))
+  } else {
+    model <- object$model
+    tt <- stats::delete.response(stats::terms(model$parsed$fixed, data = model$frame))
+    xlev <- stats::.getXlevels(tt, model$frame)
+    mf <- stats::model.frame(tt, newdata, xlev = xlev, na.action = stats::na.pass)
+    X <- stats::model.matrix(tt, mf, contrasts.arg = attr(model$X, "contrasts"))[, names(object$beta), drop = FALSE]
+    if (anyNA(X)) mixedrs_abort("'newdata' has missing values in the fixed-effects variables")
+    terms <- lapply(model$terms, function(t) {
+      Z <- stats::model.matrix(t$lhs_formula, stats::model.frame(t$lhs_formula, newdata, na.action = stats::na.pass))
+      Z <- Z[, t$cnms, drop = FALSE]
+      g <- factor(as.character(group_factor(parse(text = t$group)[[1L]], newdata)))
+      if (anyNA(g) || anyNA(Z)) mixedrs_abort(sprintf("'newdata' has missing values for the term of '%s'", t$group))
+      list(codes = as.integer(g), nlevels = nlevels(g), Z = as_double_matrix(unname(Z)), k = ncol(Z), diagonal = t$diagonal)
+    })
+    spec <- list(y = rep(0, n), X = as_double_matrix(unname(X)), p = ncol(X), weights = NULL, REML = FALSE, cor = NULL,
+                 terms = terms)
+    params <- fit_params(object)
+    params$b <- lapply(terms, function(t) rep(0, t$nlevels * t$k))
+    out <- with_r_seed(seed, {
+      res <- call_rust(lmm_simulate_rs, spec, params, list(nsim = nsim, seed = rust_seed(), use_u = FALSE))
+      as.data.frame(matrix(res$y, n, nsim))
+    })
+    off <- stats::model.offset(mf)
+    if (!is.null(off)) out[] <- lapply(out, `+`, off)
+  }
+  names(out) <- paste0("sim_", seq_len(nsim))
+  rownames(out) <- rownames(newdata)
+  out
 }
 
 # Bootstrap statistics at the fit itself: sd/cor, sigma, fixed effects.
