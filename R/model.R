@@ -18,6 +18,11 @@ group_factor <- function(g, frame) {
   }
   f <- eval(g, env)
   if (is.null(f)) mixedrs_abort(sprintf("grouping variable '%s' not found", deparse1(g)))
+  if (is.factor(f)) {
+    # already a factor: only drop unused levels (factor() would re-derive the levels)
+    if (all(tabulate(f, nlevels(f)) > 0L)) return(f)
+    return(droplevels(f))
+  }
   factor(f)
 }
 
@@ -127,7 +132,9 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
   n <- nrow(frame)
   if (n == 0L) mixedrs_abort("0 (non-NA) cases: no observations left after subset and NA removal")
   yname <- deparse1(parsed$response)
-  y <- check_response(stats::model.response(frame), yname)
+  # the response is the frame's first column (model.response() would also build
+  # n row names, which costs more than the rest of this function on large data)
+  y <- check_response(frame[[1L]], yname)
 
   fixed_terms <- stats::terms(parsed$fixed, data = frame)
   X <- stats::model.matrix(fixed_terms, frame, contrasts.arg = contrasts)
