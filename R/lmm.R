@@ -55,7 +55,8 @@ ill_conditioned <- function(spec) {
   # a heuristic, so on large data an evenly spaced sample of rows is enough
   n <- length(spec$y)
   rows <- if (n > 20000L) unique(round(seq(1, n, length.out = 20000L))) else seq_len(n)
-  pick <- function(v, k) matrix(v, ncol = k)[rows, , drop = FALSE]
+  # rows of an n x k column-major vector, without copying the whole matrix
+  pick <- function(v, k) matrix(v[as.vector(outer(rows, (seq_len(k) - 1L) * n, `+`))], ncol = k)
   y <- spec$y[rows]
   sy <- stats::sd(y)
   if (!is.finite(sy) || sy == 0) return(FALSE)
@@ -253,8 +254,9 @@ package_fit <- function(model, res, REML, call, control) {
     matrix(bt, nrow = nlevels(t$factor), byrow = TRUE, dimnames = list(levels(t$factor), t$cnms))
   }, model$terms, res$b)
   layout <- data.frame(term = res$theta_term, row = res$theta_row, col = res$theta_col)
+  # unnamed here: n row names cost more than the fit on large data; fitted() and
+  # residuals() add them
   fitted <- res$fitted + if (is.null(model$offset)) 0 else model$offset
-  names(fitted) <- rownames(model$frame)
   structure(list(
     call = call,
     formula = model$formula,

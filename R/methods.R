@@ -304,14 +304,14 @@ isSingular.default <- function(x, tol = 1e-4) {
 }
 
 #' @export
-fitted.lmm <- function(object, ...) object$fitted
+fitted.lmm <- function(object, ...) stats::setNames(object$fitted, rownames(object$model$frame))
 
 #' @export
 residuals.lmm <- function(object, type = c("response", "pearson", "working", "deviance"),
                           scaled = FALSE, ...) {
   type <- match.arg(type)
   r <- object$model$y - object$fitted
-  names(r) <- names(object$fitted)
+  names(r) <- rownames(object$model$frame)
   if (type == "pearson" && !is.null(object$model$weights)) r <- r * sqrt(object$model$weights)
   if (scaled) r <- r / object$sigma
   r

@@ -90,6 +90,13 @@ check_grouping <- function(terms, n, control) {
 drop_rank_deficient <- function(X) {
   p <- ncol(X)
   if (p == 0L) return(X)
+  # a p x p check first: a clearly full-rank X needs no QR of all n rows
+  xtx <- crossprod(X)
+  d <- sqrt(diag(xtx))
+  if (all(d > 0)) {
+    ev <- eigen(xtx / outer(d, d), symmetric = TRUE, only.values = TRUE)$values
+    if (min(ev) > 1e-8 * max(ev)) return(X)
+  }
   qx <- qr(X, tol = 1e-7)
   if (qx$rank < p) {
     keep <- sort(qx$pivot[seq_len(qx$rank)])

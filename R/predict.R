@@ -12,7 +12,7 @@ predict.lmm <- function(object, newdata = NULL, re.form = NULL, allow.new.levels
   if (!is.null(re.form) && !no_re) mixedrs_abort("re.form must be NULL, NA or ~0")
   model <- object$model
   if (is.null(newdata)) {
-    if (!no_re) return(object$fitted)
+    if (!no_re) return(stats::fitted(object))
     eta <- drop(model$X %*% object$beta)
     if (!is.null(model$offset)) eta <- eta + model$offset
     return(stats::setNames(eta, rownames(model$frame)))
