@@ -256,7 +256,7 @@ package_fit <- function(model, res, REML, call, control) {
   layout <- data.frame(term = res$theta_term, row = res$theta_row, col = res$theta_col)
   # unnamed here: n row names cost more than the fit on large data; fitted() and
   # residuals() add them
-  fitted <- res$fitted + if (is.null(model$offset)) 0 else model$offset
+  fitted <- if (is.null(model$offset)) res$fitted else res$fitted + model$offset
   structure(list(
     call = call,
     formula = model$formula,

@@ -198,7 +198,8 @@ rust_spec <- function(model, REML) {
     REML = isTRUE(REML),
     cor = if (is.null(model$cor)) NULL else model$cor[c("type", "groups", "times", "start", "nugget")],
     terms = lapply(model$terms, function(t) list(
-      codes = as.integer(t$factor),
+      # a factor is already the integer codes the engine reads; no copy
+      codes = t$factor,
       nlevels = nlevels(t$factor),
       Z = as_double_matrix(t$Z),
       k = ncol(t$Z),
