@@ -117,4 +117,24 @@ cat("\nintervals(m)$reStruct$tree (mixedrs corAR1, nlme corAR1, mixedrs random w
 print(intervals(m_ar1)$reStruct$tree); print(intervals(m_nlme)$reStruct$tree); print(intervals(m_rw)$reStruct$tree)
 cat("\nintervals(m) for the random walk:\n"); print(intervals(m_rw))
 
-cat("\nNot yet in mixedrs (later issues): simulate()/bootstrap, emmeans support, the rendered workshop vignette.\n")
+cat("\nemmeans(m, pairwise ~ treatment) and contrast(e, list(c(-.5, -.5, 1))): mixedrs (containment df) | nlme\n")
+if (requireNamespace("emmeans", quietly = TRUE)) {
+  e_ours <- suppressMessages(emmeans::emmeans(m_ar1, pairwise ~ treatment, mode = "containment"))
+  e_nlme <- suppressMessages(emmeans::emmeans(m_nlme, pairwise ~ treatment))
+  print(e_ours$contrasts); print(e_nlme$contrasts)
+  print(emmeans::contrast(e_ours$emmeans, list(c(-.5, -.5, 1))))
+  print(emmeans::contrast(e_nlme$emmeans, list(c(-.5, -.5, 1))))
+}
+
+cat("\n", strrep("=", 78), "\nExercise 1: P(a new female student at a new school scores > 1200), by Monte Carlo\n",
+    strrep("=", 78), "\n", sep = "")
+sims <- simulate(ex3$ours, 100000, seed = 1,
+                 newdata = data.frame(sex = factor("F", levels = c("F", "M")), school = "new", student = "new"))
+sds <- c(sapply(VarCorr(ex3$ours), attr, "stddev"), sigma(ex3$ours))
+cat(sprintf("Monte Carlo (100,000 draws): %.4f   exact normal: %.4f\n", mean(unlist(sims) > 1200),
+            stats::pnorm(1200, fixef(ex3$ours)[[1]], sqrt(sum(sds^2)), lower.tail = FALSE)))
+cat("\nParametric bootstrap of example 1 (1,000 refits in Rust):\n")
+print(system.time(bt <- bootstrap(ex1$ours, 1000, seed = 1, progress = FALSE)))
+print(confint(bt))
+
+cat("\nNot yet in mixedrs (issue 8): the rendered workshop vignette, plots, broom methods, as_lmerMod().\n")
