@@ -404,6 +404,8 @@ mod properties {
     use super::*;
     use mixedrs_core::profile::{sdcor_to_theta, theta_to_sdcor};
     use proptest::prelude::*;
+    // proptest's prelude has its own Rng; this module's generators use rand's
+    use rand::Rng;
 
     /// A random model: 1-3 terms (k 1 or 2, full or diagonal), random levels and data.
     fn random_data(seed: u64, n: usize, nterms: usize) -> Data {
