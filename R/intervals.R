@@ -15,11 +15,8 @@ nlme_scale <- function(object, v) {
   out <- numeric(0)
   for (ti in seq_along(object$model$terms)) {
     t <- object$model$terms[[ti]]
-    here <- lay$term == ti
     k <- length(t$cnms)
-    lam <- matrix(0, k, k)
-    lam[cbind(lay$row[here], lay$col[here])] <- theta[here]
-    C <- tcrossprod(lam)
+    C <- tcrossprod(term_lambda(lay, theta, ti, k))
     sd <- sigma * sqrt(diag(C))
     out <- c(out, log(sd))
     if (!t$diagonal && k > 1L) {

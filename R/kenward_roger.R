@@ -18,9 +18,7 @@ kr_info <- function(object) {
   for (ti in seq_along(object$model$terms)) {
     t <- object$model$terms[[ti]]
     here <- object$theta_layout$term == ti
-    lam <- matrix(0, ncol(t$Z), ncol(t$Z))
-    lam[cbind(object$theta_layout$row[here], object$theta_layout$col[here])] <- object$theta[here]
-    vc <- object$sigma^2 * tcrossprod(lam)
+    vc <- object$sigma^2 * tcrossprod(term_lambda(object$theta_layout, object$theta, ti, ncol(t$Z)))
     # A[[a]]: n × levels, column l holds Z[, a] on the rows of level l
     ind <- outer(as.integer(t$factor), seq_len(nlevels(t$factor)), "==")
     A <- lapply(seq_len(ncol(t$Z)), function(a) ind * t$Z[, a])

@@ -162,8 +162,7 @@ unconditioned_theta <- function(res, transforms) {
       theta[here] <- theta[here] / tr$scale[rows]
       next
     }
-    lam <- matrix(0, k, k)
-    lam[cbind(rows, cols)] <- theta[here]
+    lam <- term_lambda(list(term = res$theta_term, row = res$theta_row, col = res$theta_col), theta, i, k)
     Si <- solve(tr$S)
     C <- Si %*% tcrossprod(lam) %*% t(Si)
     theta[here] <- semidefinite_chol(C)[cbind(rows, cols)]

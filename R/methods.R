@@ -144,9 +144,7 @@ VarCorr.lmm <- function(x, sigma = 1, ...) {
   for (ti in seq_along(x$model$terms)) {
     t <- x$model$terms[[ti]]
     k <- length(t$cnms)
-    here <- layout$term == ti
-    lam <- matrix(0, k, k)
-    lam[cbind(layout$row[here], layout$col[here])] <- x$theta[here]
+    lam <- term_lambda(layout, x$theta, ti, k)
     if (t$diagonal) {
       # lme4 shows (x || g) as separate 1 x 1 terms g, g.1, ...
       for (j in seq_len(k)) {
@@ -160,6 +158,15 @@ VarCorr.lmm <- function(x, sigma = 1, ...) {
   }
   names(mats) <- make.unique(nms)
   structure(mats, sc = s, useSc = TRUE, class = "VarCorr.lmm")
+}
+
+# Term ti's k x k relative covariance factor Λ from θ, using the engine's θ layout
+# (a list or data frame with term, row and col of each element).
+term_lambda <- function(layout, theta, ti, k) {
+  here <- layout$term == ti
+  lam <- matrix(0, k, k)
+  lam[cbind(layout$row[here], layout$col[here])] <- theta[here]
+  lam
 }
 
 vc_matrix <- function(lam, cnms, sigma) {

@@ -18,20 +18,15 @@ predict.lmm <- function(object, newdata = NULL, re.form = NULL, allow.new.levels
     return(stats::setNames(eta, rownames(model$frame)))
   }
   if (!is.data.frame(newdata)) mixedrs_abort("'newdata' must be a data frame")
-  tt <- stats::delete.response(stats::terms(model$parsed$fixed, data = model$frame))
-  xlev <- stats::.getXlevels(tt, model$frame)
-  mf <- stats::model.frame(tt, newdata, xlev = xlev, na.action = stats::na.pass)
-  X <- stats::model.matrix(tt, mf, contrasts.arg = attr(model$X, "contrasts"))
-  X <- X[, names(object$beta), drop = FALSE]
-  eta <- drop(X %*% object$beta)
-  off <- stats::model.offset(mf)
-  if (!is.null(off)) eta <- eta + off
+  fx <- newdata_fixed(object, newdata)
+  eta <- drop(fx$X %*% object$beta)
+  if (!is.null(fx$offset)) eta <- eta + fx$offset
   if (!no_re) {
     for (i in seq_along(model$terms)) {
       t <- model$terms[[i]]
-      Z <- stats::model.matrix(t$lhs_formula, stats::model.frame(t$lhs_formula, newdata, na.action = stats::na.pass))
-      Z <- Z[, t$cnms, drop = FALSE]
-      g <- as.character(group_factor(parse(text = t$group)[[1L]], newdata))
+      zt <- newdata_term(t, newdata)
+      Z <- zt$Z
+      g <- zt$group
       lev <- match(g, levels(t$factor))
       if (anyNA(lev) && !allow.new.levels) {
         mixedrs_abort(sprintf("new levels detected in newdata: %s",
@@ -44,4 +39,20 @@ predict.lmm <- function(object, newdata = NULL, re.form = NULL, allow.new.levels
     }
   }
   stats::setNames(eta, rownames(newdata))
+}
+
+# The fixed-effects matrix (columns as in the fit) and offset for new data.
+newdata_fixed <- function(object, newdata) {
+  model <- object$model
+  tt <- stats::delete.response(stats::terms(model$parsed$fixed, data = model$frame))
+  xlev <- stats::.getXlevels(tt, model$frame)
+  mf <- stats::model.frame(tt, newdata, xlev = xlev, na.action = stats::na.pass)
+  X <- stats::model.matrix(tt, mf, contrasts.arg = attr(model$X, "contrasts"))
+  list(X = X[, names(object$beta), drop = FALSE], offset = stats::model.offset(mf))
+}
+
+# One random-effects term's columns and grouping values (as character) for new data.
+newdata_term <- function(t, newdata) {
+  Z <- stats::model.matrix(t$lhs_formula, stats::model.frame(t$lhs_formula, newdata, na.action = stats::na.pass))
+  list(Z = Z[, t$cnms, drop = FALSE], group = as.character(group_factor(parse(text = t$group)[[1L]], newdata)))
 }

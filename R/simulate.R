@@ -88,16 +88,13 @@ simulate_newdata <- function(object, nsim, seed, use.u, newdata, allow.new.level
     mu <- predict.lmm(object, newdata, re.form = NULL, allow.new.levels = allow.new.levels)
     out <- with_r_seed(seed, as.data.frame(matrix(mu + object$sigma * stats::rnorm(n * nsim), n, nsim)))
   } else {
-    model <- object$model
-    tt <- stats::delete.response(stats::terms(model$parsed$fixed, data = model$frame))
-    xlev <- stats::.getXlevels(tt, model$frame)
-    mf <- stats::model.frame(tt, newdata, xlev = xlev, na.action = stats::na.pass)
-    X <- stats::model.matrix(tt, mf, contrasts.arg = attr(model$X, "contrasts"))[, names(object$beta), drop = FALSE]
+    fx <- newdata_fixed(object, newdata)
+    X <- fx$X
     if (anyNA(X)) mixedrs_abort("'newdata' has missing values in the fixed-effects variables")
-    terms <- lapply(model$terms, function(t) {
-      Z <- stats::model.matrix(t$lhs_formula, stats::model.frame(t$lhs_formula, newdata, na.action = stats::na.pass))
-      Z <- Z[, t$cnms, drop = FALSE]
-      g <- factor(as.character(group_factor(parse(text = t$group)[[1L]], newdata)))
+    terms <- lapply(object$model$terms, function(t) {
+      zt <- newdata_term(t, newdata)
+      Z <- zt$Z
+      g <- factor(zt$group)
       if (anyNA(g) || anyNA(Z)) mixedrs_abort(sprintf("'newdata' has missing values for the term of '%s'", t$group))
       list(codes = as.integer(g), nlevels = nlevels(g), Z = as_double_matrix(unname(Z)), k = ncol(Z), diagonal = t$diagonal)
     })
@@ -109,32 +106,11 @@ simulate_newdata <- function(object, nsim, seed, use.u, newdata, allow.new.level
       res <- call_rust(lmm_simulate_rs, spec, params, list(nsim = nsim, seed = rust_seed(), use_u = FALSE))
       as.data.frame(matrix(res$y, n, nsim))
     })
-    off <- stats::model.offset(mf)
-    if (!is.null(off)) out[] <- lapply(out, `+`, off)
+    if (!is.null(fx$offset)) out[] <- lapply(out, `+`, fx$offset)
   }
   names(out) <- paste0("sim_", seq_len(nsim))
   rownames(out) <- rownames(newdata)
   out
-}
-
-# Bootstrap statistics at the fit itself: sd/cor, sigma, fixed effects.
-boot_t0 <- function(object, names) {
-  lay <- object$theta_layout
-  s <- object$sigma
-  out <- numeric(0)
-  for (ti in seq_along(object$model$terms)) {
-    here <- lay$term == ti
-    k <- length(object$model$terms[[ti]]$cnms)
-    lam <- matrix(0, k, k)
-    lam[cbind(lay$row[here], lay$col[here])] <- object$theta[here]
-    C <- tcrossprod(lam)
-    for (i in which(here)) {
-      r <- lay$row[i]
-      c <- lay$col[i]
-      out <- c(out, if (r == c) s * sqrt(C[r, r]) else { d <- sqrt(C[r, r] * C[c, c]); if (d > 0) C[r, c] / d else 0 })
-    }
-  }
-  stats::setNames(c(out, s, object$beta), names)
 }
 
 #' Parametric bootstrap of an lmm fit
@@ -178,7 +154,7 @@ bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "r
   if (isTRUE(res$interrupted)) warning(sprintf("bootstrap interrupted after %d of %d replicates", res$done, nsim), call. = FALSE)
   t <- matrix(res$stats, ncol = length(names), byrow = TRUE, dimnames = list(NULL, names))
   if (res$failed > 0) warning(sprintf("%d of %d bootstrap refits failed", res$failed, res$done), call. = FALSE)
-  structure(list(t0 = boot_t0(object, names), t = t, R = nrow(t), type = type, seed = attr(res, "seed"),
+  structure(list(t0 = stats::setNames(res$t0, names), t = t, R = nrow(t), type = type, seed = attr(res, "seed"),
                  failed = res$failed, call = match.call()), class = "lmm_boot")
 }
 

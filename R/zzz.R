@@ -25,11 +25,11 @@ register_lme4_methods <- function(...) {
   registerS3method("ngrps", "lmm", ngrps.lmm, envir = ns)
 }
 
-# lmerTest's contest() and ranova() generics dispatch to ours too.
+# lmerTest's contest(), step() and get_model() generics dispatch to ours too
+# (its ranova() is not generic: call mixedrs::ranova()).
 register_lmertest_methods <- function(...) {
   ns <- asNamespace("lmerTest")
   registerS3method("contest", "lmm", contest.lmm, envir = ns)
-  registerS3method("ranova", "lmm", ranova.lmm, envir = ns)
   registerS3method("step", "lmm", step.lmm, envir = ns)
   registerS3method("get_model", "lmm_step", get_model.lmm_step, envir = ns)
 }

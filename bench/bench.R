@@ -171,21 +171,17 @@ inf[[3]] <- data.frame(case = "I3 profile confint(), sleepstudy (vs lme4)", mixe
                        max_rel_diff = signif(max(abs(our_ci$value / ref_ci$value - 1)), 3))
 
 ## Bootstrap: 1000 parametric refits of sleepstudy, and a 100k-row case
-ss_fit <- lmm(Reaction ~ Days + (Days | Subject), ss)
-ss_ref <- lme4::lmer(Reaction ~ Days + (Days | Subject), ss)
-our_bt <- time_it(bootstrap(ss_fit, 1000, seed = 1, progress = FALSE))
-ref_bt <- time_it(suppressWarnings(suppressMessages(lme4::bootMer(ss_ref, lme4::fixef, nsim = 1000, seed = 1))))
-inf[[4]] <- data.frame(case = "I4 bootstrap, 1000 refits, sleepstudy (vs lme4::bootMer)", mixedrs_s = signif(our_bt$time, 4),
-                       ref_s = signif(ref_bt$time, 4), ratio = round(ref_bt$time / our_bt$time, 1),
-                       max_rel_diff = NA)
+boot_row <- function(case, fit, ref, nsim) {
+  ours <- time_it(bootstrap(fit, nsim, seed = 1, progress = FALSE))
+  theirs <- time_it(suppressWarnings(suppressMessages(lme4::bootMer(ref, lme4::fixef, nsim = nsim, seed = 1))))
+  data.frame(case = case, mixedrs_s = signif(ours$time, 4), ref_s = signif(theirs$time, 4),
+             ratio = round(theirs$time / ours$time, 1), max_rel_diff = NA)
+}
+inf[[4]] <- boot_row("I4 bootstrap, 1000 refits, sleepstudy (vs lme4::bootMer)",
+                     lmm(Reaction ~ Days + (Days | Subject), ss), lme4::lmer(Reaction ~ Days + (Days | Subject), ss), 1000)
 d100 <- sim_b2(5000L, 20L, seed = 21)
-f100 <- lmm(y ~ x + (x | subj), d100)
-r100 <- lme4::lmer(y ~ x + (x | subj), d100)
-our_bt <- time_it(bootstrap(f100, 100, seed = 1, progress = FALSE))
-ref_bt <- time_it(suppressWarnings(suppressMessages(lme4::bootMer(r100, lme4::fixef, nsim = 100, seed = 1))))
-inf[[5]] <- data.frame(case = "I5 bootstrap, 100 refits, 100k rows (x|subj) (vs lme4::bootMer)", mixedrs_s = signif(our_bt$time, 4),
-                       ref_s = signif(ref_bt$time, 4), ratio = round(ref_bt$time / our_bt$time, 1),
-                       max_rel_diff = NA)
+inf[[5]] <- boot_row("I5 bootstrap, 100 refits, 100k rows (x|subj) (vs lme4::bootMer)",
+                     lmm(y ~ x + (x | subj), d100), lme4::lmer(y ~ x + (x | subj), d100), 100)
 
 ## Peak memory (VmHWM of a child R process, above its level after loading the data)
 peak_rss <- function(setup, fit) {

@@ -28,7 +28,7 @@ test_that("the workshop's example 4 calls match emmeans on the nlme corAR1 fit",
   d <- sim_growth()   # the workshop's size: 2-4 trees per fertiliser
   ref <- nlme::lme(height ~ treatment:age - 1, random = ~ age - 1 | tree, correlation = nlme::corAR1(), data = d)
   ours <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d, correlation = corAR1())
-  expect_equal(containment_df <- mixedrs:::containment_df(ours), ref$fixDF$X)
+  expect_equal(mixedrs:::containment_df(ours), ref$fixDF$X)
   a <- suppressMessages(emmeans::emmeans(ours, pairwise ~ treatment, mode = "containment"))
   b <- suppressMessages(emmeans::emmeans(ref, pairwise ~ treatment))
   expect_emm_equal(a$emmeans, b$emmeans, "trees emmeans")

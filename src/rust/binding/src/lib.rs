@@ -335,8 +335,8 @@ fn run_bootstrap(spec: List, params: List, control: List) -> std::result::Result
     let res = bootstrap(&model, &par, &bc, &fc, &mut progress).map_err(to_r_error)?;
     let flat: Vec<f64> = res.stats.into_iter().flatten().collect();
     Ok(List::from_names_and_values(
-        ["stats", "failed", "done", "interrupted"],
-        [Robj::from(flat), Robj::from(res.failed as i32), Robj::from(res.done as i32), Robj::from(stopped)],
+        ["stats", "t0", "failed", "done", "interrupted"],
+        [Robj::from(flat), Robj::from(res.t0), Robj::from(res.failed as i32), Robj::from(res.done as i32), Robj::from(stopped)],
     )?)
 }
 

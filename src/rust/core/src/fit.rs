@@ -56,12 +56,24 @@ pub fn fit(model: &mut LinearMixedModel, control: &FitControl, optimize: bool) -
 
 /// Xβ + Zb for n rows.
 pub fn fitted_values(x: &[f64], n: usize, terms: &[ReTerm], beta: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
+    let mut mu = x_beta(x, n, beta);
+    add_zb(terms, n, b, &mut mu);
+    mu
+}
+
+/// Xβ for n rows (X column-major).
+pub fn x_beta(x: &[f64], n: usize, beta: &[f64]) -> Vec<f64> {
     let mut mu = vec![0.0; n];
     for (a, &ba) in beta.iter().enumerate() {
         for (m, x) in mu.iter_mut().zip(&x[a * n..(a + 1) * n]) {
             *m += x * ba;
         }
     }
+    mu
+}
+
+/// mu += Zb, for per-term b (level-major).
+pub fn add_zb(terms: &[ReTerm], n: usize, b: &[Vec<f64>], mu: &mut [f64]) {
     for (t, bt) in terms.iter().zip(b) {
         for o in 0..n {
             let lev = t.codes[o] as usize;
@@ -70,5 +82,4 @@ pub fn fitted_values(x: &[f64], n: usize, terms: &[ReTerm], beta: &[f64], b: &[V
             }
         }
     }
-    mu
 }

@@ -63,6 +63,10 @@ pub struct LinearMixedModel {
     tmp: Vec<f64>,
     /// faer's workspace for the largest dense diagonal block.
     chol_work: faer::dyn_stack::MemBuffer,
+    /// Whether term j's diagonal block of L stays block-diagonal (index j, 1 ≤ j < nt).
+    /// A property of the data's pattern: found once, at a θ with no zero on Λ's
+    /// diagonal (a zero could hide fill-in), then reused at every evaluation.
+    block_diag: Vec<Option<bool>>,
 }
 
 /// Dense blocks beyond this many scalars in total are refused rather than allocated.
@@ -88,6 +92,7 @@ impl Clone for LinearMixedModel {
             theta_offsets: self.theta_offsets.clone(),
             tmp: self.tmp.clone(),
             chol_work: dense::chol_workspace(maxdim),
+            block_diag: self.block_diag.clone(),
         }
     }
 }
@@ -181,6 +186,7 @@ impl LinearMixedModel {
             theta_offsets,
             tmp: vec![0.0; kmax * kmax],
             chol_work: dense::chol_workspace(dims[1..].iter().copied().max().unwrap_or(1)),
+            block_diag: vec![None; nt],
         })
     }
 
@@ -398,6 +404,9 @@ impl LinearMixedModel {
             return Err(MixedError::Numerical("theta has non-finite values".into()));
         }
         self.theta.copy_from_slice(theta);
+        let generic_theta = self.terms.iter().zip(self.theta_offsets.windows(2)).all(|(t, w)| {
+            t.theta_layout().iter().zip(&theta[w[0]..w[1]]).all(|(&(i, j), &v)| i != j || v != 0.0)
+        });
         for (i, t) in self.terms.iter().enumerate() {
             t.fill_lambda(&theta[self.theta_offsets[i]..self.theta_offsets[i + 1]], &mut self.lambdas[i]);
         }
@@ -470,7 +479,17 @@ impl LinearMixedModel {
         for j in 1..=nt {
             let dj = self.dim(j);
             let kj = if j < nt { self.terms[j].k } else { 0 };
-            let block_diag = j < nt && dense::is_block_diagonal(&self.l.dense[tri(j, j)], dj, kj);
+            let block_diag = j < nt
+                && match self.block_diag[j] {
+                    Some(b) => b,
+                    None => {
+                        let b = dense::is_block_diagonal(&self.l.dense[tri(j, j)], dj, kj);
+                        if generic_theta {
+                            self.block_diag[j] = Some(b);
+                        }
+                        b
+                    }
+                };
             {
                 let djj = &mut self.l.dense[tri(j, j)];
                 let res = if block_diag {

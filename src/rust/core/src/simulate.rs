@@ -31,29 +31,12 @@ pub fn replicate_seed(seed: u64, r: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Xβ for the model's rows.
 fn x_beta(model: &LinearMixedModel, beta: &[f64]) -> Vec<f64> {
-    let n = model.n;
-    let mut mu = vec![0.0; n];
-    for (a, &ba) in beta.iter().enumerate() {
-        for (m, x) in mu.iter_mut().zip(&model.x[a * n..(a + 1) * n]) {
-            *m += x * ba;
-        }
-    }
-    mu
+    crate::fit::x_beta(&model.x, model.n, beta)
 }
 
-/// Add Zb for per-term b (level-major) to mu.
 fn add_zb(model: &LinearMixedModel, b: &[Vec<f64>], mu: &mut [f64]) {
-    let n = model.n;
-    for (t, bt) in model.terms.iter().zip(b) {
-        for o in 0..n {
-            let lev = t.codes[o] as usize;
-            for a in 0..t.k {
-                mu[o] += t.z[o + a * n] * bt[lev * t.k + a];
-            }
-        }
-    }
+    crate::fit::add_zb(&model.terms, model.n, b, mu)
 }
 
 /// One simulated response: new random effects b = σΛu (u ~ N(0, I)) unless `use_u`,
@@ -123,6 +106,8 @@ pub struct BootControl {
 
 /// Bootstrap replicates of (sd/cor of each term, σ, β), lme4's order for confint.
 pub struct BootResult {
+    /// The statistics at the fitted parameters, in the same order.
+    pub t0: Vec<f64>,
     pub stats: Vec<Vec<f64>>,
     /// Replicates whose refit failed (their row is NaN).
     pub failed: usize,
@@ -199,5 +184,7 @@ pub fn bootstrap(
             break;
         }
     }
-    Ok(BootResult { stats, failed, done })
+    let mut t0 = theta_to_sdcor(model, &par.theta, par.sigma);
+    t0.extend(&par.beta);
+    Ok(BootResult { t0, stats, failed, done })
 }
