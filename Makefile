@@ -34,7 +34,7 @@ cargo-test:
 	cd src/rust && cargo test --release --workspace
 
 r-test:
-	Rscript tests/run-tests.R
+	Rscript tools/run-tests.R
 
 test: setup cargo-test r-test
 

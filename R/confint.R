@@ -64,19 +64,25 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
     out[fe, ] <- cbind(object$beta[j] - z * se, object$beta[j] + z * se)
     return(out)
   }
-  if (!is.null(object$correlation)) {
-    mixedrs_abort("profile intervals are not available for fits with correlated residuals; use method = \"Wald\" or intervals()",
-                  kind = "not_available")
-  }
   if (!quiet) message("Computing profile confidence intervals ...")
-  ctl <- object$control
-  res <- call_rust(lmm_profile_rs, rust_spec(object$model, REML = FALSE),
-                   list(max_iter = ctl$max_iter, max_restarts = ctl$max_restarts, grad_tol = ctl$grad_tol,
-                        boundary_tol = ctl$boundary_tol, start = unname(object$theta),
-                        z = stats::qnorm(1 - a), which = as.integer(which - 1L)))
+  res <- profile_ends(object, stats::qnorm(1 - a), which)
   out[, 1L] <- res$lower
   out[, 2L] <- res$upper
   out
+}
+
+# Where the ML profile of each parameter in `which` (indices into [sd/cor, sigma,
+# beta]) reaches ζ = -z and ζ = z, solved in Rust; also the ML estimates.
+profile_ends <- function(object, z, which) {
+  if (!is.null(object$correlation)) {
+    mixedrs_abort("likelihood profiles are not available for fits with correlated residuals; use method = \"Wald\" or intervals()",
+                  kind = "not_available")
+  }
+  ctl <- object$control
+  call_rust(lmm_profile_rs, rust_spec(object$model, REML = FALSE),
+            list(max_iter = ctl$max_iter, max_restarts = ctl$max_restarts, grad_tol = ctl$grad_tol,
+                 boundary_tol = ctl$boundary_tol, start = unname(object$theta),
+                 z = z, which = as.integer(which - 1L)))
 }
 
 select_parm <- function(parm, all_names, nvp, missing_parm) {

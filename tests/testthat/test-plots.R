@@ -1,0 +1,62 @@
+# Plots draw without error, and the numbers they draw are right: the profile
+# passes through the profile confidence limits, the caterpillar intervals come
+# from the conditional variances.
+
+draw <- function(expr) {
+  f <- tempfile(fileext = ".png")
+  grDevices::png(f)
+  on.exit(grDevices::dev.off())
+  force(expr)
+  invisible(f)
+}
+
+fm <- suppressMessages(lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy))
+
+test_that("plot() and qqnorm() draw the residuals", {
+  expect_invisible(draw(plot(fm)))
+  expect_silent(draw(qqnorm(fm)))
+  trees <- sim_growth(trees = 4, seed = 3)
+  m <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), trees, correlation = corAR1())
+  expect_silent(draw(plot(m)))
+})
+
+test_that("profile() passes through the profile confidence limits at ζ = ±1.96", {
+  pr <- profile(fm, alphamax = 0.05, npoints = 1)
+  expect_s3_class(pr, "lmm_profile")
+  expect_named(pr, c(".zeta", ".par", ".focal"))
+  ci <- confint(fm, oldNames = FALSE, quiet = TRUE)
+  for (p in rownames(ci)) {
+    d <- pr[pr$.par == p, ]
+    expect_equal(d$.focal[d$.zeta < 0], ci[p, 1], tolerance = 1e-8)
+    expect_equal(d$.focal[d$.zeta > 0], ci[p, 2], tolerance = 1e-8)
+  }
+  # ζ is 0 at the ML estimates
+  ml <- suppressMessages(lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy, REML = FALSE))
+  expect_equal(pr$.focal[pr$.zeta == 0 & pr$.par == "sigma"], sigma(ml), tolerance = 1e-6)
+  expect_equal(pr$.focal[pr$.zeta == 0 & pr$.par == "Days"], fixef(ml)[["Days"]], tolerance = 1e-6)
+  # monotone in ζ for every parameter
+  for (p in levels(pr$.par)) expect_true(all(diff(pr$.focal[pr$.par == p]) >= 0))
+  pr2 <- profile(fm, which = "sigma")
+  expect_equal(levels(pr2$.par), "sigma")
+  expect_silent(draw(plot(pr2)))
+  expect_error(profile(fm, which = "nonsense"), class = "mixedrs_input_error")
+})
+
+test_that("the caterpillar plot uses the conditional variances", {
+  skip_if_not_installed("lattice")
+  re <- ranef(fm, condVar = TRUE)
+  p <- lattice::dotplot(re)
+  expect_named(p, "Subject")
+  expect_s3_class(p$Subject, "trellis")
+  # the panel data: values and their conditional sds as lme4 gives them
+  ref <- lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  pv <- attr(lme4::ranef(ref, condVar = TRUE)$Subject, "postVar")
+  expect_equal(p$Subject$panel.args.common$se, c(sqrt(pv[1, 1, ]), sqrt(pv[2, 2, ])), tolerance = 1e-4)
+  expect_silent(draw(print(p$Subject)))
+  expect_error(lattice::dotplot(ranef(fm, condVar = FALSE)), class = "mixedrs_input_error")
+})
+
+test_that("plot() of a bootstrap draws each statistic", {
+  bt <- bootstrap(fm, 50, seed = 1, progress = FALSE)
+  expect_silent(draw(plot(bt)))
+})
