@@ -4,9 +4,10 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 DEB_PACKAGES = r-base-dev r-cran-lme4 r-cran-lmertest r-cran-nlme r-cran-pbkrtest \
-               r-cran-testthat r-cran-knitr r-cran-rmarkdown r-cran-emmeans pandoc
+               r-cran-testthat r-cran-knitr r-cran-rmarkdown r-cran-emmeans pandoc \
+               r-cran-broom.mixed r-cran-roxygen2 r-cran-png chromium xz-utils
 
-.PHONY: setup deps install demo test cargo-test r-test bench fuzz
+.PHONY: setup deps install demo test cargo-test r-test check docs vendor bench fuzz
 
 setup: deps install
 
@@ -27,7 +28,10 @@ deps:
 install:
 	R CMD INSTALL --no-multiarch .
 
+# the workshop vignette and the performance vignette rendered to HTML, then the
+# side-by-side tables on the console
 demo: setup
+	Rscript tools/render-vignettes.R demo-output
 	Rscript inst/workshop/demo.R
 
 cargo-test:
@@ -36,10 +40,26 @@ cargo-test:
 r-test:
 	Rscript tools/run-tests.R
 
-test: setup cargo-test r-test
+# R CMD check of the built tarball; the testthat suite runs in r-test, against the
+# installed package, so check skips it
+check:
+	rm -rf check && mkdir check
+	cd check && R CMD build --no-manual .. && \
+	  _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual --no-tests mixedrs_*.tar.gz; \
+	status=$$?; cat mixedrs.Rcheck/00check.log | tail -5; \
+	if grep -q "Status: .*\(ERROR\|WARNING\)" mixedrs.Rcheck/00check.log; then exit 1; fi; exit $$status
+
+test: setup cargo-test r-test check
+
+# Rd files from the roxygen comments (the NAMESPACE is written by hand)
+docs:
+	Rscript -e 'roxygen2::roxygenise(load_code = "source")'
+
+vendor:
+	bash tools/vendor.sh
 
 bench: setup
-	Rscript bench/bench.R
+	set -o pipefail; Rscript bench/bench.R 2>&1 | tee bench/last-run.txt
 
 # 10,000 random models and data sets, each fitted in child processes (inst/fuzz/fuzz.R)
 fuzz: setup

@@ -170,6 +170,12 @@ fixed_anova <- function(object, type, ddf) {
 #' @param type "III", "II" or "I".
 #' @param ddf "Satterthwaite", "Kenward-Roger" or "lme4" (no df: F values only).
 #' @param refit refit REML fits by ML before comparing.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' anova(fm)
+#' anova(fm, type = "II", ddf = "Kenward-Roger")
+#' fm0 <- lmm(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
+#' anova(fm0, fm)
 #' @export
 anova.lmm <- function(object, ..., type = c("III", "II", "I", "3", "2", "1"),
                       ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), refit = TRUE) {
@@ -248,6 +254,10 @@ refit_ml <- function(object) {
 #' @param model an `lmm` fit.
 #' @param reduce.terms reduce slope terms rather than removing them.
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' ranova(fm)
+#' ranova(fm, reduce.terms = FALSE)
 #' @export
 ranova <- function(model, reduce.terms = TRUE, ...) UseMethod("ranova")
 

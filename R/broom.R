@@ -221,6 +221,9 @@ augment.lmm <- function(x, data = NULL, newdata = NULL, ...) {
 #' plus conditional modes), as `lme4::hatvalues()` computes it for merMod fits.
 #' @param model an `lmm` fit without correlated residuals.
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' summary(hatvalues(fm))
 #' @export
 hatvalues.lmm <- function(model, ...) {
   check_no_correlation(model, "hatvalues()")

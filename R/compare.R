@@ -12,6 +12,9 @@
 #' @param other a `merMod` (lme4 or lmerTest) or `lme` (nlme) fit.
 #' @param tolerance flag threshold.
 #' @return a data frame of class `lmm_comparison`.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' compare_fits(fm, lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy))
 #' @export
 compare_fits <- function(m, other, tolerance = 1e-4) {
   if (!inherits(m, "lmm")) mixedrs_abort("compare_fits(): 'm' must be an lmm fit")
@@ -65,7 +68,7 @@ ref_lme <- function(other) {
     R <- stats::cov2cor(R)
     nm <- rownames(R)
     for (j in seq_len(ncol(R))) for (i in seq_len(nrow(R))) if (i > j) {
-      cors[paste0("cor(", nm[i], ",", nm[j], ")|", grp)] <- R[i, j]
+      cors[paste0("cor(", nm[j], ",", nm[i], ")|", grp)] <- R[i, j]  # lme4's var1, var2 order
     }
   }
   cs <- other$modelStruct$corStruct

@@ -36,6 +36,11 @@ format_perc <- function(probs, digits = 3) {
 #' @param nsim,boot.type,seed for `method = "boot"`: replicates of [bootstrap()],
 #'   the interval type, and a seed.
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' confint(fm)
+#' confint(fm, oldNames = FALSE, level = 0.99)
+#' confint(fm, method = "Wald")
 #' @export
 confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald", "boot"),
                         oldNames = TRUE, quiet = FALSE, nsim = 500, boot.type = c("perc", "basic", "norm"),

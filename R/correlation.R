@@ -15,6 +15,11 @@
 #' @param form `~ t | g`: time covariate and group; `~ 1 | g` uses positions 1, 2, ...
 #' @param nugget add an independent measurement error.
 #' @return an object of class `c("corRandomWalk", "corStruct")`.
+#' @examples
+#' trees <- sim_growth(trees = 10, seed = 3)
+#' m <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), trees,
+#'          correlation = corRandomWalk(~ age | tree))
+#' summary(m)
 #' @export
 corRandomWalk <- function(form = ~1, nugget = FALSE) {
   if (!inherits(form, "formula")) mixedrs_abort("corRandomWalk(): 'form' must be a one-sided formula such as ~ t | g")

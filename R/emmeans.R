@@ -33,6 +33,7 @@ emm_basis.lmm <- function(object, trms, xlev, grid, vcov., mode = c("satterthwai
   }
   dfargs <- list(df_of = df_of)
   dffun <- function(k, dfargs) dfargs$df_of(k)
+  attr(dffun, "mesg") <- mode  # printed by emmeans as "Degrees-of-freedom method: ..."
   list(X = X, bhat = bhat, nbasis = estimability::all.estble, V = V, dffun = dffun, dfargs = dfargs)
 }
 

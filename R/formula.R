@@ -68,6 +68,8 @@ expand_slash <- function(g) {
 #' @param formula a two-sided formula, or a string that parses to one.
 #' @return a list with `response`, `fixed` (a formula) and `bars`, a list of
 #'   `list(lhs, group, double)`.
+#' @examples
+#' str(parse_mixed_formula(y ~ x + (x | g) + (1 | h/k)))
 #' @export
 parse_mixed_formula <- function(formula) {
   if (is.character(formula)) formula <- stats::as.formula(formula)

@@ -147,6 +147,10 @@ ginv <- function(X, tol = sqrt(.Machine$double.eps)) {
 #' @param check_estimability ignored (lmm drops aliased columns).
 #' @param ddf "Satterthwaite", "Kenward-Roger" or "lme4".
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' contest(fm, c(0, 1))
+#' contest(fm, diag(2), joint = FALSE)
 #' @export
 contest <- function(model, L, ...) UseMethod("contest")
 

@@ -35,6 +35,12 @@ nlme_scale <- function(object, v) {
 #' @param ... unused.
 #' @return a list with `fixed`, `reStruct`, `corStruct` (for fits with correlated
 #'   residuals) and `sigma`, as nlme's `intervals.lme()`.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' intervals(fm)
+#' trees <- sim_growth(trees = 10, seed = 3)
+#' m <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), trees, correlation = corAR1())
+#' intervals(m)$reStruct$tree
 #' @export
 intervals.lmm <- function(object, level = 0.95, which = c("all", "var-cov", "fixed"), ...) {
   which <- match.arg(which)

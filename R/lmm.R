@@ -7,6 +7,10 @@
 #' @param check_nlev stop when a grouping factor has as many levels as observations (lme4's check.nobs.vs.nlev).
 #' @param check_zdims stop when a term has at least as many random effects as observations (check.nobs.vs.nRE).
 #' @param start optional starting θ.
+#' @examples
+#' lmm_control()
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy,
+#'           control = lmm_control(grad_tol = 1e-9))
 #' @export
 lmm_control <- function(max_iter = 500L, max_restarts = 4L, grad_tol = 1e-7, boundary_tol = 1e-4,
                         check_nlev = TRUE, check_zdims = TRUE, start = NULL) {

@@ -7,6 +7,18 @@ nlme::fixef
 nlme::ranef
 #' @export
 nlme::VarCorr
+#' @importFrom nlme corAR1 corCAR1 corCompSymm intervals
+#' @export
+nlme::corAR1
+#' @export
+nlme::corCAR1
+#' @export
+nlme::corCompSymm
+#' @export
+nlme::intervals
+#' @importFrom stats drop1
+#' @export
+stats::drop1
 
 #' @export
 fixef.lmm <- function(object, ...) object$beta
@@ -27,6 +39,10 @@ group_index <- function(object) {
 #' @param drop return vectors for single-column terms.
 #' @param whichel names of the grouping factors to keep.
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' head(ranef(fm)$Subject)
+#' str(attr(ranef(fm)$Subject, "postVar"))
 #' @export
 ranef.lmm <- function(object, condVar = TRUE, drop = FALSE, whichel = NULL, ...) {
   idx <- group_index(object)
@@ -135,6 +151,11 @@ print.coef.lmm <- function(x, ...) {
 #' @param x an `lmm` fit.
 #' @param sigma unused (lme4 compatibility).
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' VarCorr(fm)
+#' as.data.frame(VarCorr(fm))
+#' print(VarCorr(fm), comp = c("Variance", "Std.Dev."))
 #' @export
 VarCorr.lmm <- function(x, sigma = 1, ...) {
   s <- x$sigma
@@ -262,6 +283,10 @@ deviance.lmm <- function(object, REML = NULL, ...) {
 
 #' REML criterion of a fit
 #' @param object a fitted model.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' REMLcrit(fm)
+#' REMLcrit(update(fm, REML = FALSE))
 #' @export
 REMLcrit <- function(object) UseMethod("REMLcrit")
 
@@ -277,6 +302,9 @@ REMLcrit.default <- function(object) {
 #' Number of levels of each grouping factor
 #' @param object a fitted model.
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(sat ~ sex + (1 | school/student), sim_nested(seed = 3))
+#' ngrps(fm)
 #' @export
 ngrps <- function(object, ...) UseMethod("ngrps")
 
@@ -298,6 +326,9 @@ ngrps.default <- function(object, ...) {
 #' is below `tol`.
 #' @param x a fitted model.
 #' @param tol tolerance.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' isSingular(fm)
 #' @export
 isSingular <- function(x, tol = 1e-4) UseMethod("isSingular")
 

@@ -29,6 +29,9 @@ plot.lmm <- function(x, type = "pearson", xlab = "fitted(.)", ylab = "residuals(
 #' @param type residual type.
 #' @param main title.
 #' @param ... passed to [stats::qqnorm()].
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' qqnorm(fm)
 #' @export
 qqnorm.lmm <- function(y, type = "pearson", main = "Normal Q-Q plot of residuals", ...) {
   r <- residuals.lmm(y, type = type)
@@ -153,6 +156,9 @@ plot.lmm_profile <- function(x, level = c(0.5, 0.8, 0.9, 0.95, 0.99), ...) {
 #' @param x an `lmm_boot` from [bootstrap()].
 #' @param level interval level.
 #' @param ... passed to [graphics::hist()].
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
+#' plot(bootstrap(fm, 200, seed = 1))
 #' @export
 plot.lmm_boot <- function(x, level = 0.95, ...) {
   st <- colnames(x$t)

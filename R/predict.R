@@ -5,6 +5,11 @@
 #' @param re.form NULL (all random effects), or NA / `~0` (none), as in lme4.
 #' @param allow.new.levels if TRUE, levels not seen in the fit get random effect 0.
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' head(predict(fm))
+#' predict(fm, newdata = data.frame(Days = 0:2, Subject = "new"), allow.new.levels = TRUE)
+#' predict(fm, newdata = data.frame(Days = 0:2), re.form = NA)
 #' @export
 predict.lmm <- function(object, newdata = NULL, re.form = NULL, allow.new.levels = FALSE, ...) {
   no_re <- (length(re.form) == 1L && is.na(re.form)) ||

@@ -91,6 +91,10 @@ print.lmm <- function(x, digits = max(3, getOption("digits") - 3), ...) {
 #' @param object an `lmm` fit.
 #' @param ddf "Satterthwaite", "Kenward-Roger" or "lme4".
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' summary(fm)
+#' summary(fm, ddf = "Kenward-Roger")$coefficients
 #' @export
 summary.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), ...) {
   ddf <- check_ddf(ddf, object)

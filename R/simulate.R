@@ -56,6 +56,11 @@ check_no_correlation <- function(object, what) {
 #'   random effect 0 instead of an error (as in `predict()`).
 #' @param ... unused.
 #' @return a data frame with columns `sim_1`, ..., with the seed in attr "seed".
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' y <- simulate(fm, 3, seed = 1)
+#' dim(y)
+#' simulate(fm, 2, seed = 1, newdata = data.frame(Days = 0, Subject = "new"))
 #' @export
 simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form = NA, newdata = NULL,
                          allow.new.levels = FALSE, ...) {
@@ -133,6 +138,12 @@ simulate_newdata <- function(object, nsim, seed, use.u, newdata, allow.new.level
 #' @param progress show a progress bar on long runs.
 #' @param oldNames name the variance parameters `.sig01`, ... (TRUE) or `sd_(Intercept)|g`, ...
 #' @return an object of class `lmm_boot` with `t0`, `t` (nsim × statistics), `R`.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
+#' b <- bootstrap(fm, 200, seed = 1)
+#' b
+#' confint(b)
+#' head(as.data.frame(b))
 #' @export
 bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "residual"), seed = NULL,
                       cores = getOption("mixedrs.cores", parallel::detectCores()), progress = interactive(),
@@ -199,6 +210,11 @@ as.data.frame.lmm_boot <- function(x, ...) as.data.frame(x$t)
 #' @param level confidence level.
 #' @param type "perc" (percentile), "basic" or "norm".
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
+#' b <- bootstrap(fm, 200, seed = 1)
+#' confint(b)
+#' confint(b, type = "norm")
 #' @export
 confint.lmm_boot <- function(object, parm, level = 0.95, type = c("perc", "basic", "norm"), ...) {
   type <- match.arg(type)

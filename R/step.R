@@ -16,6 +16,9 @@
 #' @param reduce.random,reduce.fixed whether to eliminate at all.
 #' @param keep fixed terms never to eliminate.
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + I(Days^2) + (Days | Subject), lme4::sleepstudy)
+#' drop1(fm)
 #' @export
 drop1.lmm <- function(object, scope, ddf = c("Satterthwaite", "Kenward-Roger"), ...) {
   ddf <- check_ddf(ddf[1L], object)
@@ -108,6 +111,10 @@ print.lmm_step <- function(x, ...) {
 #' The model a step() search ended with
 #' @param x the result of `step()` on an lmm fit.
 #' @param ... unused.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + I(Days^2) + (Days | Subject), lme4::sleepstudy)
+#' s <- step(fm)
+#' get_model(s)
 #' @export
 get_model <- function(x, ...) UseMethod("get_model")
 
@@ -120,6 +127,9 @@ get_model.lmm_step <- function(x, ...) attr(x, "model")
 #' lmm fits get [step.lmm()], everything else goes to `stats::step()`.
 #' @param object a fitted model.
 #' @param ... passed on.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + I(Days^2) + (Days | Subject), lme4::sleepstudy)
+#' step(fm)
 #' @export
 step <- function(object, ...) UseMethod("step")
 

@@ -137,4 +137,4 @@ cat("\nParametric bootstrap of example 1 (1,000 refits in Rust):\n")
 print(system.time(bt <- bootstrap(ex1$ours, 1000, seed = 1, progress = FALSE)))
 print(confint(bt))
 
-cat("\nNot yet in mixedrs (issue 8): the rendered workshop vignette, plots, broom methods, as_lmerMod().\n")
+cat("\nThe workshop vignette, with the plots, is in demo-output/workshop.html.\n")

@@ -23,3 +23,13 @@ test_that("compare_fits() against nlme includes the correlation parameter and df
   expect_true(all(cmp$flag == ""))
   expect_error(compare_fits(ours, lm(height ~ age, d)), class = "mixedrs_input_error")
 })
+
+test_that("compare_fits() matches nlme's random-effects correlation by name", {
+  ours <- lmm(distance ~ age + (age | Subject), nlme::Orthodont)
+  ref <- nlme::lme(distance ~ age, random = ~ age | Subject, data = nlme::Orthodont, method = "REML")
+  cmp <- compare_fits(ours, ref)
+  row <- cmp[cmp$quantity == "cor((Intercept),age)|Subject", ]
+  expect_equal(nrow(row), 1L)
+  expect_equal(row$other, stats::cov2cor(nlme::getVarCov(ref))[2, 1], tolerance = 1e-12)
+  expect_false(anyNA(cmp$other))
+})

@@ -37,3 +37,17 @@ test_that("the workshop's example 4 calls match emmeans on the nlme corAR1 fit",
   cb <- emmeans::contrast(b$emmeans, list(c(-.5, -.5, 1)))
   expect_emm_equal(ca, cb, "trees custom contrast")
 })
+
+test_that("emmeans prints the df method as it does for lmerTest and nlme fits", {
+  dfm <- function(x) grep("Degrees-of-freedom method", capture.output(print(x)), value = TRUE)
+  f <- fit_lmertest(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  for (mode in c("satterthwaite", "kenward-roger")) {
+    expect_identical(dfm(emmeans::emmeans(f$ours, ~ Days, mode = mode)),
+                     dfm(emmeans::emmeans(f$ref, ~ Days, lmer.df = mode)))
+  }
+  d <- sim_growth()
+  ref <- nlme::lme(height ~ treatment:age - 1, random = ~ age - 1 | tree, data = d)
+  ours <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), d)
+  expect_identical(dfm(emmeans::emmeans(ours, ~ treatment, mode = "containment")),
+                   dfm(emmeans::emmeans(ref, ~ treatment)))
+})
