@@ -51,9 +51,10 @@ check:
 
 test: setup cargo-test r-test check
 
-# Rd files from the roxygen comments (the NAMESPACE is written by hand)
+# Rd files from the roxygen comments (the NAMESPACE is written by hand); C collation,
+# as in the test that checks man/ is current
 docs:
-	Rscript -e 'roxygen2::roxygenise(load_code = "source")'
+	LC_COLLATE=C Rscript -e 'roxygen2::roxygenise(load_code = "source")'
 
 vendor:
 	bash tools/vendor.sh

@@ -29,9 +29,11 @@ as_tibble_if <- function(df) {
 #' @return a tibble if the tibble package is installed, else a data frame.
 #' @examples
 #' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
-#' tidy.lmm(fm)
-#' glance.lmm(fm)
-#' head(augment.lmm(fm))
+#' if (requireNamespace("broom.mixed", quietly = TRUE)) {
+#'   print(broom.mixed::tidy(fm, conf.int = TRUE))
+#'   print(broom.mixed::glance(fm))
+#'   print(head(broom.mixed::augment(fm)))
+#' }
 #' @name tidy.lmm
 #' @export
 tidy.lmm <- function(x, effects = c("ran_pars", "fixed"), scales = NULL, conf.int = FALSE, conf.level = 0.95,

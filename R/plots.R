@@ -7,7 +7,7 @@
 #' lme4's default `plot()` of a merMod: Pearson residuals against fitted values,
 #' with a horizontal line at zero.
 #' @param x an `lmm` fit.
-#' @param type residual type, as for [residuals.lmm()].
+#' @param type residual type, as for [residuals()][stats::residuals].
 #' @param xlab,ylab,main axis labels and title.
 #' @param ... passed to [graphics::plot()].
 #' @return `x`, invisibly.

@@ -95,6 +95,7 @@ print.lmm <- function(x, digits = max(3, getOption("digits") - 3), ...) {
 #' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
 #' summary(fm)
 #' summary(fm, ddf = "Kenward-Roger")$coefficients
+#' @method summary lmm
 #' @export
 summary.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), ...) {
   ddf <- check_ddf(ddf, object)
