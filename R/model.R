@@ -34,7 +34,7 @@ make_reterm <- function(lhs, group, double, frame) {
   lhs_formula <- stats::as.formula(call("~", lhs), env = environment(make_reterm))
   Z <- stats::model.matrix(lhs_formula, frame)
   if (nrow(Z) != nrow(frame)) mixedrs_abort(sprintf("random-effects term for '%s' has missing values", gname))
-  if (any(!is.finite(Z))) mixedrs_abort(sprintf("random-effects model matrix for '%s' has infinite values", gname))
+  if (!all_finite(Z)) mixedrs_abort(sprintf("random-effects model matrix for '%s' has infinite values", gname))
   list(
     assign = attr(Z, "assign"),
     group = gname,
@@ -118,9 +118,38 @@ check_response <- function(y, name) {
   }
   if (is.matrix(y) && ncol(y) > 1L) mixedrs_abort("the response must be a vector, not a matrix")
   y <- as.double(y)
-  if (any(!is.finite(y))) mixedrs_abort(sprintf("response '%s' has infinite values", name))
-  if (min(y) == max(y)) mixedrs_abort(sprintf("response '%s' is constant", name))
+  r <- range(y)
+  if (!all(is.finite(r))) mixedrs_abort(sprintf("response '%s' has infinite values", name))
+  if (r[1L] == r[2L]) mixedrs_abort(sprintf("response '%s' is constant", name))
   y
+}
+
+# No NA, NaN or Inf in a numeric vector or matrix, without an n-long temporary
+# (on large data every temporary costs R's garbage collector a pass).
+all_finite <- function(x) length(x) == 0L || all(is.finite(range(x)))
+
+# lme4's model frame: NA handling by na.action and unused factor levels dropped.
+# When no variable has an NA, the frame is built with na.pass and the unused levels
+# are dropped here, which avoids na.omit()'s copy of every column and
+# model.frame()'s unique() of every factor (on 500,000 rows these copies cost more
+# than the fit); otherwise model.frame() does both, exactly as lme4 asks it to.
+model_frame <- function(mf_call, env) {
+  build <- function(call) tryCatch(eval(call, env), error = function(e) {
+    mixedrs_abort(paste("could not build the model frame:", conditionMessage(e)))
+  })
+  fast <- mf_call
+  fast$na.action <- quote(stats::na.pass)
+  fast$drop.unused.levels <- FALSE
+  frame <- build(fast)
+  if (any(vapply(frame, anyNA, TRUE))) {
+    mf_call$drop.unused.levels <- TRUE
+    return(build(mf_call))
+  }
+  for (j in seq_along(frame)) {
+    f <- frame[[j]]
+    if (is.factor(f) && any(tabulate(f, nlevels(f)) == 0L)) frame[[j]] <- f[, drop = TRUE]
+  }
+  frame
 }
 
 # Model frame, X, y, weights, offset and the sorted random-effects terms.
@@ -131,11 +160,8 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
   # the correlation's time and group variables join the frame, so NA handling covers them
   for (v in cor_variables(correlation)) frame_formula[[3L]] <- call("+", frame_formula[[3L]], v)
   mf_call$formula <- frame_formula
-  mf_call$drop.unused.levels <- TRUE
   mf_call[[1L]] <- quote(stats::model.frame)
-  frame <- tryCatch(eval(mf_call, env), error = function(e) {
-    mixedrs_abort(paste("could not build the model frame:", conditionMessage(e)))
-  })
+  frame <- model_frame(mf_call, env)
   n <- nrow(frame)
   if (n == 0L) mixedrs_abort("0 (non-NA) cases: no observations left after subset and NA removal")
   yname <- deparse1(parsed$response)
@@ -145,7 +171,7 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
 
   fixed_terms <- stats::terms(parsed$fixed, data = frame)
   X <- stats::model.matrix(fixed_terms, frame, contrasts.arg = contrasts)
-  bad <- colnames(X)[colSums(!is.finite(X)) > 0]
+  bad <- if (all_finite(X)) character(0) else colnames(X)[colSums(!is.finite(X)) > 0]
   if (length(bad)) mixedrs_abort(sprintf("fixed-effects model matrix has infinite values in column%s %s",
                                          if (length(bad) > 1) "s" else "", paste0("'", bad, "'", collapse = ", ")))
   X <- drop_rank_deficient(X)
