@@ -25,7 +25,15 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "All Debian packages present."; fi
 
+# An install that was killed (a stopped session, a cancelled CI job) leaves
+# 00LOCK-<directory> in the library and every later install fails; remove it when
+# no other R CMD INSTALL is running.
 install:
+	@lib=$$(Rscript -e 'cat(.libPaths()[1])'); \
+	for lock in "$$lib/00LOCK-$$(basename "$$PWD")" "$$lib/00LOCK-mixedrs"; do \
+	  if [ -d "$$lock" ] && ! pgrep -f 'tools:::[.]install_packages' >/dev/null; then \
+	    echo "Removing a stale install lock: $$lock"; rm -rf "$$lock"; fi; \
+	done
 	R CMD INSTALL --no-multiarch .
 
 # the workshop vignette and the performance vignette rendered to HTML, then the
