@@ -32,14 +32,15 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
               start = if (is.null(theta)) control$start else as.double(theta),
               optimize = is.null(theta), condvar = condvar)
   spec <- rust_spec(model, REML)
-  if (is.null(theta) && ill_conditioned(spec)) {
+  # a start given by the user is in the data's units, so it is used on the data as given
+  if (is.null(theta) && is.null(control$start) && ill_conditioned(spec)) {
     # θ̂ does not change when y is replaced by (y − Xγ)/s, X by X S⁻¹ and a term's
     # columns by a linear map of them (β is profiled out; the covariance family is
     # the same), so optimise on a well-conditioned copy, then evaluate at θ̂ on a
     # copy with only X and y conditioned (Z as given, so θ keeps its meaning) and
     # map the results back.
     cond <- conditioned_spec(spec)
-    first <- call_rust(lmm_fit_rs, cond$spec, ctl)
+    first <- fit_from_starts(cond$spec, ctl)
     theta <- unconditioned_theta(first, cond$z_transforms)
     ctl$start <- c(theta, if (is.null(first$cor_eta)) numeric(0) else first$cor_eta)
     ctl$optimize <- FALSE
@@ -49,7 +50,34 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
     res[c("evaluations", "converged", "message", "grad_norm")] <- first[c("evaluations", "converged", "message", "grad_norm")]
     return(res)
   }
-  call_rust(lmm_fit_rs, spec, ctl)
+  if (is.null(theta)) fit_from_starts(spec, ctl) else call_rust(lmm_fit_rs, spec, ctl)
+}
+
+# On tiny data (a few rows per group) the criterion often has several local minima,
+# and BFGS from lme4's start (diagonal of Λ 1, the rest 0) can end in the higher one.
+# Such fits take about a millisecond, so up to 100 rows the engine also starts from
+# diagonals 0.1, 3 and 30 and keeps the lowest criterion. Not for correlated fits, or
+# when the user gave a start.
+multistart_max_rows <- 100L
+
+fit_from_starts <- function(spec, ctl) {
+  best <- call_rust(lmm_fit_rs, spec, ctl)
+  if (!is.null(ctl$start) || !is.null(spec$cor) || length(spec$y) > multistart_max_rows ||
+      length(best$theta) == 0L) {
+    return(best)
+  }
+  evaluations <- best$evaluations
+  diagonal <- best$theta_row == best$theta_col
+  for (value in c(0.1, 3, 30)) {
+    ctl$start <- ifelse(diagonal, value, 0)
+    alt <- tryCatch(call_rust(lmm_fit_rs, spec, ctl), mixedrs_numerical_error = function(e) NULL,
+                    mixedrs_convergence_error = function(e) NULL)
+    if (is.null(alt)) next
+    evaluations <- evaluations + alt$evaluations
+    if (alt$criterion < best$criterion - 1e-10 * abs(best$criterion)) best <- alt
+  }
+  best$evaluations <- evaluations
+  best
 }
 
 # Whether X or y are scaled badly enough to cost the optimiser accuracy: columns of X

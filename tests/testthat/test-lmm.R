@@ -125,3 +125,21 @@ test_that("a single small variance component is found, not the stationary point 
   expect_lme4_parity(y ~ x + cond + (1 | item), sim_crossed())
   expect_lme4_parity(y ~ x + cond + (1 | item), sim_crossed(), REML = FALSE)
 })
+
+test_that("tiny data with several local minima: the fit reaches lme4's lower one", {
+  # fuzz cases (inst/fuzz) where BFGS from lme4's start ends in the higher minimum
+  source(system.file("fuzz", "fuzz.R", package = "mixedrs"), local = TRUE)
+  for (id in c(1050, 1346, 4858)) {
+    cs <- fuzz_case(id, 2)
+    f <- stats::as.formula(cs$formula)
+    crit <- function(m) if (cs$reml) mixedrs::REMLcrit(m) else deviance(m)
+    ours <- suppressMessages(lmm(f, cs$data, REML = cs$reml))
+    ref <- suppressWarnings(suppressMessages(lme4::lmer(f, cs$data, REML = cs$reml)))
+    ref_crit <- if (cs$reml) lme4::REMLcrit(ref) else deviance(ref)
+    expect_lte(crit(ours), ref_crit + 1e-6 * abs(ref_crit))
+    # from lme4's start alone the optimiser stops in the other minimum
+    one <- suppressMessages(lmm(f, cs$data, REML = cs$reml,
+                                control = lmm_control(start = ifelse(ours$lower == 0, 1, 0))))
+    expect_gt(crit(one), ref_crit + 1e-4 * abs(ref_crit))
+  }
+})

@@ -404,9 +404,10 @@ impl LinearMixedModel {
             return Err(MixedError::Numerical("theta has non-finite values".into()));
         }
         self.theta.copy_from_slice(theta);
-        let generic_theta = self.terms.iter().zip(self.theta_offsets.windows(2)).all(|(t, w)| {
-            t.theta_layout().iter().zip(&theta[w[0]..w[1]]).all(|(&(i, j), &v)| i != j || v != 0.0)
-        });
+        // The zero pattern of a later block can depend on θ's zeros, off-diagonal ones
+        // included (a zero in Λ₀ can cancel the coupling of two levels), so the
+        // block-diagonal test is remembered only when found at a θ without zeros.
+        let generic_theta = theta.iter().all(|&v| v != 0.0);
         for (i, t) in self.terms.iter().enumerate() {
             t.fill_lambda(&theta[self.theta_offsets[i]..self.theta_offsets[i + 1]], &mut self.lambdas[i]);
         }

@@ -339,6 +339,30 @@ pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(mut f: F, start: &[f64], i
             }
         }
     }
+    // The far end: when a variance dwarfs the residual's (a diagonal θᵢ large) the
+    // criterion is so flat in θᵢ that the gradient test stops BFGS short of the
+    // optimum, which lme4's bobyqa reaches. Double each large θᵢ while that lowers the
+    // criterion, then polish from there.
+    for i in 0..nth {
+        if !(is_diag[i] && min.x[i].abs() > 10.0) {
+            continue;
+        }
+        let mut best: Option<(Vec<f64>, f64)> = None;
+        let mut t = min.x.clone();
+        for _ in 0..10 {
+            t[i] *= 2.0;
+            evaluations += 1;
+            match f(&t) {
+                Ok(v) if v < best.as_ref().map_or(min.f, |b| b.1) - 1e-12 * (1.0 + min.f.abs()) => best = Some((t.clone(), v)),
+                _ => break,
+            }
+        }
+        if let Some((t, v)) = best {
+            let again = minimize(&mut f, &t, control)?;
+            evaluations += again.evaluations;
+            min = if again.f < v { again } else { Minimum { x: t, f: v, ..again } };
+        }
+    }
     let (converged, mut message) = (min.converged, min.message);
     // Diagonal elements that are nearly zero, at exactly zero (signs do not matter here).
     let mut theta: Vec<f64> = min.x;
