@@ -47,7 +47,7 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
     fspec <- cond$spec
     fspec$terms <- spec$terms
     res <- unconditioned_result(call_rust(lmm_fit_rs, fspec, ctl), cond, spec)
-    res[c("evaluations", "converged", "message", "grad_norm")] <- first[c("evaluations", "converged", "message", "grad_norm")]
+    res[c("evaluations", "gradients", "converged", "message", "grad_norm")] <- first[c("evaluations", "gradients", "converged", "message", "grad_norm")]
     return(res)
   }
   if (is.null(theta)) fit_from_starts(spec, ctl) else call_rust(lmm_fit_rs, spec, ctl)
@@ -67,6 +67,7 @@ fit_from_starts <- function(spec, ctl) {
     return(best)
   }
   evaluations <- best$evaluations
+  gradients <- best$gradients
   diagonal <- best$theta_row == best$theta_col
   for (value in c(0.1, 3, 30)) {
     ctl$start <- ifelse(diagonal, value, 0)
@@ -74,9 +75,11 @@ fit_from_starts <- function(spec, ctl) {
                     mixedrs_convergence_error = function(e) NULL)
     if (is.null(alt)) next
     evaluations <- evaluations + alt$evaluations
+    gradients <- gradients + alt$gradients
     if (alt$criterion < best$criterion - 1e-10 * abs(best$criterion)) best <- alt
   }
   best$evaluations <- evaluations
+  best$gradients <- gradients
   best
 }
 
@@ -306,7 +309,7 @@ package_fit <- function(model, res, REML, call, control) {
     cache = new.env(parent = emptyenv()),
     correlation = package_correlation(model$cor, res$cor_phi),
     cor_eta = if (is.null(model$cor)) numeric(0) else res$cor_eta,
-    optinfo = list(evaluations = res$evaluations, converged = res$converged,
+    optinfo = list(evaluations = res$evaluations, gradients = res$gradients, converged = res$converged,
                    message = res$message, grad_norm = res$grad_norm),
     control = control
   ), class = "lmm")

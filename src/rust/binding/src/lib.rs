@@ -188,7 +188,11 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
     };
     let condvar: Robj = if flag(&ctl, "condvar")? {
         let s2 = f.sigma * f.sigma;
-        list_of_reals((0..model.terms.len()).map(|t| model.cond_var(t).into_iter().map(|v| v * s2).collect()).collect())
+        let mut per_term = Vec::with_capacity(model.terms.len());
+        for t in 0..model.terms.len() {
+            per_term.push(model.cond_var(t).map_err(to_r_error)?.into_iter().map(|v| v * s2).collect());
+        }
+        list_of_reals(per_term)
     } else {
         ().into()
     };
@@ -203,7 +207,7 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
     }
     let names = [
         "theta", "beta", "sigma", "b", "u", "vcov", "ldL2", "ldRX2", "pwrss", "criterion", "fitted",
-        "evaluations", "converged", "message", "grad_norm", "condvar", "theta_term", "theta_row", "theta_col",
+        "evaluations", "gradients", "converged", "message", "grad_norm", "condvar", "theta_term", "theta_row", "theta_col",
         "cor_phi", "cor_eta", "ldPsi",
     ];
     let (cor_phi, cor_eta, ld_psi): (Robj, Robj, Robj) = match cor {
@@ -223,6 +227,7 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
         f.criterion.into(),
         f.fitted.into(),
         (f.optim.evaluations as i32).into(),
+        (f.optim.gradients as i32).into(),
         f.optim.converged.into(),
         f.optim.message.into(),
         f.optim.grad_norm.into(),

@@ -1,11 +1,19 @@
-//! Storage types for the blocks of A = [Z X y]ᵀ[Z X y] and of its Cholesky factor L.
+//! Storage for the blocks of A = [Z X y]ᵀ[Z X y] and of its Cholesky factor L, one
+//! block per pair of block rows/columns (the random-effects terms, then [X y]):
 //!
-//! * [`BlockDiagonal`]: the [1,1] block, one k×k block per level of the first term.
-//! * [`BlockSparse`]: blocks below it in the first block column; nonzeros are whole
-//!   k_i×k_1 blocks at the (level_i, level_1) pairs that occur in the data, so scaling
-//!   by Λ and dividing by the block-diagonal factor never create fill-in.
-//! * Dense `nalgebra::DMatrix` for the rest.
+//! * [`BlockDiagonal`]: k×k blocks on the diagonal. Every diagonal block of A is one (a
+//!   term's levels never meet), and so is the first of L and any later one that
+//!   receives no fill-in (a term whose levels nest the earlier terms').
+//! * [`BlockSparse`]: k_r×k_c blocks at the level pairs that occur in the data, plus the
+//!   fill-in the factorisation creates, for blocks between two terms.
+//! * [`Dense`]: the [X y] rows, and blocks whose fill-in makes them dense.
+//!
+//! The kernels below (scaled fill, rank update, product, right division, Cholesky and
+//! their vector forms) are defined per pair of storage kinds; which kinds meet is fixed
+//! by [`crate::structure`], so a pair that cannot occur is an internal error.
 use crate::dense;
+use crate::error::{MixedError, Result};
+use std::ops::Range;
 
 #[derive(Debug, Clone)]
 pub struct BlockDiagonal {
@@ -32,7 +40,7 @@ impl BlockDiagonal {
 /// Block-sparse matrix stored by block column (compressed sparse column of k_r×k_c blocks).
 #[derive(Debug, Clone)]
 pub struct BlockSparse {
-    /// Rows per block (k of the row term) and columns per block (k of the first term).
+    /// Rows per block (k of the row term) and columns per block (k of the column term).
     pub kr: usize,
     pub kc: usize,
     pub nrow_levels: usize,
@@ -46,7 +54,8 @@ pub struct BlockSparse {
 }
 
 impl BlockSparse {
-    /// Pattern and values of Σ_o z_r[o]ᵀ ⊗ z_c[o] placed at (row_codes[o], col_codes[o]).
+    /// Pattern and values of Σ_o w_o z_r[o] z_c[o]ᵀ placed at (row_codes[o], col_codes[o]).
+    #[allow(clippy::too_many_arguments)]
     pub fn cross_product(
         row_codes: &[u32],
         zr: &[f64],
@@ -56,38 +65,81 @@ impl BlockSparse {
         zc: &[f64],
         kc: usize,
         ncol_levels: usize,
-        sqrtw: Option<&[f64]>,
+        weights: Option<&[f64]>,
     ) -> Self {
         let n = row_codes.len();
-        let mut order: Vec<(u32, u32, u32)> =
-            (0..n).map(|o| (col_codes[o], row_codes[o], o as u32)).collect();
-        order.sort_unstable();
+        // a counting sort by column, then by row within each column, keeps the
+        // pass over n linear
+        let mut count = vec![0usize; ncol_levels + 1];
+        for &c in col_codes {
+            count[c as usize + 1] += 1;
+        }
+        for c in 0..ncol_levels {
+            count[c + 1] += count[c];
+        }
+        let mut by_col = vec![0u32; n];
+        let mut next = count.clone();
+        for (o, &c) in col_codes.iter().enumerate() {
+            by_col[next[c as usize]] = o as u32;
+            next[c as usize] += 1;
+        }
         let mut colptr = vec![0usize; ncol_levels + 1];
         let mut rowlev = Vec::new();
         let mut values: Vec<f64> = Vec::new();
         let bs = kr * kc;
-        let mut last: Option<(u32, u32)> = None;
-        for &(c, r, o) in &order {
-            if last != Some((c, r)) {
-                rowlev.push(r);
-                values.extend(std::iter::repeat(0.0).take(bs));
-                colptr[c as usize + 1] += 1;
-                last = Some((c, r));
-            }
-            let o = o as usize;
-            let w = sqrtw.map_or(1.0, |s| s[o] * s[o]);
-            let base = values.len() - bs;
-            for b in 0..kc {
-                let zcb = zc[o + b * n] * w;
-                for a in 0..kr {
-                    values[base + a + b * kr] += zr[o + a * n] * zcb;
+        let mut rows_here: Vec<(u32, u32)> = Vec::new();
+        for c in 0..ncol_levels {
+            rows_here.clear();
+            rows_here.extend(by_col[count[c]..count[c + 1]].iter().map(|&o| (row_codes[o as usize], o)));
+            rows_here.sort_unstable();
+            let mut last: Option<u32> = None;
+            for &(r, o) in &rows_here {
+                if last != Some(r) {
+                    rowlev.push(r);
+                    values.extend(std::iter::repeat(0.0).take(bs));
+                    last = Some(r);
+                }
+                let o = o as usize;
+                let w = weights.map_or(1.0, |w| w[o]);
+                let base = values.len() - bs;
+                for b in 0..kc {
+                    let zcb = zc[o + b * n] * w;
+                    for a in 0..kr {
+                        values[base + a + b * kr] += zr[o + a * n] * zcb;
+                    }
                 }
             }
-        }
-        for c in 0..ncol_levels {
-            colptr[c + 1] += colptr[c];
+            colptr[c + 1] = rowlev.len();
         }
         BlockSparse { kr, kc, nrow_levels, ncol_levels, colptr, rowlev, values }
+    }
+
+    /// Zeros on a pattern given as the sorted row levels of each block column.
+    pub fn with_pattern(kr: usize, kc: usize, nrow_levels: usize, cols: &[Vec<u32>]) -> Self {
+        let mut colptr = Vec::with_capacity(cols.len() + 1);
+        colptr.push(0);
+        let mut rowlev = Vec::new();
+        for c in cols {
+            rowlev.extend_from_slice(c);
+            colptr.push(rowlev.len());
+        }
+        let values = vec![0.0; rowlev.len() * kr * kc];
+        BlockSparse { kr, kc, nrow_levels, ncol_levels: cols.len(), colptr, rowlev, values }
+    }
+
+    /// The sorted row levels of each block column.
+    pub fn pattern(&self) -> Vec<Vec<u32>> {
+        (0..self.ncol_levels).map(|c| self.rowlev[self.col_blocks(c)].to_vec()).collect()
+    }
+
+    pub fn col_blocks(&self, col: usize) -> Range<usize> {
+        self.colptr[col]..self.colptr[col + 1]
+    }
+
+    /// Index of the stored block at (row level, column level), if there is one.
+    pub fn find(&self, row: usize, col: usize) -> Option<usize> {
+        let r = self.col_blocks(col);
+        self.rowlev[r.clone()].binary_search(&(row as u32)).ok().map(|i| r.start + i)
     }
 
     pub fn nblocks(&self) -> usize {
@@ -99,22 +151,18 @@ impl BlockSparse {
         self.values.len()
     }
 
-    fn block(&self, idx: usize) -> &[f64] {
+    pub fn block(&self, idx: usize) -> &[f64] {
         let bs = self.kr * self.kc;
         &self.values[idx * bs..(idx + 1) * bs]
     }
 
-    /// self ← Λ_rᵀ · src · Λ_c, block by block (same pattern as `src`).
-    pub fn scale_from(&mut self, src: &BlockSparse, lam_r: &[f64], lam_c: &[f64], tmp: &mut [f64]) {
-        let (kr, kc) = (self.kr, self.kc);
-        let bs = kr * kc;
-        for (dst, s) in self.values.chunks_exact_mut(bs).zip(src.values.chunks_exact(bs)) {
-            scale_block(dst, s, kr, kc, lam_r, lam_c, tmp);
-        }
+    pub fn block_mut(&mut self, idx: usize) -> &mut [f64] {
+        let bs = self.kr * self.kc;
+        &mut self.values[idx * bs..(idx + 1) * bs]
     }
 
-    /// self ← self · L_cᵀ⁻¹ where L_c is the first term's block-diagonal factor.
-    pub fn rdiv_block_diag(&mut self, l: &BlockDiagonal) {
+    /// self ← self · L_cᵀ⁻¹ where L_c is the column term's block-diagonal factor.
+    fn rdiv_block_diag(&mut self, l: &BlockDiagonal) {
         let (kr, kc) = (self.kr, self.kc);
         let bs = kr * kc;
         for c in 0..self.ncol_levels {
@@ -125,26 +173,39 @@ impl BlockSparse {
         }
     }
 
-    /// C ← C − S Sᵀ on the lower triangle of the dense q_r×q_r matrix C.
-    pub fn syrk_sub_into(&self, c: &mut [f64]) {
+    /// C ← C − S Sᵀ on the lower triangle of the dense q_r×q_r matrix C. The pairs of
+    /// one column are taken column of C by column, so the writes run down a column.
+    fn syrk_sub_into(&self, c: &mut [f64]) {
         let (kr, kc) = (self.kr, self.kc);
         let ld = self.nrow_levels * kr;
         for col in 0..self.ncol_levels {
-            let range = self.colptr[col]..self.colptr[col + 1];
-            for i1 in range.clone() {
-                let r1 = self.rowlev[i1] as usize;
-                let b1 = self.block(i1);
-                for i2 in self.colptr[col]..=i1 {
-                    let r2 = self.rowlev[i2] as usize;
-                    let b2 = self.block(i2);
+            let range = self.col_blocks(col);
+            if kr == 1 && kc == 1 {
+                let vals = &self.values[range.clone()];
+                let rows = &self.rowlev[range];
+                for (i2, (&r2, &v2)) in rows.iter().zip(vals).enumerate() {
+                    let cc = &mut c[r2 as usize * ld..(r2 as usize + 1) * ld];
+                    for (&r1, &v1) in rows[i2..].iter().zip(&vals[i2..]) {
+                        cc[r1 as usize] -= v1 * v2;
+                    }
+                }
+                continue;
+            }
+            for i2 in range.clone() {
+                let r2 = self.rowlev[i2] as usize;
+                let b2 = self.block(i2);
+                for i1 in i2..range.end {
+                    let r1 = self.rowlev[i1] as usize;
+                    let b1 = self.block(i1);
                     // rows r1 (≥ r2 since rowlev increases), cols r2
                     for b in 0..kr {
-                        for a in 0..kr {
+                        let cc = &mut c[(r2 * kr + b) * ld + r1 * kr..(r2 * kr + b) * ld + r1 * kr + kr];
+                        for (a, x) in cc.iter_mut().enumerate() {
                             let mut s = 0.0;
                             for t in 0..kc {
                                 s += b1[a + t * kr] * b2[b + t * kr];
                             }
-                            c[(r1 * kr + a) + (r2 * kr + b) * ld] -= s;
+                            *x -= s;
                         }
                     }
                 }
@@ -153,14 +214,14 @@ impl BlockSparse {
     }
 
     /// C ← C − self · otherᵀ, C dense (q_self_rows × q_other_rows); both share the column levels.
-    pub fn gemm_nt_sub_into(&self, other: &BlockSparse, c: &mut [f64]) {
+    fn gemm_nt_sub_into(&self, other: &BlockSparse, c: &mut [f64]) {
         let (kr, ko, kc) = (self.kr, other.kr, self.kc);
         let ld = self.nrow_levels * kr;
         for col in 0..self.ncol_levels {
-            for i1 in self.colptr[col]..self.colptr[col + 1] {
+            for i1 in self.col_blocks(col) {
                 let r1 = self.rowlev[i1] as usize;
                 let b1 = self.block(i1);
-                for i2 in other.colptr[col]..other.colptr[col + 1] {
+                for i2 in other.col_blocks(col) {
                     let r2 = other.rowlev[i2] as usize;
                     let b2 = other.block(i2);
                     for b in 0..ko {
@@ -178,10 +239,10 @@ impl BlockSparse {
     }
 
     /// C ← C − D · selfᵀ for dense D (m × q_cols) and dense C (m × q_rows).
-    pub fn dense_nt_sub_into(&self, d: &[f64], m: usize, c: &mut [f64]) {
+    fn dense_nt_sub_into(&self, d: &[f64], m: usize, c: &mut [f64]) {
         let (kr, kc) = (self.kr, self.kc);
         for col in 0..self.ncol_levels {
-            for idx in self.colptr[col]..self.colptr[col + 1] {
+            for idx in self.col_blocks(col) {
                 let r = self.rowlev[idx] as usize;
                 let blk = self.block(idx);
                 for a in 0..kr {
@@ -200,38 +261,460 @@ impl BlockSparse {
         }
     }
 
-    /// y ← y − selfᵀ x for the first term's vector y (q_cols) and x (q_rows).
-    pub fn t_mul_sub(&self, x: &[f64], y: &mut [f64]) {
+    /// C ← C − self · Dᵀ for dense D (m × q_cols) and dense C (q_rows × m).
+    fn nt_dense_sub_into(&self, d: &[f64], m: usize, c: &mut [f64]) {
         let (kr, kc) = (self.kr, self.kc);
+        let ld = self.nrow_levels * kr;
         for col in 0..self.ncol_levels {
-            for idx in self.colptr[col]..self.colptr[col + 1] {
+            for idx in self.col_blocks(col) {
                 let r = self.rowlev[idx] as usize;
                 let blk = self.block(idx);
                 for t in 0..kc {
-                    let mut s = 0.0;
+                    let dc = &d[(col * kc + t) * m..(col * kc + t + 1) * m];
                     for a in 0..kr {
-                        s += blk[a + t * kr] * x[r * kr + a];
+                        let v = blk[a + t * kr];
+                        if v != 0.0 {
+                            let row = r * kr + a;
+                            for (j, y) in dc.iter().enumerate() {
+                                c[row + j * ld] -= v * y;
+                            }
+                        }
                     }
-                    y[col * kc + t] -= s;
                 }
             }
         }
     }
 
-    /// y ← y − self[:, level col block] · x for x of length kc.
-    pub fn col_mul_sub(&self, col: usize, x: &[f64], y: &mut [f64]) {
-        let (kr, kc) = (self.kr, self.kc);
-        for idx in self.colptr[col]..self.colptr[col + 1] {
-            let r = self.rowlev[idx] as usize;
-            let blk = self.block(idx);
-            for a in 0..kr {
-                let mut s = 0.0;
-                for t in 0..kc {
-                    s += blk[a + t * kr] * x[t];
+    /// self ← self − a · bᵀ on self's pattern, which holds every pair a and b produce.
+    fn gemm_nt_sub_on_pattern(&mut self, a: &BlockSparse, b: &BlockSparse) -> Result<()> {
+        let (kr, kb, kc) = (a.kr, b.kr, a.kc);
+        for col in 0..a.ncol_levels {
+            for ia in a.col_blocks(col) {
+                let ra = a.rowlev[ia] as usize;
+                for ib in b.col_blocks(col) {
+                    let rb = b.rowlev[ib] as usize;
+                    let idx = self.find(ra, rb).ok_or_else(|| internal("fill-in outside a sparse block's pattern"))?;
+                    let (ba, bb) = (a.block(ia), b.block(ib));
+                    let dst = self.block_mut(idx);
+                    for j in 0..kb {
+                        for i in 0..kr {
+                            let mut s = 0.0;
+                            for t in 0..kc {
+                                s += ba[i + t * kr] * bb[j + t * kb];
+                            }
+                            dst[i + j * kr] -= s;
+                        }
+                    }
                 }
-                y[r * kr + a] -= s;
             }
         }
+        Ok(())
+    }
+}
+
+/// A dense column-major block.
+#[derive(Debug, Clone, Default)]
+pub struct Dense {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f64>,
+}
+
+impl Dense {
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        Dense { rows, cols, data: vec![0.0; rows * cols] }
+    }
+}
+
+/// One block of A or L (or of the selected inverse, which has L's structure).
+#[derive(Debug, Clone)]
+pub enum Block {
+    Diag(BlockDiagonal),
+    Sparse(BlockSparse),
+    Dense(Dense),
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block::Dense(Dense::default())
+    }
+}
+
+fn internal(what: &str) -> MixedError {
+    MixedError::Numerical(format!("internal error in the blocked factor: {}", what))
+}
+
+impl Block {
+    pub fn rows(&self) -> usize {
+        match self {
+            Block::Diag(d) => d.k * d.nblocks,
+            Block::Sparse(s) => s.kr * s.nrow_levels,
+            Block::Dense(d) => d.rows,
+        }
+    }
+
+    pub fn cols(&self) -> usize {
+        match self {
+            Block::Diag(d) => d.k * d.nblocks,
+            Block::Sparse(s) => s.kc * s.ncol_levels,
+            Block::Dense(d) => d.cols,
+        }
+    }
+
+    /// Stored scalars.
+    pub fn len(&self) -> usize {
+        match self {
+            Block::Diag(d) => d.data.len(),
+            Block::Sparse(s) => s.values.len(),
+            Block::Dense(d) => d.data.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same storage, zero-filled.
+    pub fn zeros_like(&self) -> Block {
+        match self {
+            Block::Diag(d) => Block::Diag(BlockDiagonal::zeros(d.k, d.nblocks)),
+            Block::Sparse(s) => Block::Sparse(BlockSparse { values: vec![0.0; s.values.len()], ..s.clone() }),
+            Block::Dense(d) => Block::Dense(Dense::zeros(d.rows, d.cols)),
+        }
+    }
+
+    pub fn as_dense(&self) -> Option<&Dense> {
+        match self {
+            Block::Dense(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Entry (i, j) of the block; zero off the stored pattern.
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        match self {
+            Block::Dense(d) => d.data[i + j * d.rows],
+            Block::Diag(d) => {
+                if i / d.k == j / d.k {
+                    d.block(i / d.k)[i % d.k + (j % d.k) * d.k]
+                } else {
+                    0.0
+                }
+            }
+            Block::Sparse(s) => match s.find(i / s.kr, j / s.kc) {
+                Some(idx) => s.block(idx)[i % s.kr + (j % s.kc) * s.kr],
+                None => 0.0,
+            },
+        }
+    }
+
+    /// The k_r×k_c sub-block at (row level r, column level c), column-major, into `out`
+    /// (zeros off the pattern). `kr`, `kc` are the levels' sizes.
+    pub fn sub_block(&self, r: usize, c: usize, kr: usize, kc: usize, out: &mut [f64]) {
+        match self {
+            Block::Dense(d) => {
+                for j in 0..kc {
+                    for i in 0..kr {
+                        out[i + j * kr] = d.data[(r * kr + i) + (c * kc + j) * d.rows];
+                    }
+                }
+            }
+            Block::Diag(d) => {
+                if r == c {
+                    out[..kr * kc].copy_from_slice(d.block(r));
+                } else {
+                    out[..kr * kc].iter_mut().for_each(|x| *x = 0.0);
+                }
+            }
+            Block::Sparse(s) => match s.find(r, c) {
+                Some(idx) => out[..kr * kc].copy_from_slice(s.block(idx)),
+                None => out[..kr * kc].iter_mut().for_each(|x| *x = 0.0),
+            },
+        }
+    }
+}
+
+/// L block ← Λ_rᵀ A Λ_c (+ I on a term's diagonal block), in L's storage. `lam_r` and
+/// `lam_c` are None for the [X y] rows and columns; `map` gives, for a sparse A block,
+/// the index of each of its stored blocks in L's pattern. `tmp` holds 2·k_max² scalars.
+pub fn fill_scaled(l: &mut Block, a: &Block, lam_r: Option<&[f64]>, lam_c: Option<&[f64]>, inflate: bool, map: &[usize], tmp: &mut [f64]) -> Result<()> {
+    match (l, a) {
+        (Block::Diag(l), Block::Diag(a)) => {
+            let lam = lam_c.ok_or_else(|| internal("block-diagonal block without Λ"))?;
+            let k = a.k;
+            for b in 0..a.nblocks {
+                let dst = l.block_mut(b);
+                scale_block(dst, a.block(b), k, k, lam, lam, tmp);
+                if inflate {
+                    for d in 0..k {
+                        dst[d + d * k] += 1.0;
+                    }
+                }
+            }
+        }
+        (Block::Dense(l), Block::Diag(a)) => {
+            let lam = lam_c.ok_or_else(|| internal("block-diagonal block without Λ"))?;
+            let (k, n) = (a.k, l.rows);
+            l.data.iter_mut().for_each(|x| *x = 0.0);
+            let (scratch, out) = tmp.split_at_mut(k * k);
+            for b in 0..a.nblocks {
+                scale_block(&mut out[..k * k], a.block(b), k, k, lam, lam, scratch);
+                for j in 0..k {
+                    for i in 0..k {
+                        l.data[(b * k + i) + (b * k + j) * n] = out[i + j * k];
+                    }
+                }
+            }
+            if inflate {
+                for d in 0..n {
+                    l.data[d + d * n] += 1.0;
+                }
+            }
+        }
+        (Block::Sparse(l), Block::Sparse(a)) => {
+            let (lr, lc) = (lam_r.ok_or_else(|| internal("sparse block without Λ"))?, lam_c.ok_or_else(|| internal("sparse block without Λ"))?);
+            l.values.iter_mut().for_each(|x| *x = 0.0);
+            let (kr, kc) = (a.kr, a.kc);
+            for (idx, &to) in map.iter().enumerate() {
+                scale_block(l.block_mut(to), a.block(idx), kr, kc, lr, lc, tmp);
+            }
+        }
+        (Block::Dense(l), Block::Sparse(a)) => {
+            let (lr, lc) = (lam_r.ok_or_else(|| internal("sparse block without Λ"))?, lam_c.ok_or_else(|| internal("sparse block without Λ"))?);
+            let (kr, kc, n) = (a.kr, a.kc, l.rows);
+            l.data.iter_mut().for_each(|x| *x = 0.0);
+            let (scratch, out) = tmp.split_at_mut(kr * kc);
+            for c in 0..a.ncol_levels {
+                for idx in a.col_blocks(c) {
+                    let r = a.rowlev[idx] as usize;
+                    scale_block(&mut out[..kr * kc], a.block(idx), kr, kc, lr, lc, scratch);
+                    for j in 0..kc {
+                        for i in 0..kr {
+                            l.data[(r * kr + i) + (c * kc + j) * n] = out[i + j * kr];
+                        }
+                    }
+                }
+            }
+        }
+        (Block::Dense(l), Block::Dense(a)) => {
+            l.data.copy_from_slice(&a.data);
+            if let Some(lr) = lam_r {
+                let k = (lr.len() as f64).sqrt() as usize;
+                scale_dense_rows(&mut l.data, l.rows, k, lr);
+            }
+            if let Some(lc) = lam_c {
+                let k = (lc.len() as f64).sqrt() as usize;
+                scale_dense_cols(&mut l.data, l.rows, k, lc);
+            }
+            if inflate {
+                for d in 0..l.rows {
+                    l.data[d + d * l.rows] += 1.0;
+                }
+            }
+        }
+        _ => return Err(internal("A and L blocks of incompatible kinds")),
+    }
+    Ok(())
+}
+
+/// c ← c − a aᵀ (the lower triangle of a dense c; whole k×k blocks of a block-diagonal c).
+pub fn rank_update(c: &mut Block, a: &Block) -> Result<()> {
+    match (c, a) {
+        (Block::Diag(c), Block::Sparse(a)) => {
+            let (kr, kc) = (a.kr, a.kc);
+            for col in 0..a.ncol_levels {
+                let range = a.col_blocks(col);
+                if range.len() > 1 {
+                    return Err(internal("fill-in in a block-diagonal block"));
+                }
+                for idx in range {
+                    let r = a.rowlev[idx] as usize;
+                    let blk = a.block(idx);
+                    let dst = c.block_mut(r);
+                    for j in 0..kr {
+                        for i in 0..kr {
+                            let mut s = 0.0;
+                            for t in 0..kc {
+                                s += blk[i + t * kr] * blk[j + t * kr];
+                            }
+                            dst[i + j * kr] -= s;
+                        }
+                    }
+                }
+            }
+        }
+        (Block::Dense(c), Block::Sparse(a)) => a.syrk_sub_into(&mut c.data),
+        (Block::Dense(c), Block::Dense(a)) => dense::syrk_sub_lower_any(&mut c.data, c.rows, &a.data, a.cols),
+        _ => return Err(internal("rank update of incompatible kinds")),
+    }
+    Ok(())
+}
+
+/// c ← c − a bᵀ.
+pub fn mul_nt_sub(c: &mut Block, a: &Block, b: &Block) -> Result<()> {
+    match (c, a, b) {
+        (Block::Dense(c), Block::Sparse(a), Block::Sparse(b)) => a.gemm_nt_sub_into(b, &mut c.data),
+        (Block::Dense(c), Block::Dense(a), Block::Sparse(b)) => b.dense_nt_sub_into(&a.data, a.rows, &mut c.data),
+        (Block::Dense(c), Block::Sparse(a), Block::Dense(b)) => a.nt_dense_sub_into(&b.data, b.rows, &mut c.data),
+        (Block::Dense(c), Block::Dense(a), Block::Dense(b)) => dense::gemm_nt_sub_any(&mut c.data, c.rows, c.cols, &a.data, &b.data, a.cols),
+        (Block::Sparse(c), Block::Sparse(a), Block::Sparse(b)) => c.gemm_nt_sub_on_pattern(a, b)?,
+        _ => return Err(internal("product of incompatible kinds")),
+    }
+    Ok(())
+}
+
+/// c ← c L⁻ᵀ for the lower-triangular factor L of a diagonal block.
+pub fn rdiv_lower_t(c: &mut Block, l: &Block) -> Result<()> {
+    match (c, l) {
+        (Block::Sparse(c), Block::Diag(l)) => c.rdiv_block_diag(l),
+        (Block::Dense(c), Block::Diag(l)) => {
+            let (k, m) = (l.k, c.rows);
+            for lev in 0..l.nblocks {
+                dense::rdiv_lower_t(&mut c.data[lev * k * m..(lev + 1) * k * m], m, l.block(lev), k);
+            }
+        }
+        (Block::Dense(c), Block::Dense(l)) => dense::rdiv_lower_t_any(&mut c.data, c.rows, &l.data, l.rows),
+        _ => return Err(internal("division of incompatible kinds")),
+    }
+    Ok(())
+}
+
+/// In-place lower Cholesky of a diagonal block; the failing column on a non-positive pivot.
+pub fn cholesky(l: &mut Block, work: &mut faer::dyn_stack::MemBuffer) -> std::result::Result<(), usize> {
+    match l {
+        Block::Diag(d) => {
+            let k = d.k;
+            for b in 0..d.nblocks {
+                let blk = d.block_mut(b);
+                dense::chol_lower(blk, k).map_err(|c| b * k + c)?;
+                for j in 1..k {
+                    for i in 0..j {
+                        blk[i + j * k] = 0.0;
+                    }
+                }
+            }
+            Ok(())
+        }
+        Block::Dense(d) => dense::chol_lower_any(&mut d.data, d.rows, work),
+        Block::Sparse(_) => Err(0),
+    }
+}
+
+/// x ← L⁻¹ x for a factored diagonal block.
+pub fn solve_lower(l: &Block, x: &mut [f64]) {
+    match l {
+        Block::Diag(d) => {
+            for b in 0..d.nblocks {
+                dense::solve_lower(d.block(b), d.k, &mut x[b * d.k..(b + 1) * d.k]);
+            }
+        }
+        Block::Dense(d) => dense::solve_lower(&d.data, d.rows, x),
+        Block::Sparse(_) => {}
+    }
+}
+
+/// x ← L⁻ᵀ x for a factored diagonal block.
+pub fn solve_lower_t(l: &Block, x: &mut [f64]) {
+    match l {
+        Block::Diag(d) => {
+            for b in 0..d.nblocks {
+                dense::solve_lower_t(d.block(b), d.k, &mut x[b * d.k..(b + 1) * d.k]);
+            }
+        }
+        Block::Dense(d) => dense::solve_lower_t(&d.data, d.rows, x),
+        Block::Sparse(_) => {}
+    }
+}
+
+/// y ← y − B x (a block-diagonal B is used whole, both triangles).
+pub fn mul_sub(b: &Block, x: &[f64], y: &mut [f64]) {
+    match b {
+        Block::Diag(d) => {
+            let k = d.k;
+            for l in 0..d.nblocks {
+                let blk = d.block(l);
+                for j in 0..k {
+                    let v = x[l * k + j];
+                    for i in 0..k {
+                        y[l * k + i] -= blk[i + j * k] * v;
+                    }
+                }
+            }
+        }
+        Block::Sparse(s) => {
+            let (kr, kc) = (s.kr, s.kc);
+            for col in 0..s.ncol_levels {
+                for idx in s.col_blocks(col) {
+                    let r = s.rowlev[idx] as usize;
+                    let blk = s.block(idx);
+                    for t in 0..kc {
+                        let v = x[col * kc + t];
+                        for a in 0..kr {
+                            y[r * kr + a] -= blk[a + t * kr] * v;
+                        }
+                    }
+                }
+            }
+        }
+        Block::Dense(d) => {
+            for (j, &v) in x.iter().enumerate().take(d.cols) {
+                if v != 0.0 {
+                    for (yi, a) in y.iter_mut().zip(&d.data[j * d.rows..(j + 1) * d.rows]) {
+                        *yi -= a * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// y ← y − Bᵀ x.
+pub fn t_mul_sub(b: &Block, x: &[f64], y: &mut [f64]) {
+    match b {
+        Block::Diag(d) => {
+            let k = d.k;
+            for l in 0..d.nblocks {
+                let blk = d.block(l);
+                for j in 0..k {
+                    let mut s = 0.0;
+                    for i in 0..k {
+                        s += blk[i + j * k] * x[l * k + i];
+                    }
+                    y[l * k + j] -= s;
+                }
+            }
+        }
+        Block::Sparse(s) => {
+            let (kr, kc) = (s.kr, s.kc);
+            for col in 0..s.ncol_levels {
+                for idx in s.col_blocks(col) {
+                    let r = s.rowlev[idx] as usize;
+                    let blk = s.block(idx);
+                    for t in 0..kc {
+                        let mut acc = 0.0;
+                        for a in 0..kr {
+                            acc += blk[a + t * kr] * x[r * kr + a];
+                        }
+                        y[col * kc + t] -= acc;
+                    }
+                }
+            }
+        }
+        Block::Dense(d) => {
+            for j in 0..d.cols {
+                let col = &d.data[j * d.rows..(j + 1) * d.rows];
+                y[j] -= col.iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+            }
+        }
+    }
+}
+
+/// Σ log of the diagonal of a factored diagonal block.
+pub fn log_diag_sum(l: &Block) -> f64 {
+    match l {
+        Block::Diag(d) => (0..d.nblocks).map(|b| dense::log_diag_sum(d.block(b), d.k, d.k)).sum(),
+        Block::Dense(d) => dense::log_diag_sum(&d.data, d.rows, d.rows),
+        Block::Sparse(_) => f64::NAN,
     }
 }
 
@@ -323,6 +806,10 @@ mod tests {
         assert_eq!(s.colptr, vec![0, 1, 2, 4]);
         assert_eq!(s.rowlev, vec![0, 1, 0, 1]);
         assert_eq!(s.values, vec![3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(s.find(1, 2), Some(3));
+        assert_eq!(s.find(1, 0), None);
+        let p = BlockSparse::with_pattern(1, 1, 2, &s.pattern());
+        assert_eq!((p.colptr.clone(), p.rowlev.clone()), (s.colptr.clone(), s.rowlev.clone()));
     }
 
     #[test]
@@ -337,5 +824,67 @@ mod tests {
         let mut e = vec![5.0, 7.0];
         scale_dense_rows(&mut e, 2, k, &lam);
         assert_eq!(e, vec![17.0, 21.0]);
+    }
+
+    /// Every product kernel against the dense product of the same matrices.
+    #[test]
+    fn kernels_match_dense_products() {
+        let (kr, kc, kb) = (2, 3, 1);
+        let a = BlockSparse::with_pattern(kr, kc, 3, &[vec![0, 2], vec![1], vec![], vec![0, 1, 2]]);
+        let mut a = a;
+        a.values.iter_mut().enumerate().for_each(|(i, v)| *v = (i as f64 * 0.37).sin());
+        let mut b = BlockSparse::with_pattern(kb, kc, 2, &[vec![1], vec![0, 1], vec![0], vec![1]]);
+        b.values.iter_mut().enumerate().for_each(|(i, v)| *v = (i as f64 * 0.71).cos());
+        let dense_of = |blk: &Block| -> Vec<f64> {
+            let (r, c) = (blk.rows(), blk.cols());
+            (0..c).flat_map(|j| (0..r).map(move |i| (i, j))).map(|(i, j)| blk.get(i, j)).collect()
+        };
+        let (sa, sb) = (Block::Sparse(a.clone()), Block::Sparse(b.clone()));
+        let (da, db) = (dense_of(&sa), dense_of(&sb));
+        let (ra, rb, k) = (sa.rows(), sb.rows(), sa.cols());
+        let prod = |x: &[f64], xr: usize, y: &[f64], yr: usize| -> Vec<f64> {
+            (0..yr).flat_map(|j| (0..xr).map(move |i| (i, j))).map(|(i, j)| (0..k).map(|t| x[i + t * xr] * y[j + t * yr]).sum()).collect()
+        };
+        let expect = prod(&da, ra, &db, rb);
+        let cases: Vec<(Block, Block)> = vec![
+            (sa.clone(), sb.clone()),
+            (Block::Dense(Dense { rows: ra, cols: k, data: da.clone() }), sb.clone()),
+            (sa.clone(), Block::Dense(Dense { rows: rb, cols: k, data: db.clone() })),
+            (Block::Dense(Dense { rows: ra, cols: k, data: da.clone() }), Block::Dense(Dense { rows: rb, cols: k, data: db.clone() })),
+        ];
+        for (x, y) in cases {
+            let mut c = Block::Dense(Dense::zeros(ra, rb));
+            mul_nt_sub(&mut c, &x, &y).unwrap();
+            for (u, v) in dense_of(&c).iter().zip(&expect) {
+                assert!((u + v).abs() < 1e-12);
+            }
+        }
+        // the sparse target holds exactly the pairs the product makes
+        let pairs: Vec<Vec<u32>> = (0..2u32).map(|cb| {
+            let mut rows: Vec<u32> = (0..4).filter(|&c| b.find(cb as usize, c).is_some())
+                .flat_map(|c| a.rowlev[a.col_blocks(c)].to_vec()).collect();
+            rows.sort_unstable();
+            rows.dedup();
+            rows
+        }).collect();
+        let mut c = Block::Sparse(BlockSparse::with_pattern(kr, kb, 3, &pairs));
+        mul_nt_sub(&mut c, &sa, &sb).unwrap();
+        for (u, v) in dense_of(&c).iter().zip(&expect) {
+            assert!((u + v).abs() < 1e-12);
+        }
+        // rank update: lower triangle of −A Aᵀ
+        let expect = prod(&da, ra, &da, ra);
+        for x in [sa.clone(), Block::Dense(Dense { rows: ra, cols: k, data: da.clone() })] {
+            let mut c = Block::Dense(Dense::zeros(ra, ra));
+            rank_update(&mut c, &x).unwrap();
+            for j in 0..ra {
+                for i in j..ra {
+                    assert!((c.get(i, j) + expect[i + j * ra]).abs() < 1e-12);
+                }
+            }
+        }
+        // a product that would fill a block-diagonal block is refused
+        let mut d = Block::Diag(BlockDiagonal::zeros(kr, 3));
+        assert!(rank_update(&mut d, &sa).is_err());
     }
 }

@@ -299,7 +299,7 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
         res
     } else {
         let criterion = cm.objective(&start[..nth], &start[nth..])?;
-        OptimSummary { theta: start.clone(), criterion, evaluations: 1, converged: true, grad_norm: f64::NAN, message: "evaluated at the given parameters".into() }
+        OptimSummary { theta: start.clone(), criterion, evaluations: 1, gradients: 0, converged: true, grad_norm: f64::NAN, message: "evaluated at the given parameters".into() }
     };
     let (theta, eta) = (optim.theta[..nth].to_vec(), optim.theta[nth..].to_vec());
     cm.set_eta(&eta)?;

@@ -8,7 +8,8 @@
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltRegularization};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
-use faer::{MatMut, MatRef, Par};
+use faer::linalg::matmul::triangular::BlockStructure;
+use faer::{Accum, MatMut, MatRef, Par};
 
 /// Blocks with at least this many rows go to faer.
 pub const FAER_MIN: usize = 256;
@@ -59,6 +60,102 @@ pub fn rdiv_lower_t_any(b: &mut [f64], m: usize, l: &[f64], n: usize) {
     let lm = MatRef::from_column_major_slice(l, n, n);
     let bt = MatMut::from_column_major_slice_mut(b, m, n).transpose_mut();
     solve_lower_triangular_in_place(lm, bt, par_for(n));
+}
+
+/// [`syrk_sub_lower`] for any size: faer's triangular product once the work is large.
+pub fn syrk_sub_lower_any(c: &mut [f64], n: usize, a: &[f64], k: usize) {
+    if n < FAER_MIN || n * n * k < (1 << 21) {
+        return syrk_sub_lower(c, n, a, k);
+    }
+    let am = MatRef::from_column_major_slice(a, n, k);
+    let cm = MatMut::from_column_major_slice_mut(c, n, n);
+    faer::linalg::matmul::triangular::matmul(
+        cm,
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        am,
+        BlockStructure::Rectangular,
+        am.transpose(),
+        BlockStructure::Rectangular,
+        -1.0,
+        par_for(n),
+    );
+}
+
+/// [`gemm_nt_sub`] for any size: faer's product once the work is large.
+pub fn gemm_nt_sub_any(c: &mut [f64], m: usize, n: usize, a: &[f64], b: &[f64], k: usize) {
+    if m * n * k < (1 << 21) {
+        return gemm_nt_sub(c, m, n, a, b, k);
+    }
+    gemm(c, m, n, -1.0, a, false, b, true, k, 1.0);
+}
+
+/// C ← β C + α op(A) op(B) for column-major C (m×n); op transposes when asked. A is
+/// m×k (k×m when transposed), B k×n (n×k when transposed).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(c: &mut [f64], m: usize, n: usize, alpha: f64, a: &[f64], at: bool, b: &[f64], bt: bool, k: usize, beta: f64) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if beta != 1.0 {
+        c.iter_mut().for_each(|x| *x *= beta);
+    }
+    if k == 0 {
+        return;
+    }
+    let am = if at { MatRef::from_column_major_slice(a, k, m).transpose() } else { MatRef::from_column_major_slice(a, m, k) };
+    let bm = if bt { MatRef::from_column_major_slice(b, n, k).transpose() } else { MatRef::from_column_major_slice(b, k, n) };
+    let cm = MatMut::from_column_major_slice_mut(c, m, n);
+    let par = if m * n * k >= (1 << 24) { Par::rayon(0) } else { Par::Seq };
+    faer::linalg::matmul::matmul(cm, Accum::Add, am, bm, alpha, par);
+}
+
+/// (L Lᵀ)⁻¹ for lower-triangular L (n×n), written whole (both triangles) into `out`.
+pub fn llt_inverse(l: &[f64], n: usize, out: &mut [f64]) {
+    if n == 1 {
+        out[0] = 1.0 / (l[0] * l[0]);
+        return;
+    }
+    if n < 64 {
+        // columns of L⁻¹, then (L⁻¹)ᵀ L⁻¹
+        let mut inv = vec![0.0; n * n];
+        for c in 0..n {
+            let col = &mut inv[c * n..(c + 1) * n];
+            col[c] = 1.0;
+            solve_lower(l, n, col);
+        }
+        for j in 0..n {
+            for i in j..n {
+                let s: f64 = (i..n).map(|r| inv[r + i * n] * inv[r + j * n]).sum();
+                out[i + j * n] = s;
+                out[j + i * n] = s;
+            }
+        }
+        return;
+    }
+    let lm = MatRef::from_column_major_slice(l, n, n);
+    let par = par_for(n);
+    let mut mem = MemBuffer::new(faer::linalg::cholesky::llt::inverse::inverse_scratch::<f64>(n, par));
+    {
+        let om = MatMut::from_column_major_slice_mut(out, n, n);
+        faer::linalg::cholesky::llt::inverse::inverse(om, lm, par, MemStack::new(&mut mem));
+    }
+    for j in 0..n {
+        for i in j + 1..n {
+            out[j + i * n] = out[i + j * n];
+        }
+    }
+}
+
+/// B ← B L⁻¹ for B (m×n, column-major) and lower-triangular L (n×n).
+pub fn rdiv_lower_any(b: &mut [f64], m: usize, l: &[f64], n: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // B L⁻¹ = (L⁻ᵀ Bᵀ)ᵀ: solve Lᵀ X = Bᵀ on the transposed view of B
+    let lm = MatRef::from_column_major_slice(l, n, n);
+    let bt = MatMut::from_column_major_slice_mut(b, m, n).transpose_mut();
+    faer::linalg::triangular_solve::solve_upper_triangular_in_place(lm.transpose(), bt, par_for(n));
 }
 
 /// In-place lower Cholesky of the n×n column-major matrix `a` (leading dimension n).
@@ -314,91 +411,5 @@ mod faer_tests {
         let mut bad = spd(FAER_MIN);
         bad[5 + 5 * FAER_MIN] = -1e3;
         assert!(chol_lower_any(&mut bad, FAER_MIN, &mut chol_workspace(FAER_MIN)).is_err());
-    }
-}
-
-/// Whether the n×n block (lower triangle) is block-diagonal with k×k blocks: true for
-/// a term whose levels are nested in the first term's (as in `(1 | school/student)`),
-/// where the dense Cholesky would be wasted on zeros.
-pub fn is_block_diagonal(a: &[f64], n: usize, k: usize) -> bool {
-    if k == 0 || n % k != 0 {
-        return false;
-    }
-    for j in 0..n {
-        let block_end = (j / k + 1) * k;
-        if a[j * n + block_end..(j + 1) * n].iter().any(|&v| v != 0.0) {
-            return false;
-        }
-    }
-    true
-}
-
-/// Cholesky of a block-diagonal n×n matrix (k×k blocks), block by block, in place.
-pub fn chol_block_diagonal(a: &mut [f64], n: usize, k: usize, tmp: &mut [f64]) -> Result<(), usize> {
-    for b in 0..n / k {
-        let o = b * k;
-        for c in 0..k {
-            for r in 0..k {
-                tmp[r + c * k] = a[(o + r) + (o + c) * n];
-            }
-        }
-        chol_lower(&mut tmp[..k * k], k).map_err(|c| o + c)?;
-        for c in 0..k {
-            for r in 0..k {
-                a[(o + r) + (o + c) * n] = if r >= c { tmp[r + c * k] } else { 0.0 };
-            }
-        }
-    }
-    Ok(())
-}
-
-/// B ← B L⁻ᵀ for a block-diagonal lower-triangular L (k×k blocks), B m×n.
-pub fn rdiv_block_diagonal_t(b: &mut [f64], m: usize, l: &[f64], n: usize, k: usize, tmp: &mut [f64]) {
-    for blk in 0..n / k {
-        let o = blk * k;
-        for c in 0..k {
-            for r in 0..k {
-                tmp[r + c * k] = l[(o + r) + (o + c) * n];
-            }
-        }
-        rdiv_lower_t(&mut b[o * m..(o + k) * m], m, &tmp[..k * k], k);
-    }
-}
-
-#[cfg(test)]
-mod block_diagonal_tests {
-    use super::*;
-
-    #[test]
-    fn block_diagonal_paths_match_dense() {
-        let (n, k, m) = (12, 2, 3);
-        let mut a = vec![0.0; n * n];
-        for b in 0..n / k {
-            let o = b * k;
-            a[o + o * n] = 4.0 + b as f64;
-            a[(o + 1) + o * n] = 1.0;
-            a[o + (o + 1) * n] = 1.0;
-            a[(o + 1) + (o + 1) * n] = 3.0;
-        }
-        assert!(is_block_diagonal(&a, n, k));
-        let mut dense = a.clone();
-        chol_lower(&mut dense, n).unwrap();
-        let mut blk = a.clone();
-        let mut tmp = vec![0.0; k * k];
-        chol_block_diagonal(&mut blk, n, k, &mut tmp).unwrap();
-        for j in 0..n {
-            for i in j..n {
-                assert!((dense[i + j * n] - blk[i + j * n]).abs() < 1e-12);
-            }
-        }
-        let bm: Vec<f64> = (0..m * n).map(|i| (i as f64 * 0.37).sin()).collect();
-        let (mut b1, mut b2) = (bm.clone(), bm.clone());
-        rdiv_lower_t(&mut b1, m, &dense, n);
-        rdiv_block_diagonal_t(&mut b2, m, &blk, n, k, &mut tmp);
-        for (x, y) in b1.iter().zip(&b2) {
-            assert!((x - y).abs() < 1e-12);
-        }
-        a[5 + 0 * n] = 0.1;
-        assert!(!is_block_diagonal(&a, n, k));
     }
 }

@@ -30,7 +30,7 @@ pub fn fit(model: &mut LinearMixedModel, control: &FitControl, optimize: bool) -
     } else {
         let theta = control.start.clone().unwrap_or_else(|| model.theta_start());
         let criterion = model.objective(&theta)?;
-        OptimSummary { theta, criterion, evaluations: 1, converged: true, grad_norm: f64::NAN, message: "evaluated at the given theta".into() }
+        OptimSummary { theta, criterion, evaluations: 1, gradients: 0, converged: true, grad_norm: f64::NAN, message: "evaluated at the given theta".into() }
     };
     let parts = model.parts();
     let sigma = model.sigma();

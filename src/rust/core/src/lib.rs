@@ -5,11 +5,14 @@ pub mod correlation;
 pub mod dense;
 pub mod error;
 pub mod fit;
+pub mod gradient;
 pub mod model;
 pub mod optimize;
 pub mod profile;
 pub mod reterm;
+pub mod selinv;
 pub mod simulate;
+pub mod structure;
 pub mod varpar;
 pub mod workshop;
 

@@ -4,9 +4,10 @@
 //! negative diagonal element is as good as its positive mirror and we normalise signs
 //! at the end. A boundary optimum (θᵢ = 0, a singular fit) is then an interior,
 //! smooth minimum, which BFGS reaches without box constraints. argmin's BFGS with a
-//! More–Thuente (Wolfe) line search does the work; gradients are central differences
-//! for now. Every evaluation records the best point seen, so a line search that stalls
-//! in rounding noise near the optimum costs nothing.
+//! More–Thuente (Wolfe) line search does the work. The model's criterion has an exact
+//! gradient ([`crate::gradient`]); other criteria (profiles, correlation parameters)
+//! fall back to central differences. Every evaluation records the best point seen, so
+//! a line search that stalls in rounding noise near the optimum costs nothing.
 use crate::error::{MixedError, Result};
 use crate::model::LinearMixedModel;
 use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
@@ -41,18 +42,75 @@ impl Default for FitControl {
 pub struct OptimSummary {
     pub theta: Vec<f64>,
     pub criterion: f64,
+    /// Evaluations of the criterion (each one factorisation).
     pub evaluations: usize,
+    /// Exact gradients computed (each about one selected inverse); 0 with central differences.
+    pub gradients: usize,
     pub converged: bool,
     /// Norm of the final gradient (zero components for θ fixed at the boundary).
     pub grad_norm: f64,
     pub message: String,
 }
 
+/// A criterion to minimise: its value and, where it has one, its exact gradient.
+pub trait Objective {
+    fn value(&mut self, x: &[f64]) -> Result<f64>;
+    /// The exact gradient at x, or None when only central differences are available.
+    fn gradient(&mut self, _x: &[f64]) -> Option<Result<Vec<f64>>> {
+        None
+    }
+}
+
+/// A closure's value, with central-difference gradients.
+pub struct ValueOnly<F>(pub F);
+
+impl<F: FnMut(&[f64]) -> Result<f64>> Objective for ValueOnly<F> {
+    fn value(&mut self, x: &[f64]) -> Result<f64> {
+        (self.0)(x)
+    }
+}
+
+/// The model's profiled criterion over θ, with its exact gradient. The gradient at the
+/// point just evaluated reuses that factor.
+pub struct ThetaCriterion<'m> {
+    pub model: &'m mut LinearMixedModel,
+    factored_at: Option<Vec<f64>>,
+}
+
+impl<'m> ThetaCriterion<'m> {
+    pub fn new(model: &'m mut LinearMixedModel) -> Self {
+        ThetaCriterion { model, factored_at: None }
+    }
+}
+
+impl Objective for ThetaCriterion<'_> {
+    fn value(&mut self, x: &[f64]) -> Result<f64> {
+        self.factored_at = None;
+        let v = self.model.objective(x)?;
+        self.factored_at = Some(x.to_vec());
+        Ok(v)
+    }
+    fn gradient(&mut self, x: &[f64]) -> Option<Result<Vec<f64>>> {
+        if self.factored_at.as_deref() != Some(x) {
+            if let Err(e) = self.model.update_l(x) {
+                self.factored_at = None;
+                return Some(Err(e));
+            }
+            self.factored_at = Some(x.to_vec());
+        }
+        Some(self.model.gradient())
+    }
+}
+
 /// Any objective as an argmin problem: counts evaluations and keeps the best point
 /// seen, so a line search that stalls in rounding noise near the optimum costs nothing.
-struct Tracked<F: FnMut(&[f64]) -> Result<f64>> {
-    f: RefCell<F>,
+struct Tracked<'o, O: Objective + ?Sized> {
+    obj: RefCell<&'o mut O>,
     evals: Cell<usize>,
+    grads: Cell<usize>,
+    /// The last gradient and where it was taken: argmin's line search and BFGS both
+    /// ask for the gradient at the accepted point.
+    last_grad: RefCell<Option<(Vec<f64>, Vec<f64>)>>,
     best: RefCell<(f64, Vec<f64>)>,
     interrupt: Option<fn() -> bool>,
     last_check: Cell<Instant>,
@@ -63,11 +121,13 @@ struct Tracked<F: FnMut(&[f64]) -> Result<f64>> {
     over_budget: Cell<bool>,
 }
 
-impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
-    fn new(f: F, n: usize) -> Self {
+impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
+    fn new(obj: &'o mut O, n: usize) -> Self {
         Tracked {
-            f: RefCell::new(f),
+            obj: RefCell::new(obj),
             evals: Cell::new(0),
+            grads: Cell::new(0),
+            last_grad: RefCell::new(None),
             best: RefCell::new((f64::INFINITY, vec![0.0; n])),
             interrupt: None,
             last_check: Cell::new(Instant::now()),
@@ -78,7 +138,7 @@ impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
         }
     }
 
-    fn eval(&self, x: &[f64]) -> Result<f64> {
+    fn check(&self) -> Result<()> {
         if let Some(check) = self.interrupt {
             if self.interrupted.get() {
                 return Err(MixedError::Interrupted);
@@ -91,12 +151,17 @@ impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
                 }
             }
         }
-        if self.enforce_budget.get() && self.evals.get() >= self.budget.get() {
+        if self.enforce_budget.get() && self.evals.get() + self.grads.get() >= self.budget.get() {
             self.over_budget.set(true);
             return Err(MixedError::NotConverged("evaluation limit reached".into()));
         }
+        Ok(())
+    }
+
+    fn eval(&self, x: &[f64]) -> Result<f64> {
+        self.check()?;
         self.evals.set(self.evals.get() + 1);
-        let v = (self.f.borrow_mut())(x)?;
+        let v = self.obj.borrow_mut().value(x)?;
         let mut best = self.best.borrow_mut();
         if v < best.0 {
             best.0 = v;
@@ -105,12 +170,39 @@ impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
         Ok(v)
     }
 
+    /// The exact gradient where the objective has one, else central differences.
+    fn gradient(&self, x: &[f64]) -> Result<Vec<f64>> {
+        if let Some((at, g)) = self.last_grad.borrow().as_ref() {
+            if at.as_slice() == x {
+                return Ok(g.clone());
+            }
+        }
+        let g = self.new_gradient(x)?;
+        *self.last_grad.borrow_mut() = Some((x.to_vec(), g.clone()));
+        Ok(g)
+    }
+
+    fn new_gradient(&self, x: &[f64]) -> Result<Vec<f64>> {
+        self.check()?;
+        let exact = self.obj.borrow_mut().gradient(x);
+        match exact {
+            Some(g) => {
+                self.grads.set(self.grads.get() + 1);
+                let g = g?;
+                if g.iter().all(|v| v.is_finite()) {
+                    Ok(g)
+                } else {
+                    Err(MixedError::Numerical("the gradient is not finite at this theta".into()))
+                }
+            }
+            None => self.fd_gradient(x),
+        }
+    }
+
     fn fd_gradient(&self, x: &[f64]) -> Result<Vec<f64>> {
         let mut t = x.to_vec();
         let mut g = vec![0.0; x.len()];
         for i in 0..x.len() {
-
-
             let h = 1e-5 * x[i].abs().max(1.0);
             t[i] = x[i] + h;
             let fp = self.eval(&t)?;
@@ -124,9 +216,9 @@ impl<F: FnMut(&[f64]) -> Result<f64>> Tracked<F> {
 }
 
 /// argmin takes its problem by value; this lets it borrow ours.
-struct ByRef<'p, F: FnMut(&[f64]) -> Result<f64>>(&'p Tracked<F>);
+struct ByRef<'p, 'o, O: Objective + ?Sized>(&'p Tracked<'o, O>);
 
-impl<F: FnMut(&[f64]) -> Result<f64>> CostFunction for ByRef<'_, F> {
+impl<O: Objective + ?Sized> CostFunction for ByRef<'_, '_, O> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, p: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
@@ -134,11 +226,11 @@ impl<F: FnMut(&[f64]) -> Result<f64>> CostFunction for ByRef<'_, F> {
     }
 }
 
-impl<F: FnMut(&[f64]) -> Result<f64>> Gradient for ByRef<'_, F> {
+impl<O: Objective + ?Sized> Gradient for ByRef<'_, '_, O> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, p: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
-        self.0.fd_gradient(p).map_err(|e| argmin::core::Error::msg(e.to_string()))
+        self.0.gradient(p).map_err(|e| argmin::core::Error::msg(e.to_string()))
     }
 }
 
@@ -152,17 +244,18 @@ struct Start {
     x: Vec<f64>,
     f: f64,
     g: Vec<f64>,
-    h0: f64,
+    inv_h: Vec<Vec<f64>>,
 }
 
 /// One backtracking steepest-descent step from (x0, f0), giving the Nocedal–Wright scale
 /// sᵀy/yᵀy for the initial inverse Hessian (argmin's BFGS starts from I, which makes
 /// its first line searches long when the criterion is steep).
-fn initial_step<F: FnMut(&[f64]) -> Result<f64>>(problem: &Tracked<F>, x0: Vec<f64>, f0: f64) -> Result<Start> {
-    let g0 = problem.fd_gradient(&x0)?;
+fn initial_step<O: Objective + ?Sized>(problem: &Tracked<O>, x0: Vec<f64>, f0: f64) -> Result<Start> {
+    let g0 = problem.gradient(&x0)?;
     let gn = g0.iter().map(|g| g * g).sum::<f64>().sqrt();
     if !(gn > 0.0) {
-        return Ok(Start { x: x0, f: f0, g: g0, h0: 1.0 });
+        let n = x0.len();
+        return Ok(Start { x: x0, f: f0, g: g0, inv_h: scaled_identity(n, 1.0) });
     }
     // half a unit step: from θ = 1 a full unit step along ±1 lands exactly on the
     // stationary point θ = 0
@@ -172,16 +265,17 @@ fn initial_step<F: FnMut(&[f64]) -> Result<f64>>(problem: &Tracked<F>, x0: Vec<f
         // a failed evaluation (e.g. outside the domain) counts as no decrease
         if let Ok(f1) = problem.eval(&x1) {
             if f1 < f0 {
-                let g1 = problem.fd_gradient(&x1)?;
+                let g1 = problem.gradient(&x1)?;
                 let sy: f64 = g0.iter().zip(&g1).map(|(a, b)| -alpha * a * (b - a)).sum();
                 let yy: f64 = g0.iter().zip(&g1).map(|(a, b)| (b - a) * (b - a)).sum();
                 let h0 = if sy > 0.0 && yy > 0.0 { sy / yy } else { alpha };
-                return Ok(Start { x: x1, f: f1, g: g1, h0 });
+                return Ok(Start { x: x1, f: f1, g: g1, inv_h: scaled_identity(x0.len(), h0) });
             }
         }
         alpha *= 0.5;
     }
-    Ok(Start { x: x0, f: f0, g: g0, h0: 1.0 / gn })
+    let n = x0.len();
+    Ok(Start { x: x0, f: f0, g: g0, inv_h: scaled_identity(n, 1.0 / gn) })
 }
 
 /// Result of [`minimize`].
@@ -190,23 +284,29 @@ pub struct Minimum {
     pub x: Vec<f64>,
     pub f: f64,
     pub evaluations: usize,
+    pub gradients: usize,
     pub converged: bool,
     pub message: String,
 }
 
 /// Minimise a smooth function of a few unconstrained parameters by BFGS with a
 /// More–Thuente line search and central-difference gradients, restarting from the
-/// best point when a line search stalls. Used for θ and for profiles.
+/// best point when a line search stalls. Used for profiles.
 pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &FitControl) -> Result<Minimum> {
+    minimize_objective(&mut ValueOnly(f), x0, control)
+}
+
+/// [`minimize`] for any [`Objective`]: with its exact gradient where it has one.
+pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], control: &FitControl) -> Result<Minimum> {
     let n = x0.len();
-    let mut problem = Tracked::new(f, n);
+    let mut problem = Tracked::new(obj, n);
     problem.interrupt = control.interrupt;
     // a generous cap: BFGS with central differences needs about (2n + 4) evaluations per
     // iteration; pathological line searches must not run away
     problem.budget.set(((control.max_iter as usize).saturating_mul(2 * n + 6)).max(2000));
     let f0 = problem.eval(x0)?;
     if n == 0 {
-        return Ok(Minimum { x: vec![], f: f0, evaluations: 1, converged: true, message: "nothing to optimise".into() });
+        return Ok(Minimum { x: vec![], f: f0, evaluations: 1, gradients: 0, converged: true, message: "nothing to optimise".into() });
     }
     let tol = control.grad_tol * (1.0 + f0.abs());
     let mut converged = false;
@@ -228,7 +328,7 @@ pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &Fit
                 s.param(start.x)
                     .cost(start.f)
                     .gradient(start.g)
-                    .inv_hessian(scaled_identity(n, start.h0))
+                    .inv_hessian(start.inv_h)
                     .max_iters(control.max_iter)
             })
             .run();
@@ -261,13 +361,13 @@ pub fn minimize<F: FnMut(&[f64]) -> Result<f64>>(f: F, x0: &[f64], control: &Fit
     }
     let (fbest, x) = problem.best.borrow().clone();
     if !converged {
-        let g = problem.fd_gradient(&x)?;
+        let g = problem.gradient(&x)?;
         if g.iter().map(|g| g * g).sum::<f64>().sqrt() < 1e3 * tol {
             converged = true;
             message = String::from("converged: gradient small at the best point");
         }
     }
-    Ok(Minimum { x, f: fbest, evaluations: problem.evals.get(), converged, message })
+    Ok(Minimum { x, f: fbest, evaluations: problem.evals.get(), gradients: problem.grads.get(), converged, message })
 }
 
 /// Minimise the criterion over θ. Leaves the model's factor at the returned θ.
@@ -277,10 +377,9 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
         return Err(MixedError::Input(format!("start has length {}, expected {}", start.len(), model.ntheta())));
     }
     let is_diag = model.theta_is_diagonal();
-    let normalize = |m: &LinearMixedModel, t: &mut [f64]| m.normalize_theta(t);
-    let res = optimize_with(|t| model.objective(t), &start, &is_diag, control)?;
+    let res = optimize_objective(&mut ThetaCriterion::new(model), &start, &is_diag, control)?;
     let mut theta = res.theta.clone();
-    normalize(model, &mut theta);
+    model.normalize_theta(&mut theta);
     let criterion = model.objective(&theta)?;
     Ok(OptimSummary { theta, criterion, ..res })
 }
@@ -289,10 +388,29 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
 /// diagonal elements of some Λ (f is even in each of them): BFGS, then a step off
 /// the edge wherever one of them sits at the stationary point 0, then exact zeros
 /// for those that are nearly 0. The caller normalises signs.
-pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(mut f: F, start: &[f64], is_diag: &[bool], control: &FitControl) -> Result<OptimSummary> {
+pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(f: F, start: &[f64], is_diag: &[bool], control: &FitControl) -> Result<OptimSummary> {
+    optimize_objective(&mut ValueOnly(f), start, is_diag, control)
+}
+
+/// [`optimize_with`] for any [`Objective`].
+pub fn optimize_objective<O: Objective + ?Sized>(obj: &mut O, start: &[f64], is_diag: &[bool], control: &FitControl) -> Result<OptimSummary> {
     let nth = start.len();
-    let mut min = minimize(&mut f, start, control)?;
+    // the probes after BFGS poll for interrupts as BFGS's evaluations do
+    let mut last_check = Instant::now();
+    let mut value = |obj: &mut O, x: &[f64]| -> Result<f64> {
+        if let Some(check) = control.interrupt {
+            if last_check.elapsed().as_millis() >= 100 {
+                last_check = Instant::now();
+                if check() {
+                    return Err(MixedError::Interrupted);
+                }
+            }
+        }
+        obj.value(x)
+    };
+    let mut min = minimize_objective(obj, start, control)?;
     let mut evaluations = min.evaluations;
+    let mut gradients = min.gradients;
     // A diagonal θᵢ at 0 is always stationary (the criterion is even in it), so BFGS can
     // stop there at a maximum along θᵢ. Step off the edge and restart when that
     // decreases the criterion (lme4's restart_edge does the same check).
@@ -303,7 +421,7 @@ pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(mut f: F, start: &[f64], i
                 let mut t = min.x.clone();
                 t[i] = 0.05;
                 evaluations += 1;
-                let v = f(&t)?;
+                let v = value(obj, &t)?;
                 if v < min.f - 1e-10 * (1.0 + min.f.abs()) && escaped.as_ref().map_or(true, |e| v < e.1) {
                     escaped = Some((t, v));
                 }
@@ -311,8 +429,9 @@ pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(mut f: F, start: &[f64], i
         }
         match escaped {
             Some((t, _)) => {
-                let again = minimize(&mut f, &t, control)?;
+                let again = minimize_objective(obj, &t, control)?;
                 evaluations += again.evaluations;
+                gradients += again.gradients;
                 if again.f < min.f {
                     min = again;
                 } else {
@@ -330,10 +449,15 @@ pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(mut f: F, start: &[f64], i
             let mut t = min.x.clone();
             t[i] = 0.0;
             evaluations += 1;
-            if let Ok(v) = f(&t) {
+            let probe = value(obj, &t);
+            if let Err(MixedError::Interrupted) = probe {
+                return Err(MixedError::Interrupted);
+            }
+            if let Ok(v) = probe {
                 if v < min.f - 1e-10 * (1.0 + min.f.abs()) {
-                    let again = minimize(&mut f, &t, control)?;
+                    let again = minimize_objective(obj, &t, control)?;
                     evaluations += again.evaluations;
+                    gradients += again.gradients;
                     min = if again.f < v { again } else { Minimum { x: t, f: v, ..again } };
                 }
             }
@@ -352,39 +476,44 @@ pub fn optimize_with<F: FnMut(&[f64]) -> Result<f64>>(mut f: F, start: &[f64], i
         for _ in 0..10 {
             t[i] *= 2.0;
             evaluations += 1;
-            match f(&t) {
+            match value(obj, &t) {
+                Err(MixedError::Interrupted) => return Err(MixedError::Interrupted),
                 Ok(v) if v < best.as_ref().map_or(min.f, |b| b.1) - 1e-12 * (1.0 + min.f.abs()) => best = Some((t.clone(), v)),
                 _ => break,
             }
         }
         if let Some((t, v)) = best {
-            let again = minimize(&mut f, &t, control)?;
+            let again = minimize_objective(obj, &t, control)?;
             evaluations += again.evaluations;
+            gradients += again.gradients;
             min = if again.f < v { again } else { Minimum { x: t, f: v, ..again } };
         }
     }
     let (converged, mut message) = (min.converged, min.message);
     // Diagonal elements that are nearly zero, at exactly zero (signs do not matter here).
     let mut theta: Vec<f64> = min.x;
-    let mut fbest = f(&theta)?;
+    let mut fbest = value(obj, &theta)?;
     for i in 0..nth {
         if is_diag[i] && theta[i] != 0.0 && theta[i].abs() < control.boundary_tol {
             let mut t = theta.clone();
             t[i] = 0.0;
             evaluations += 1;
-            let v = f(&t)?;
+            let v = value(obj, &t)?;
             if v <= fbest + 1e-10 * (1.0 + fbest.abs()) {
                 theta = t;
                 fbest = v;
             }
         }
     }
-    let problem = Tracked::new(&mut f, nth);
-    let grad = problem.fd_gradient(&theta)?;
+    // the gradient where the search ended
+    let mut problem = Tracked::new(obj, nth);
+    problem.interrupt = control.interrupt;
+    let grad = problem.gradient(&theta)?;
     evaluations += problem.evals.get() + 2;
+    gradients += problem.grads.get();
     let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
     if !converged {
         message = format!("{} (gradient norm {:.2e})", message, grad_norm);
     }
-    Ok(OptimSummary { theta, criterion: fbest, evaluations, converged, grad_norm, message })
+    Ok(OptimSummary { theta, criterion: fbest, evaluations, gradients, converged, grad_norm, message })
 }

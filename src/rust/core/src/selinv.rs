@@ -1,0 +1,262 @@
+//! The selected inverse Σ = (L Lᵀ)⁻¹ on the block pattern of L: every entry of the
+//! inverse where L has a (symbolic) nonzero, for about the cost of one more
+//! factorisation (Takahashi, Fagan and Chen 1973). With Ľ_kj = L_kj L_jj⁻¹, block
+//! column j follows from the columns after it:
+//!
+//!   Σ_ij = −Σ_{k>j} Σ_ik Ľ_kj   (i > j),     Σ_jj = (L_jj L_jjᵀ)⁻¹ − Σ_{k>j} Ľ_kjᵀ Σ_kj,
+//!
+//! and because L's pattern is closed under fill-in ([`crate::structure`]) the Σ_ik
+//! these need are on the pattern too. A column whose diagonal block is block-diagonal
+//! is done level by level on the rows that level reaches; a dense column by dense
+//! products. Σ is stored like L (dense diagonal blocks whole, both triangles).
+use crate::blocks::Block;
+use crate::dense;
+use crate::error::{MixedError, Result};
+
+fn tri(i: usize, j: usize) -> usize {
+    i * (i + 1) / 2 + j
+}
+
+fn internal(what: &str) -> MixedError {
+    MixedError::Numerical(format!("internal error in the selected inverse: {}", what))
+}
+
+/// Scratch reused across levels and calls.
+#[derive(Default)]
+pub struct Workspace {
+    /// For each block row after the column: the rows the level reaches.
+    rows: Vec<Vec<usize>>,
+    /// Ľ[R, level], row-major (|R| × k).
+    lr: Vec<f64>,
+    srr: Vec<f64>,
+    sr: Vec<f64>,
+    inv: Vec<f64>,
+    /// Ľ_ij of a dense column, by block row.
+    lhat: Vec<Vec<f64>>,
+}
+
+/// Σ for the factor `l` (lower triangle of `nb` block rows, block (i, j) at i(i+1)/2 + j),
+/// written into `sigma` (allocated like `l` on first use).
+pub fn selected_inverse(l: &[&Block], nb: usize, sigma: &mut Vec<Block>, ws: &mut Workspace) -> Result<()> {
+    let same_shape = sigma.len() == l.len() && sigma.iter().zip(l).all(|(s, b)| s.len() == b.len() && s.rows() == b.rows());
+    if !same_shape {
+        *sigma = l.iter().map(|b| b.zeros_like()).collect();
+    }
+    for j in (0..nb).rev() {
+        match l[tri(j, j)] {
+            Block::Dense(_) => dense_column(l, nb, j, sigma, ws)?,
+            Block::Diag(_) => level_column(l, nb, j, sigma, ws)?,
+            Block::Sparse(_) => return Err(internal("sparse diagonal block")),
+        }
+    }
+    Ok(())
+}
+
+fn dense_of(b: &Block) -> Result<&crate::blocks::Dense> {
+    b.as_dense().ok_or_else(|| internal("a block of a dense column is not dense"))
+}
+
+/// Column j when L_jj is dense: then so is every block below it and every Σ_ik with
+/// i, k > j, and the recurrence is a handful of dense products.
+fn dense_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut Workspace) -> Result<()> {
+    let ljj = dense_of(l[tri(j, j)])?;
+    let nj = ljj.rows;
+    // Ľ_ij = L_ij L_jj⁻¹
+    ws.lhat.resize(nb, Vec::new());
+    for i in j + 1..nb {
+        let lij = dense_of(l[tri(i, j)])?;
+        let buf = &mut ws.lhat[i];
+        buf.clear();
+        buf.extend_from_slice(&lij.data);
+        dense::rdiv_lower_any(buf, lij.rows, &ljj.data, nj);
+    }
+    for i in j + 1..nb {
+        let ri = l[tri(i, i)].rows();
+        let mut sij = std::mem::take(&mut sigma[tri(i, j)]);
+        let res = (|| -> Result<()> {
+            let out = match &mut sij {
+                Block::Dense(d) => d,
+                _ => return Err(internal("Σ_ij of a dense column is not dense")),
+            };
+            out.data.iter_mut().for_each(|x| *x = 0.0);
+            for k in j + 1..nb {
+                let rk = l[tri(k, k)].rows();
+                let lk = &ws.lhat[k];
+                if i >= k {
+                    let sik = dense_of(&sigma[tri(i, k)])?;
+                    dense::gemm(&mut out.data, ri, nj, -1.0, &sik.data, false, lk, false, rk, 1.0);
+                } else {
+                    let ski = dense_of(&sigma[tri(k, i)])?;
+                    dense::gemm(&mut out.data, ri, nj, -1.0, &ski.data, true, lk, false, rk, 1.0);
+                }
+            }
+            Ok(())
+        })();
+        sigma[tri(i, j)] = sij;
+        res?;
+    }
+    let mut sjj = std::mem::take(&mut sigma[tri(j, j)]);
+    let res = (|| -> Result<()> {
+        let out = match &mut sjj {
+            Block::Dense(d) => d,
+            _ => return Err(internal("Σ_jj of a dense column is not dense")),
+        };
+        dense::llt_inverse(&ljj.data, nj, &mut out.data);
+        for k in j + 1..nb {
+            let rk = l[tri(k, k)].rows();
+            let skj = dense_of(&sigma[tri(k, j)])?;
+            dense::gemm(&mut out.data, nj, nj, -1.0, &ws.lhat[k], true, &skj.data, false, rk, 1.0);
+        }
+        Ok(())
+    })();
+    sigma[tri(j, j)] = sjj;
+    res
+}
+
+/// Column j when L_jj is block-diagonal: level by level, on the rows R the level's
+/// columns reach in the blocks below, Σ[R, l] = −Σ[R, R] Ľ[R, l].
+fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut Workspace) -> Result<()> {
+    let ljj = match l[tri(j, j)] {
+        Block::Diag(d) => d,
+        _ => return Err(internal("expected a block-diagonal block")),
+    };
+    let k = ljj.k;
+    ws.rows.resize_with(nb, Vec::new);
+    for lev in 0..ljj.nblocks {
+        // the rows this level reaches in each block row, and Ľ on them
+        ws.lr.clear();
+        for i in j + 1..nb {
+            let rows = &mut ws.rows[i];
+            rows.clear();
+            match l[tri(i, j)] {
+                Block::Sparse(s) => {
+                    for idx in s.col_blocks(lev) {
+                        let r = s.rowlev[idx] as usize;
+                        let blk = s.block(idx);
+                        for a in 0..s.kr {
+                            rows.push(r * s.kr + a);
+                            ws.lr.extend((0..k).map(|c| blk[a + c * s.kr]));
+                        }
+                    }
+                }
+                Block::Dense(d) => {
+                    for row in 0..d.rows {
+                        rows.push(row);
+                        ws.lr.extend((0..k).map(|c| d.data[row + (lev * k + c) * d.rows]));
+                    }
+                }
+                Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
+            }
+        }
+        let nr = ws.lr.len() / k.max(1);
+        let lblk = ljj.block(lev);
+        for row in ws.lr.chunks_exact_mut(k) {
+            // x L = row  ⇔  Lᵀ xᵀ = rowᵀ
+            dense::solve_lower_t(lblk, k, row);
+        }
+        // Σ[R, R], symmetric, from the blocks after column j (lower triangle, then mirrored)
+        ws.srr.resize(nr * nr, 0.0);
+        let mut off1 = 0;
+        for i1 in j + 1..nb {
+            let mut off2 = 0;
+            for i2 in j + 1..=i1 {
+                gather(&sigma[tri(i1, i2)], &ws.rows[i1], &ws.rows[i2], i1 == i2, &mut ws.srr, nr, off1, off2)?;
+                off2 += ws.rows[i2].len();
+            }
+            off1 += ws.rows[i1].len();
+        }
+        for b in 0..nr {
+            for a in 0..b {
+                ws.srr[a + b * nr] = ws.srr[b + a * nr];
+            }
+        }
+        // Σ[R, l] = −Σ[R, R] Ľ[R, l]   (nr × k, column-major)
+        ws.sr.clear();
+        ws.sr.resize(nr * k, 0.0);
+        for c in 0..k {
+            let col = &mut ws.sr[c * nr..(c + 1) * nr];
+            for b in 0..nr {
+                let v = ws.lr[b * k + c];
+                if v != 0.0 {
+                    for (x, s) in col.iter_mut().zip(&ws.srr[b * nr..(b + 1) * nr]) {
+                        *x -= s * v;
+                    }
+                }
+            }
+        }
+        // Σ_jj(l) = (L Lᵀ)⁻¹ − Ľᵀ Σ[R, l]
+        ws.inv.resize(k * k, 0.0);
+        dense::llt_inverse(lblk, k, &mut ws.inv);
+        for c2 in 0..k {
+            for c1 in 0..k {
+                let s: f64 = (0..nr).map(|r| ws.lr[r * k + c1] * ws.sr[r + c2 * nr]).sum();
+                ws.inv[c1 + c2 * k] -= s;
+            }
+        }
+        match &mut sigma[tri(j, j)] {
+            Block::Diag(d) => d.block_mut(lev).copy_from_slice(&ws.inv),
+            _ => return Err(internal("Σ_jj is not block-diagonal")),
+        }
+        // scatter Σ[R, l] where L has its entries
+        let mut off = 0;
+        for i in j + 1..nb {
+            let rows = &ws.rows[i];
+            match &mut sigma[tri(i, j)] {
+                Block::Sparse(s) => {
+                    let (kr, bs) = (s.kr, s.kr * s.kc);
+                    for (a, &r) in rows.iter().enumerate() {
+                        let idx = s.find(r / kr, lev).ok_or_else(|| internal("row outside Σ's pattern"))?;
+                        for c in 0..k {
+                            s.values[idx * bs + r % kr + c * kr] = ws.sr[off + a + c * nr];
+                        }
+                    }
+                }
+                Block::Dense(d) => {
+                    for c in 0..k {
+                        let dst = &mut d.data[(lev * k + c) * d.rows..(lev * k + c + 1) * d.rows];
+                        dst.copy_from_slice(&ws.sr[off + c * nr..off + c * nr + rows.len()]);
+                    }
+                }
+                Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
+            }
+            off += rows.len();
+        }
+    }
+    Ok(())
+}
+
+/// Σ at rows r1 × rows r2 of one block of Σ into srr at (off1, off2) (leading dimension
+/// ld). With `lower` (a diagonal block, r1 = r2, ascending) only the lower triangle.
+#[allow(clippy::too_many_arguments)]
+fn gather(blk: &Block, r1: &[usize], r2: &[usize], lower: bool, srr: &mut [f64], ld: usize, off1: usize, off2: usize) -> Result<()> {
+    match blk {
+        Block::Dense(d) => {
+            for (b, &c) in r2.iter().enumerate() {
+                let col = &d.data[c * d.rows..(c + 1) * d.rows];
+                let from = if lower { b } else { 0 };
+                let dst = &mut srr[off1 + from + (off2 + b) * ld..off1 + (off2 + b) * ld + r1.len()];
+                for (x, &r) in dst.iter_mut().zip(&r1[from..]) {
+                    *x = col[r];
+                }
+            }
+        }
+        Block::Diag(d) => {
+            let k = d.k;
+            for (b, &c) in r2.iter().enumerate() {
+                for (a, &r) in r1.iter().enumerate() {
+                    srr[off1 + a + (off2 + b) * ld] = if r / k == c / k { d.block(r / k)[r % k + (c % k) * k] } else { 0.0 };
+                }
+            }
+        }
+        Block::Sparse(s) => {
+            let (kr, kc) = (s.kr, s.kc);
+            for (b, &c) in r2.iter().enumerate() {
+                for (a, &r) in r1.iter().enumerate() {
+                    let idx = s.find(r / kr, c / kc).ok_or_else(|| internal("pair outside Σ's pattern"))?;
+                    srr[off1 + a + (off2 + b) * ld] = s.block(idx)[r % kr + (c % kc) * kr];
+                }
+            }
+        }
+    }
+    Ok(())
+}
