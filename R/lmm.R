@@ -96,17 +96,19 @@ ill_conditioned <- function(spec) {
   sy <- stats::sd(y)
   if (!is.finite(sy) || sy == 0) return(FALSE)
   if (sy < 1e-2 || sy > 1e2 || abs(mean(y)) > 1e2 * sy) return(TRUE)
-  bad_columns <- function(M) {
+  # a column's scale alone matters for Z (θ must absorb it) but hardly for X (β is
+  # profiled out exactly; rare factor levels give indicator columns of small norm)
+  bad_columns <- function(M, scale_limit) {
     if (ncol(M) == 0L) return(FALSE)
     ns <- sqrt(colMeans(M^2))
     if (any(ns == 0)) return(FALSE)
-    if (any(ns < 0.1 | ns > 10)) return(TRUE)
+    if (any(ns < 1 / scale_limit | ns > scale_limit)) return(TRUE)
     if (ncol(M) < 2L) return(FALSE)
     ev <- eigen(crossprod(sweep(M, 2, ns, "/")), symmetric = TRUE, only.values = TRUE)$values
     min(ev) <= 0 || max(ev) / min(ev) > 1e6
   }
-  if (spec$p >= 1L && bad_columns(pick(spec$X, spec$p))) return(TRUE)
-  any(vapply(spec$terms, function(t) bad_columns(pick(t$Z, t$k)), TRUE))
+  if (spec$p >= 1L && bad_columns(pick(spec$X, spec$p), 1e3)) return(TRUE)
+  any(vapply(spec$terms, function(t) bad_columns(pick(t$Z, t$k), 10), TRUE))
 }
 
 # The same model with X orthonormalised (scaled to unit RMS) and y replaced by its

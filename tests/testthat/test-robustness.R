@@ -40,6 +40,21 @@ test_that("shifting a fixed-effect predictor by 1e6 changes only the intercept",
   expect_equal(mixedrs::REMLcrit(b) - mixedrs::REMLcrit(a), 0, tolerance = 1e-6 * mixedrs::REMLcrit(a))
 })
 
+test_that("rescaling a fixed-effect predictor rescales its coefficient and nothing else", {
+  d <- sim_crossed()
+  a <- lmm(y ~ x + cond + (1 | subj) + (1 | item), d)
+  for (k in c(1e-6, 1e-2, 1e2, 1e6)) {
+    d2 <- d
+    d2$x <- d$x * k
+    b <- lmm(y ~ x + cond + (1 | subj) + (1 | item), d2)
+    expect_equal(unname(b$theta), unname(a$theta), tolerance = 1e-5, label = paste("theta at scale", k))
+    expect_equal(unname(fixef(b)["x"] * k), unname(fixef(a)["x"]), tolerance = 1e-6)
+    # REML's log|R_X|² shifts by 2 log k; ML's criterion does not move
+    expect_equal(mixedrs::REMLcrit(b) - 2 * log(k), mixedrs::REMLcrit(a), tolerance = 1e-9)
+    expect_equal(deviance(update(b, REML = FALSE)), deviance(update(a, REML = FALSE)), tolerance = 1e-9)
+  }
+})
+
 test_that("singular fits converge, are flagged as in lme4, and never return NaN", {
   set.seed(1)
   d <- data.frame(g = factor(rep(1:10, each = 5)), x = rnorm(50))

@@ -9,6 +9,7 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltRegularization};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::linalg::matmul::triangular::BlockStructure;
+use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, MatMut, MatRef, Par};
 
 /// Blocks with at least this many rows go to faer.
@@ -110,40 +111,125 @@ pub fn gemm(c: &mut [f64], m: usize, n: usize, alpha: f64, a: &[f64], at: bool, 
     faer::linalg::matmul::matmul(cm, Accum::Add, am, bm, alpha, par);
 }
 
-/// (L Lᵀ)⁻¹ for lower-triangular L (n×n), written whole (both triangles) into `out`.
+/// (L Lᵀ)⁻¹ for lower-triangular L (n×n), written whole (both triangles) into `out`,
+/// with no n×n temporary.
 pub fn llt_inverse(l: &[f64], n: usize, out: &mut [f64]) {
     if n == 1 {
         out[0] = 1.0 / (l[0] * l[0]);
         return;
     }
     if n < 64 {
-        // columns of L⁻¹, then (L⁻¹)ᵀ L⁻¹
-        let mut inv = vec![0.0; n * n];
+        // W = L⁻¹ in the lower triangle (column by column), then WᵀW: the off-diagonal
+        // products go to the (still unused) upper triangle, the diagonal last
+        out.iter_mut().for_each(|x| *x = 0.0);
         for c in 0..n {
-            let col = &mut inv[c * n..(c + 1) * n];
-            col[c] = 1.0;
-            solve_lower(l, n, col);
+            out[c + c * n] = 1.0;
+            for j in c..n {
+                let v = out[j + c * n] / l[j + j * n];
+                out[j + c * n] = v;
+                for i in j + 1..n {
+                    out[i + c * n] -= l[i + j * n] * v;
+                }
+            }
         }
         for j in 0..n {
-            for i in j..n {
-                let s: f64 = (i..n).map(|r| inv[r + i * n] * inv[r + j * n]).sum();
-                out[i + j * n] = s;
-                out[j + i * n] = s;
+            for i in j + 1..n {
+                out[j + i * n] = (i..n).map(|r| out[r + i * n] * out[r + j * n]).sum();
+            }
+        }
+        let mut diag = [0.0f64; 64];
+        for (i, d) in diag.iter_mut().enumerate().take(n) {
+            *d = (i..n).map(|r| out[r + i * n] * out[r + i * n]).sum();
+        }
+        for j in 0..n {
+            out[j + j * n] = diag[j];
+            for i in j + 1..n {
+                out[i + j * n] = out[j + i * n];
             }
         }
         return;
     }
-    let lm = MatRef::from_column_major_slice(l, n, n);
-    let par = par_for(n);
-    let mut mem = MemBuffer::new(faer::linalg::cholesky::llt::inverse::inverse_scratch::<f64>(n, par));
+    // W = L⁻¹ straight into out, then WᵀW in place: no n×n temporary
     {
+        let lm = MatRef::from_column_major_slice(l, n, n);
         let om = MatMut::from_column_major_slice_mut(out, n, n);
-        faer::linalg::cholesky::llt::inverse::inverse(om, lm, par, MemStack::new(&mut mem));
+        faer::linalg::triangular_inverse::invert_lower_triangular(om, lm, par_for(n));
     }
+    lower_t_times_lower_in_place(out, n);
     for j in 0..n {
         for i in j + 1..n {
             out[j + i * n] = out[i + j * n];
         }
+    }
+}
+
+/// W ← WᵀW on the lower triangle, in place, for lower-triangular W (n×n): LAPACK's
+/// blocked `lauum`, with faer's products on disjoint sub-blocks. Row panel i of the
+/// result needs only rows of W at or below it, which are still untouched.
+fn lower_t_times_lower_in_place(w: &mut [f64], n: usize) {
+    const NB: usize = 96;
+    let par = par_for(n);
+    let mut panel = vec![0.0; NB * n];
+    let mut diag = vec![0.0; NB * NB];
+    let mut i = 0;
+    while i < n {
+        let ib = NB.min(n - i);
+        let a = MatMut::from_column_major_slice_mut(w, n, n);
+        let (mut left, mut right) = a.split_at_col_mut(i);
+        // rows i..i+ib, columns 0..i ← W_iiᵀ · (those rows)
+        if i > 0 {
+            let mut t = MatMut::from_column_major_slice_mut(&mut panel[..ib * i], ib, i);
+            t.copy_from(left.rb().subrows(i, ib));
+            let wii = right.rb().submatrix(i, 0, ib, ib);
+            faer::linalg::matmul::triangular::matmul(
+                left.rb_mut().subrows_mut(i, ib),
+                BlockStructure::Rectangular,
+                Accum::Replace,
+                wii.transpose(),
+                BlockStructure::TriangularUpper,
+                t.rb(),
+                BlockStructure::Rectangular,
+                1.0,
+                par,
+            );
+        }
+        // the diagonal block: W_iiᵀ W_ii
+        {
+            let wii = right.rb().submatrix(i, 0, ib, ib);
+            for c in 0..ib {
+                for r in c..ib {
+                    diag[r + c * ib] = (r..ib).map(|k| wii[(k, r)] * wii[(k, c)]).sum();
+                }
+            }
+            let mut dst = right.rb_mut().submatrix_mut(i, 0, ib, ib);
+            for c in 0..ib {
+                for r in c..ib {
+                    dst[(r, c)] = diag[r + c * ib];
+                }
+            }
+        }
+        if i + ib < n {
+            // rows i..i+ib, columns 0..i += W[i+ib.., i..i+ib]ᵀ · W[i+ib.., 0..i]
+            let (rtop, rbot) = right.rb_mut().split_at_row_mut(i + ib);
+            let below = rbot.rb().subcols(0, ib);
+            if i > 0 {
+                let (ltop, lbot) = left.rb_mut().split_at_row_mut(i + ib);
+                faer::linalg::matmul::matmul(ltop.subrows_mut(i, ib), Accum::Add, below.transpose(), lbot.rb(), 1.0, par);
+            }
+            // the diagonal block += W[i+ib.., i..i+ib]ᵀ · W[i+ib.., i..i+ib] (lower part)
+            faer::linalg::matmul::triangular::matmul(
+                rtop.submatrix_mut(i, 0, ib, ib),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                below.transpose(),
+                BlockStructure::Rectangular,
+                below,
+                BlockStructure::Rectangular,
+                1.0,
+                par,
+            );
+        }
+        i += ib;
     }
 }
 
@@ -294,6 +380,29 @@ mod tests {
             for j in 0..=i {
                 let s: f64 = (0..=j).map(|k| l[i + k * n] * l[j + k * n]).sum();
                 assert!((s - a[i + j * n]).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn llt_inverse_inverts_l_lt() {
+        for n in [1, 2, 5, 63, 64, 130, 300] {
+            let a = spd(n);
+            let mut l = a.clone();
+            chol_lower(&mut l, n).unwrap();
+            for j in 0..n {
+                for i in 0..j {
+                    l[i + j * n] = 0.0;
+                }
+            }
+            let mut inv = vec![0.0; n * n];
+            llt_inverse(&l, n, &mut inv);
+            // A · inv = I (A's lower triangle mirrored)
+            for i in 0..n {
+                for j in 0..n {
+                    let s: f64 = (0..n).map(|k| a[i.max(k) + i.min(k) * n] * inv[k + j * n]).sum();
+                    assert!((s - if i == j { 1.0 } else { 0.0 }).abs() < 1e-10, "n={n} ({i},{j}) {s}");
+                }
             }
         }
     }
