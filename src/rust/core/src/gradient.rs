@@ -14,9 +14,25 @@ use crate::blocks::{self, Block};
 use crate::error::{MixedError, Result};
 use crate::model::{tri, LinearMixedModel};
 
+/// The gradient's two pieces at the current factor.
+pub(crate) struct GradientParts {
+    /// ∂ log|M| / ∂θ, M over [Z X] (`with_x`) or Z.
+    pub dlogdet: Vec<f64>,
+    /// ∂ PWRSS / ∂θ.
+    pub dpwrss: Vec<f64>,
+    pub pwrss: f64,
+}
+
 impl LinearMixedModel {
     /// ∂criterion/∂θ at the θ of the last [`LinearMixedModel::update_l`].
     pub fn gradient(&mut self) -> Result<Vec<f64>> {
+        let g = self.gradient_parts(self.reml)?;
+        let nprime = if self.reml { (self.n - self.p) as f64 } else { self.n as f64 };
+        Ok(g.dlogdet.iter().zip(&g.dpwrss).map(|(a, b)| a + nprime * b / g.pwrss).collect())
+    }
+
+    /// ∂ log|M| and ∂ PWRSS over θ; leaves the selected inverse of M in `self.sigma`.
+    pub(crate) fn gradient_parts(&mut self, with_x: bool) -> Result<GradientParts> {
         let nt = self.terms.len();
         let (p, m) = (self.p, self.p + 1);
         let parts = self.parts();
@@ -24,7 +40,7 @@ impl LinearMixedModel {
         let u = self.u();
         let b = self.b_from_u(&u);
         let zeta = self.zeta(&b, &beta)?;
-        let reml = self.reml;
+        let reml = with_x;
         self.selected_inverse(reml)?;
         // H_t(l) for every term and level, k_t×k_t column-major
         let mut h: Vec<Vec<f64>> = self.terms.iter().map(|t| vec![0.0; t.nlevels * t.k * t.k]).collect();
@@ -96,25 +112,25 @@ impl LinearMixedModel {
                 }
             }
         }
-        let nprime = if reml { (self.n - self.p) as f64 } else { self.n as f64 };
-        let mut g = vec![0.0; self.ntheta()];
+        let nth = self.ntheta();
+        let (mut dlogdet, mut dpwrss) = (vec![0.0; nth], vec![0.0; nth]);
         for (t, term) in self.terms.iter().enumerate() {
             let k = term.k;
             for (w, &(r, c)) in term.theta_layout().iter().enumerate() {
-                let mut dlogdet = 0.0;
-                let mut dpwrss = 0.0;
+                let (mut dl, mut dp) = (0.0, 0.0);
                 for lev in 0..term.nlevels {
-                    dlogdet += h[t][lev * k * k + c + r * k];
-                    dpwrss += zeta[t][lev * k + r] * u[t][lev * k + c];
+                    dl += h[t][lev * k * k + c + r * k];
+                    dp += zeta[t][lev * k + r] * u[t][lev * k + c];
                 }
-                g[self.theta_offsets[t] + w] = 2.0 * dlogdet - 2.0 * nprime * dpwrss / parts.pwrss;
+                dlogdet[self.theta_offsets[t] + w] = 2.0 * dl;
+                dpwrss[self.theta_offsets[t] + w] = -2.0 * dp;
             }
         }
-        Ok(g)
+        Ok(GradientParts { dlogdet, dpwrss, pwrss: parts.pwrss })
     }
 
     /// ζ = Zᵀ W r = A_Zy − A_ZZ b − A_ZX β, per term, from the blocks of A.
-    fn zeta(&self, b: &[Vec<f64>], beta: &[f64]) -> Result<Vec<Vec<f64>>> {
+    pub(crate) fn zeta(&self, b: &[Vec<f64>], beta: &[f64]) -> Result<Vec<Vec<f64>>> {
         let nt = self.terms.len();
         let (p, m) = (self.p, self.p + 1);
         let mut zeta = Vec::with_capacity(nt);

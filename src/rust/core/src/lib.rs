@@ -6,6 +6,7 @@ pub mod dense;
 pub mod error;
 pub mod fit;
 pub mod gradient;
+pub mod hessian;
 pub mod model;
 pub mod optimize;
 pub mod profile;

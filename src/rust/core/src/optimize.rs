@@ -464,17 +464,23 @@ pub fn optimize_objective<O: Objective + ?Sized>(obj: &mut O, start: &[f64], is_
         }
     }
     // The far end: when a variance dwarfs the residual's (a diagonal θᵢ large) the
-    // criterion is so flat in θᵢ that the gradient test stops BFGS short of the
-    // optimum, which lme4's bobyqa reaches. Double each large θᵢ while that lowers the
-    // criterion, then polish from there.
-    for i in 0..nth {
-        if !(is_diag[i] && min.x[i].abs() > 10.0) {
-            continue;
-        }
+    // criterion is so flat there that the gradient test stops BFGS short of the
+    // optimum, which lme4's bobyqa reaches; on degenerate data (σ → 0) it keeps falling
+    // along the ray θ → ∞ with all the variances together. Double the large θᵢ jointly,
+    // then each on its own, while that lowers the criterion, and polish from there.
+    let large: Vec<usize> = (0..nth).filter(|&i| is_diag[i] && min.x[i].abs() > 10.0).collect();
+    let mut directions: Vec<Vec<usize>> = Vec::new();
+    if large.len() > 1 {
+        directions.push(large.clone());
+    }
+    directions.extend(large.iter().map(|&i| vec![i]));
+    for dir in directions {
         let mut best: Option<(Vec<f64>, f64)> = None;
         let mut t = min.x.clone();
         for _ in 0..10 {
-            t[i] *= 2.0;
+            for &i in &dir {
+                t[i] *= 2.0;
+            }
             evaluations += 1;
             match value(obj, &t) {
                 Err(MixedError::Interrupted) => return Err(MixedError::Interrupted),

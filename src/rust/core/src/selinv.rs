@@ -13,7 +13,7 @@ use crate::blocks::Block;
 use crate::dense;
 use crate::error::{MixedError, Result};
 
-fn tri(i: usize, j: usize) -> usize {
+pub(crate) fn tri(i: usize, j: usize) -> usize {
     i * (i + 1) / 2 + j
 }
 
@@ -123,53 +123,9 @@ fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
     let k = ljj.k;
     ws.rows.resize_with(nb, Vec::new);
     for lev in 0..ljj.nblocks {
-        // the rows this level reaches in each block row, and Ľ on them
-        ws.lr.clear();
-        for i in j + 1..nb {
-            let rows = &mut ws.rows[i];
-            rows.clear();
-            match l[tri(i, j)] {
-                Block::Sparse(s) => {
-                    for idx in s.col_blocks(lev) {
-                        let r = s.rowlev[idx] as usize;
-                        let blk = s.block(idx);
-                        for a in 0..s.kr {
-                            rows.push(r * s.kr + a);
-                            ws.lr.extend((0..k).map(|c| blk[a + c * s.kr]));
-                        }
-                    }
-                }
-                Block::Dense(d) => {
-                    for row in 0..d.rows {
-                        rows.push(row);
-                        ws.lr.extend((0..k).map(|c| d.data[row + (lev * k + c) * d.rows]));
-                    }
-                }
-                Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
-            }
-        }
-        let nr = ws.lr.len() / k.max(1);
+        let nr = level_rows(l, nb, j, lev, &mut ws.rows, &mut ws.lr)?;
         let lblk = ljj.block(lev);
-        for row in ws.lr.chunks_exact_mut(k) {
-            // x L = row  ⇔  Lᵀ xᵀ = rowᵀ
-            dense::solve_lower_t(lblk, k, row);
-        }
-        // Σ[R, R], symmetric, from the blocks after column j (lower triangle, then mirrored)
-        ws.srr.resize(nr * nr, 0.0);
-        let mut off1 = 0;
-        for i1 in j + 1..nb {
-            let mut off2 = 0;
-            for i2 in j + 1..=i1 {
-                gather(&sigma[tri(i1, i2)], &ws.rows[i1], &ws.rows[i2], i1 == i2, &mut ws.srr, nr, off1, off2)?;
-                off2 += ws.rows[i2].len();
-            }
-            off1 += ws.rows[i1].len();
-        }
-        for b in 0..nr {
-            for a in 0..b {
-                ws.srr[a + b * nr] = ws.srr[b + a * nr];
-            }
-        }
+        gather_sym(sigma, nb, j, &ws.rows, nr, &mut ws.srr)?;
         // Σ[R, l] = −Σ[R, R] Ľ[R, l]   (nr × k, column-major)
         ws.sr.clear();
         ws.sr.resize(nr * k, 0.0);
@@ -220,6 +176,68 @@ fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
                 Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
             }
             off += rows.len();
+        }
+    }
+    Ok(())
+}
+
+/// The rows level `lev` of block column j (block-diagonal L_jj) reaches in each later
+/// block row (`rows[i]`), and Ľ = L[R, lev] L_jj(lev)⁻¹ on them, row-major |R| × k into
+/// `lr`. Returns |R|.
+pub(crate) fn level_rows(l: &[&Block], nb: usize, j: usize, lev: usize, rows: &mut Vec<Vec<usize>>, lr: &mut Vec<f64>) -> Result<usize> {
+    let ljj = match l[tri(j, j)] {
+        Block::Diag(d) => d,
+        _ => return Err(internal("expected a block-diagonal block")),
+    };
+    let k = ljj.k;
+    rows.resize_with(nb, Vec::new);
+    lr.clear();
+    for i in j + 1..nb {
+        let r_i = &mut rows[i];
+        r_i.clear();
+        match l[tri(i, j)] {
+            Block::Sparse(s) => {
+                for idx in s.col_blocks(lev) {
+                    let r = s.rowlev[idx] as usize;
+                    let blk = s.block(idx);
+                    for a in 0..s.kr {
+                        r_i.push(r * s.kr + a);
+                        lr.extend((0..k).map(|c| blk[a + c * s.kr]));
+                    }
+                }
+            }
+            Block::Dense(d) => {
+                for row in 0..d.rows {
+                    r_i.push(row);
+                    lr.extend((0..k).map(|c| d.data[row + (lev * k + c) * d.rows]));
+                }
+            }
+            Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
+        }
+    }
+    let lblk = ljj.block(lev);
+    for row in lr.chunks_exact_mut(k) {
+        // x L = row  ⇔  Lᵀ xᵀ = rowᵀ
+        dense::solve_lower_t(lblk, k, row);
+    }
+    Ok(lr.len() / k.max(1))
+}
+
+/// Σ[R, R] (symmetric, nr × nr) for the rows R of the blocks after column j.
+pub(crate) fn gather_sym(sigma: &[Block], nb: usize, j: usize, rows: &[Vec<usize>], nr: usize, srr: &mut Vec<f64>) -> Result<()> {
+    srr.resize(nr * nr, 0.0);
+    let mut off1 = 0;
+    for i1 in j + 1..nb {
+        let mut off2 = 0;
+        for i2 in j + 1..=i1 {
+            gather(&sigma[tri(i1, i2)], &rows[i1], &rows[i2], i1 == i2, srr, nr, off1, off2)?;
+            off2 += rows[i2].len();
+        }
+        off1 += rows[i1].len();
+    }
+    for b in 0..nr {
+        for a in 0..b {
+            srr[a + b * nr] = srr[b + a * nr];
         }
     }
     Ok(())

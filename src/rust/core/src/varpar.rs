@@ -2,13 +2,13 @@
 //! the Hessian of the deviance and the Jacobian of Var(β̂) = σ²(R_XᵀR_X)⁻¹.
 //!
 //! The deviance is D(θ) + P(θ)/σ² + n′ log 2πσ², with D = log|L_θ|² (+ log|R_X|² for
-//! REML), P the PWRSS and n′ = n (ML) or n − p (REML). Everything in σ is therefore
-//! analytic; only D, P and U = (R_XᵀR_X)⁻¹ are differentiated in θ, by central
-//! differences with a relative step of 10⁻³ (the factor's rounding noise, near 10⁻¹³
-//! relative, and the truncation error balance there at about 10⁻⁶, far inside what
-//! df need). That costs 2k + 2k(k−1) evaluations
-//! of the factor, each one `update_l`; `varpar_derivatives_richardson` adds two
-//! Richardson levels for checking.
+//! REML), P the PWRSS and n′ = n (ML) or n − p (REML). Everything in σ is analytic;
+//! the derivatives of D, P and U = (R_XᵀR_X)⁻¹ over θ are exact
+//! ([`crate::hessian`]), except the log-determinant rows of a term whose Λ has a
+//! zero on its diagonal, which are central differences of the exact gradient.
+//! [`varpar_derivatives_richardson`] differentiates the same pieces numerically (central
+//! differences at three steps with Richardson extrapolation): the tests' reference,
+//! and the method for correlated residuals, whose η derivatives are numeric.
 use crate::error::Result;
 use crate::model::LinearMixedModel;
 
@@ -54,9 +54,31 @@ fn step(theta: f64, levels: usize) -> f64 {
     }
 }
 
-/// Central differences with one step: cheap, and accurate to about 1e-8.
+/// The exact derivatives at (θ, σ); the factor is left at θ.
 pub fn varpar_derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bool) -> Result<VarparDerivatives> {
-    derivatives(model, theta, sigma, reml, 1)
+    if reml != model.reml {
+        return Err(crate::error::MixedError::Input("the model's REML setting differs from the one asked for".into()));
+    }
+    model.update_l(theta)?;
+    let d = model.piece_derivatives()?;
+    let k = theta.len();
+    let (n, p) = (model.n, model.p);
+    let nprime = if reml { (n - p) as f64 } else { n as f64 };
+    let s2 = sigma * sigma;
+    let n1 = k + 1;
+    let mut hessian = vec![0.0; n1 * n1];
+    for i in 0..k {
+        for j in 0..k {
+            hessian[i + j * n1] = d.logdet_hessian[i + j * k] + d.pwrss_hessian[i + j * k] / s2;
+        }
+        let cross = -2.0 * d.pwrss_gradient[i] / (s2 * sigma);
+        hessian[i + k * n1] = cross;
+        hessian[k + i * n1] = cross;
+    }
+    hessian[k + k * n1] = 6.0 * d.pwrss / (s2 * s2) - 2.0 * nprime / s2;
+    let mut jacobian: Vec<Vec<f64>> = d.vcov_jacobian.iter().map(|j| j.iter().map(|v| v * s2).collect()).collect();
+    jacobian.push(d.vcov.iter().map(|v| 2.0 * sigma * v).collect());
+    Ok(VarparDerivatives { hessian, jacobian, vcov: d.vcov.iter().map(|v| v * s2).collect() })
 }
 
 /// Central differences at h, h/2, h/4 with Richardson extrapolation (error O(h⁶)).
@@ -65,6 +87,7 @@ pub fn varpar_derivatives_richardson(model: &mut LinearMixedModel, theta: &[f64]
 }
 
 fn derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f64, reml: bool, levels: usize) -> Result<VarparDerivatives> {
+    // the numeric pieces: D, P and U as functions of θ
     let (p, n) = (model.p, model.n);
     let d = derivatives_with(|t| pieces(model, t, reml), theta, sigma, p, n, reml, levels);
     // leave the factor at θ for whoever asks next

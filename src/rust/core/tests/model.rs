@@ -302,8 +302,9 @@ fn sdcor_round_trip_and_profile_ends() {
     assert!(r.intervals[0].0 < r.estimates[0] && r.estimates[0] < r.intervals[0].1);
 }
 
+/// The exact Satterthwaite ingredients against numeric ones (Richardson extrapolation).
 #[test]
-fn one_step_derivatives_agree_with_richardson() {
+fn exact_varpar_derivatives_agree_with_richardson() {
     use mixedrs_core::{varpar_derivatives, varpar_derivatives_richardson};
     let d = crossed_data(8, false);
     let mut m = model(&d, true);
@@ -311,7 +312,7 @@ fn one_step_derivatives_agree_with_richardson() {
     let a = varpar_derivatives(&mut m, &f.optim.theta, f.sigma, true).unwrap();
     let b = varpar_derivatives_richardson(&mut m, &f.optim.theta, f.sigma, true).unwrap();
     for (x, y) in a.hessian.iter().zip(&b.hessian) {
-        assert!((x - y).abs() < 1e-5 * (1.0 + y.abs()), "{} vs {}", x, y);
+        assert!((x - y).abs() < 1e-6 * (1.0 + y.abs()), "{} vs {}", x, y);
     }
     for (ja, jb) in a.jacobian.iter().zip(&b.jacobian) {
         for (x, y) in ja.iter().zip(jb) {
