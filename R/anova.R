@@ -229,7 +229,7 @@ lrt_anova <- function(fits, names, refit, first) {
   dfs <- c(NA, diff(npar))
   tab <- data.frame(npar = npar, AIC = dev + 2 * npar, BIC = dev + log(n[1L]) * npar, logLik = llv,
                     deviance = dev, Chisq = chisq, Df = dfs,
-                    `Pr(>Chisq)` = c(NA, stats::pchisq(chisq[-1L], dfs[-1L], lower.tail = FALSE)),
+                    `Pr(>Chisq)` = c(NA, p_value("chisq", chisq[-1L], dfs[-1L])),
                     check.names = FALSE, row.names = names)
   forms <- vapply(fits[ord], function(f) deparse1(stats::formula(f)), "")
   dname <- if (inherits(first, "lmm")) data_name(first) else NULL
@@ -315,7 +315,7 @@ ranova.lmm <- function(model, reduce.terms = TRUE, ...) {
   if (nrow(tab) > 1L) {
     tab$LRT[-1L] <- 2 * (tab$logLik[1L] - tab$logLik[-1L])
     tab$Df[-1L] <- tab$npar[1L] - tab$npar[-1L]
-    tab[-1L, "Pr(>Chisq)"] <- stats::pchisq(tab$LRT[-1L], ifelse(tab$Df[-1L] > 0, tab$Df[-1L], NA), lower.tail = FALSE)
+    tab[-1L, "Pr(>Chisq)"] <- p_value("chisq", tab$LRT[-1L], ifelse(tab$Df[-1L] > 0, tab$Df[-1L], NA))
   }
   rownames(tab) <- c("<none>", names(forms))
   structure(tab, heading = c("ANOVA-like table for random-effects: Single term deletions", "\nModel:", deparse1(full_form)),

@@ -71,8 +71,20 @@ contest_1d <- function(object, L, rhs = 0, ddf = "Satterthwaite", confint = FALS
     out$lower <- est - fac * se
     out$upper <- est + fac * se
   }
-  out[["Pr(>|t|)"]] <- 2 * stats::pt(abs(tval), df = df, lower.tail = FALSE)
+  out[["Pr(>|t|)"]] <- p_value("t", tval, df)
   out
+}
+
+# p-values from the Rust core (statrs): "t" two-sided, "F" and "chisq" upper tails.
+# Arguments are recycled; a missing statistic or df gives NA, as pt() and pf() do.
+p_value <- function(kind, stat, df1, df2 = NA_real_) {
+  n <- max(length(stat), length(df1), length(df2))
+  if (n == 0L || length(stat) == 0L) return(numeric(0))
+  recycle <- function(x) rep_len(as.double(x), n)
+  stat <- recycle(stat)
+  p <- call_rust(pvalues_rs, kind, stat, recycle(df1), recycle(df2))$p
+  p[is.nan(p) | is.na(stat)] <- NA_real_
+  p
 }
 
 # lmerTest's F statistic's denominator df from the eigen-contrasts' df.
@@ -88,7 +100,7 @@ f_table <- function(Fvalue, ndf, ddf, sigma, Fscale = 1) {
   ms <- Fvalue * sigma^2
   Fv <- Fvalue * Fscale
   data.frame(`Sum Sq` = ms * ndf, `Mean Sq` = ms, NumDF = ndf, DenDF = ddf, `F value` = Fv,
-             `Pr(>F)` = stats::pf(Fv, ndf, ddf, lower.tail = FALSE), check.names = FALSE)
+             `Pr(>F)` = p_value("F", Fv, ndf, ddf), check.names = FALSE)
 }
 
 # Joint F test of L β = rhs (L has one row per hypothesis), lmerTest's contestMD.

@@ -7,3 +7,4 @@ lmm_profile_rs <- function(spec, control) .Call(wrap__lmm_profile_rs, spec, cont
 lmm_simulate_rs <- function(spec, params, control) .Call(wrap__lmm_simulate_rs, spec, params, control)
 lmm_bootstrap_rs <- function(spec, params, control) .Call(wrap__lmm_bootstrap_rs, spec, params, control)
 sim_workshop_rs <- function(which, params) .Call(wrap__sim_workshop_rs, which, params)
+pvalues_rs <- function(kind, stat, df1, df2) .Call(wrap__pvalues_rs, kind, stat, df1, df2)

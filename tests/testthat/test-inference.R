@@ -66,3 +66,27 @@ test_that("bad inference requests are classed errors", {
   ml <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy, REML = FALSE)
   expect_error(summary(ml, ddf = "Kenward-Roger"), class = "mixedrs_input_error")
 })
+
+test_that("p-values from the Rust core (statrs) match R's pt, pf and pchisq", {
+  p_value <- mixedrs:::p_value
+  tv <- c(-40, -3.2, -0.5, 0, 0.01, 1.96, 7.5, 25)
+  for (df in c(0.7, 1, 2.5, 9.83, 150.2, 1e6, Inf)) {
+    expect_equal(p_value("t", tv, df), 2 * stats::pt(abs(tv), df, lower.tail = FALSE),
+                 tolerance = 1e-10, label = paste("t, df", df))
+  }
+  fv <- c(0, 0.3, 1, 4.2, 60, 1e4)
+  for (dd in list(c(1, 3.5), c(2, 17.2), c(5.5, 200), c(3, Inf))) {
+    expect_equal(p_value("F", fv, dd[1], dd[2]), stats::pf(fv, dd[1], dd[2], lower.tail = FALSE),
+                 tolerance = 1e-10, label = paste("F, df", dd[1], dd[2]))
+  }
+  xv <- c(0, 0.2, 3.84, 12, 90)
+  for (df in c(1, 2, 3.3, 10)) {
+    expect_equal(p_value("chisq", xv, df), stats::pchisq(xv, df, lower.tail = FALSE),
+                 tolerance = 1e-10, label = paste("chisq, df", df))
+  }
+  # tiny tails keep their relative precision
+  expect_equal(p_value("t", 60, 30), 2 * stats::pt(60, 30, lower.tail = FALSE), tolerance = 1e-8)
+  # missing input is NA, as for pt()
+  expect_equal(p_value("t", c(1, NA), c(NA, 3)), c(NA_real_, NA_real_))
+  expect_error(p_value("gamma", 1, 1), class = "mixedrs_input_error")
+})

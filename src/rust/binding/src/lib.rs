@@ -470,8 +470,32 @@ fn sim_workshop_rs(which: &str, params: List) -> extendr_api::Result<List> {
     guarded(move || run_workshop(&which, params))
 }
 
+/// Upper-tail probabilities for p-values: `kind` "t" (two-sided, df1), "F" (df1, df2)
+/// or "chisq" (df1), element by element.
+fn run_pvalues(kind: &str, stat: &[f64], df1: &[f64], df2: &[f64]) -> std::result::Result<List, Error> {
+    use mixedrs_core::distributions::{chisq_upper, f_upper, t_two_sided};
+    let n = stat.len();
+    if df1.len() != n || (kind == "F" && df2.len() != n) {
+        return Err(input("statistics and degrees of freedom differ in length"));
+    }
+    let p: Vec<f64> = match kind {
+        "t" => (0..n).map(|i| t_two_sided(stat[i], df1[i])).collect(),
+        "F" => (0..n).map(|i| f_upper(stat[i], df1[i], df2[i])).collect(),
+        "chisq" => (0..n).map(|i| chisq_upper(stat[i], df1[i])).collect(),
+        _ => return Err(input("unknown distribution for p-values")),
+    };
+    Ok(List::from_names_and_values(["p"], [Robj::from(p)])?)
+}
+
+#[extendr]
+fn pvalues_rs(kind: &str, stat: Vec<f64>, df1: Vec<f64>, df2: Vec<f64>) -> extendr_api::Result<List> {
+    let kind = kind.to_string();
+    guarded(move || run_pvalues(&kind, &stat, &df1, &df2))
+}
+
 extendr_module! {
     mod mixedrs;
+    fn pvalues_rs;
     fn lmm_fit_rs;
     fn lmm_varpar_rs;
     fn lmm_profile_rs;

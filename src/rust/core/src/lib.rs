@@ -3,6 +3,7 @@
 pub mod blocks;
 pub mod correlation;
 pub mod dense;
+pub mod distributions;
 pub mod error;
 pub mod fit;
 pub mod gradient;
