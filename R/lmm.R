@@ -113,7 +113,10 @@ ill_conditioned <- function(spec) {
 
 # The same model with X orthonormalised (scaled to unit RMS) and y replaced by its
 # least-squares residual on X, scaled to unit RMS.
-conditioned_spec <- function(spec) {
+# X and y of a spec conditioned: X orthonormalised (X = X* Sx), y replaced by its residual
+# from the OLS fit scaled to unit size (y = X β_ols + s y*). θ keeps its meaning (Z is as
+# given), β and σ map back through Sx, β_ols and s.
+condition_xy <- function(spec) {
   n <- length(spec$y)
   y <- spec$y
   w <- if (is.null(spec$weights)) rep(1, n) else spec$weights
@@ -132,6 +135,13 @@ conditioned_spec <- function(spec) {
   s <- sqrt(sum(w * y^2) / n)
   if (!is.finite(s) || s == 0) s <- 1
   spec$y <- y / s
+  list(spec = spec, Sx = Sx, beta_ols = beta_ols, s = s)
+}
+
+conditioned_spec <- function(spec) {
+  cond <- condition_xy(spec)
+  spec <- cond$spec
+  n <- length(spec$y)
   # Z: a linear change of a term's columns is a reparametrisation of its covariance
   # (full terms: Z = Z* S with S upper triangular; diagonal terms: per-column scales)
   tr <- vector("list", length(spec$terms))
@@ -151,7 +161,7 @@ conditioned_spec <- function(spec) {
       tr[[i]] <- list(type = "scale", scale = sc)
     }
   }
-  list(spec = spec, Sx = Sx, beta_ols = beta_ols, s = s, z_transforms = tr)
+  c(cond[c("Sx", "beta_ols", "s")], list(spec = spec, z_transforms = tr))
 }
 
 # Results of the evaluation on the X- and y-conditioned copy, in the data's units:

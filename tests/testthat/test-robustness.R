@@ -55,6 +55,29 @@ test_that("rescaling a fixed-effect predictor rescales its coefficient and nothi
   }
 })
 
+test_that("Satterthwaite and Kenward-Roger df and p-values do not depend on the units of y or a predictor's origin", {
+  d <- sim_crossed()
+  f <- y ~ x + cond + (1 | subj) + (1 | item)
+  a <- lmm(f, d)
+  sa <- summary(a)$coefficients
+  for (k in c(1e8, 1e-8)) {
+    d2 <- d
+    d2$y <- d$y * k
+    b <- lmm(f, d2)
+    sb <- summary(b)$coefficients
+    expect_equal(sb[, "df"], sa[, "df"], tolerance = 1e-8, label = paste("Satterthwaite df, y x", k))
+    expect_equal(sb[, "Pr(>|t|)"], sa[, "Pr(>|t|)"], tolerance = 1e-8)
+    expect_equal(anova(b)$DenDF, anova(a)$DenDF, tolerance = 1e-8)
+    expect_equal(summary(b, ddf = "Kenward-Roger")$coefficients[, "df"],
+                 summary(a, ddf = "Kenward-Roger")$coefficients[, "df"], tolerance = 1e-8)
+  }
+  d3 <- d
+  d3$x <- d$x + 1e6
+  s3 <- summary(lmm(f, d3))$coefficients
+  expect_equal(s3[-1, "df"], sa[-1, "df"], tolerance = 1e-8)
+  expect_equal(s3[-1, "Pr(>|t|)"], sa[-1, "Pr(>|t|)"], tolerance = 1e-8)
+})
+
 test_that("singular fits converge, are flagged as in lme4, and never return NaN", {
   set.seed(1)
   d <- data.frame(g = factor(rep(1:10, each = 5)), x = rnorm(50))
