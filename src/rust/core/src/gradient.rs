@@ -10,7 +10,7 @@
 //! By the envelope theorem ∂PWRSS/∂θᵢ = −2 rᵀ W Z Sᵢ û = −2 Σ_l ζ_t(l)[r] û_t(l)[c], with
 //! ζ = ZᵀWr = A_Zy − A_ZZ b − A_ZX β̂ computed from A's blocks (no pass over n). No Λ⁻¹
 //! appears, so the gradient holds on the boundary too.
-use crate::blocks::{self, Block};
+use crate::blocks::Block;
 use crate::error::{MixedError, Result};
 use crate::model::{tri, LinearMixedModel};
 
@@ -133,25 +133,19 @@ impl LinearMixedModel {
     pub(crate) fn zeta(&self, b: &[Vec<f64>], beta: &[f64]) -> Result<Vec<Vec<f64>>> {
         let nt = self.terms.len();
         let (p, m) = (self.p, self.p + 1);
+        let ab = self.a_zz_times(b);
         let mut zeta = Vec::with_capacity(nt);
-        for t in 0..nt {
+        for (t, ab_t) in ab.iter().enumerate() {
             let ax = match &self.a[tri(nt, t)] {
                 Block::Dense(d) => d,
                 _ => return Err(MixedError::Numerical("internal error: A's [X y] rows are not dense".into())),
             };
-            let mut z: Vec<f64> = (0..ax.cols)
+            let z: Vec<f64> = (0..ax.cols)
                 .map(|c| {
                     let col = &ax.data[c * m..(c + 1) * m];
-                    col[p] - (0..p).map(|a| col[a] * beta[a]).sum::<f64>()
+                    col[p] - (0..p).map(|a| col[a] * beta[a]).sum::<f64>() - ab_t[c]
                 })
                 .collect();
-            for s in 0..nt {
-                if s <= t {
-                    blocks::mul_sub(&self.a[tri(t, s)], &b[s], &mut z);
-                } else {
-                    blocks::t_mul_sub(&self.a[tri(s, t)], &b[s], &mut z);
-                }
-            }
             zeta.push(z);
         }
         Ok(zeta)

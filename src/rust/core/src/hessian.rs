@@ -103,20 +103,6 @@ impl LinearMixedModel {
         out
     }
 
-    /// The L blocks the selected inverse and the solves use: the terms' blocks and,
-    /// with X, the X rows without y (`x_only`, refreshed by `selected_inverse(true)`).
-    fn factor_view(&self, with_x: bool) -> (Vec<&Block>, usize) {
-        let nt = self.terms.len();
-        let nb = if with_x { nt + 1 } else { nt };
-        let mut view = Vec::with_capacity(nb * (nb + 1) / 2);
-        for i in 0..nb {
-            for j in 0..=i {
-                view.push(if i == nt { &self.x_only[j] } else { &self.l[tri(i, j)] });
-            }
-        }
-        (view, nb)
-    }
-
     /// Exact second-order pieces at the current factor (the θ of the last `update_l`).
     /// The factor is left at that θ.
     pub fn piece_derivatives(&mut self) -> Result<PieceDerivatives> {
@@ -143,7 +129,7 @@ impl LinearMixedModel {
         if !exact.is_empty() {
             let chosen: Vec<&Theta> = exact.iter().map(|&i| &elements[i]).collect();
             let phi = {
-                let (view, nb) = self.factor_view(reml);
+                let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, reml);
                 phi(&view, &self.sigma, nb, &chosen)?
             };
             let ne = exact.len();
@@ -218,28 +204,6 @@ impl LinearMixedModel {
         out
     }
 
-    /// A_ZZ x over the terms (x per term), from A's blocks.
-    fn a_zz_times(&self, x: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        let nt = self.terms.len();
-        (0..nt)
-            .map(|s| {
-                let mut y = vec![0.0; self.terms[s].q()];
-                for t in 0..nt {
-                    if x[t].iter().all(|&v| v == 0.0) {
-                        continue;
-                    }
-                    if t <= s {
-                        blocks::mul_sub(&self.a[tri(s, t)], &x[t], &mut y);
-                    } else {
-                        blocks::t_mul_sub(&self.a[tri(t, s)], &x[t], &mut y);
-                    }
-                }
-                y.iter_mut().for_each(|v| *v = -*v);
-                y
-            })
-            .collect()
-    }
-
     /// A_XZ x: the X rows (without y) of A's last block row times x.
     fn a_xz_times(&self, x: &[Vec<f64>]) -> Result<Vec<f64>> {
         let nt = self.terms.len();
@@ -261,7 +225,7 @@ impl LinearMixedModel {
     /// M⁻¹ x for M over [Z X], by forward and back substitution through the blocks
     /// (`x_only` must be current).
     fn solve_m(&self, x: &mut [Vec<f64>]) {
-        let (view, nb) = self.factor_view(true);
+        let (view, nb) = Self::factor_view(&self.l, &self.x_only, self.terms.len(), true);
         for j in 0..nb {
             let mut xj = std::mem::take(&mut x[j]);
             for k in 0..j {

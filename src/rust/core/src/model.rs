@@ -632,14 +632,44 @@ impl LinearMixedModel {
                 }
             }
         }
+        let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
+        selinv::selected_inverse(&view, nb, &mut self.sigma, &mut self.selinv_ws)
+    }
+
+    /// The blocks of the factor of M: the terms' blocks of L and, with X, the X rows
+    /// without y (`x_only`, refreshed by `selected_inverse(true)`). Returns the view
+    /// (lower triangle of blocks) and its number of block columns.
+    pub(crate) fn factor_view<'a>(l: &'a [Block], x_only: &'a [Block], nt: usize, with_x: bool) -> (Vec<&'a Block>, usize) {
         let nb = if with_x { nt + 1 } else { nt };
-        let mut view: Vec<&Block> = Vec::with_capacity(tri(nb - 1, nb - 1) + 1);
+        let mut view = Vec::with_capacity(nb * (nb + 1) / 2);
         for i in 0..nb {
             for j in 0..=i {
-                view.push(if i == nt { &self.x_only[j] } else { &self.l[tri(i, j)] });
+                view.push(if i == nt { &x_only[j] } else { &l[tri(i, j)] });
             }
         }
-        selinv::selected_inverse(&view, nb, &mut self.sigma, &mut self.selinv_ws)
+        (view, nb)
+    }
+
+    /// A_ZZ x over the terms (x per term, level-major), from A's blocks.
+    pub(crate) fn a_zz_times(&self, x: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let nt = self.terms.len();
+        (0..nt)
+            .map(|s| {
+                let mut y = vec![0.0; self.terms[s].q()];
+                for t in 0..nt {
+                    if x[t].iter().all(|&v| v == 0.0) {
+                        continue;
+                    }
+                    if t <= s {
+                        blocks::mul_sub(&self.a[tri(s, t)], &x[t], &mut y);
+                    } else {
+                        blocks::t_mul_sub(&self.a[tri(t, s)], &x[t], &mut y);
+                    }
+                }
+                y.iter_mut().for_each(|v| *v = -*v);
+                y
+            })
+            .collect()
     }
 
     /// Conditional covariance of term t's random effects, per level: Λ [(L_θL_θᵀ)⁻¹]_ll Λᵀ
