@@ -81,11 +81,33 @@ contrasts_type2 <- function(object) {
   out[labels]
 }
 
-# Design with one column per level of every factor ("rdX" in lmerTest).
-full_design <- function(object) {
+# The distinct rows of the fixed-effects variables and how often each occurs. The
+# type III hypotheses depend on the data only through cross products, so they are
+# built on these rows, weighted by the counts (28 rows instead of 73,421 for
+# InstEval's service*dept). Without the variables at hand, every row, each once.
+fixed_cells <- function(object) {
+  frame <- object$model$frame
+  n <- nrow(frame)
+  vars <- all.vars(stats::delete.response(fixed_terms(object)))
+  if (length(vars) == 0L || !all(vars %in% names(frame))) return(list(rows = seq_len(n), count = rep(1, n)))
+  key <- rep(1, n)
+  for (v in vars) {
+    x <- frame[[v]]
+    if (!is.atomic(x) || !is.null(dim(x))) return(list(rows = seq_len(n), count = rep(1, n)))
+    code <- if (is.factor(x)) as.integer(x) else match(x, unique(x))
+    # recoded (1..distinct) only when the combined key could lose integer precision
+    if (max(key) * (max(code) + 1) > 2^50) key <- match(key, unique(key))
+    key <- key * (max(code) + 1) + code
+  }
+  key <- match(key, unique(key))
+  list(rows = match(seq_len(max(key)), key), count = tabulate(key))
+}
+
+# Design with one column per level of every factor ("rdX" in lmerTest), on `rows`.
+full_design <- function(object, rows) {
   tt <- fixed_terms(object)
   labels <- attr(tt, "term.labels")
-  frame <- object$model$frame
+  frame <- object$model$frame[rows, , drop = FALSE]
   blocks <- lapply(labels, function(l) stats::model.matrix(stats::as.formula(paste("~ 0 +", l)), data = frame))
   rdX <- do.call(cbind, c(list(matrix(numeric(0), nrow(frame), 0)), blocks))
   nms <- unlist(lapply(blocks, colnames))
@@ -94,7 +116,7 @@ full_design <- function(object) {
     nms <- c("(Intercept)", nms)
   }
   colnames(rdX) <- nms
-  if (any(zero <- apply(rdX, 2, function(x) all(x == 0)))) {
+  if (any(zero <- colSums(rdX != 0) == 0)) {
     message(sprintf("Missing cells for: %s. \nInterpret type III hypotheses with care.", paste(nms[zero], collapse = ", ")))
   }
   rdX
@@ -105,14 +127,19 @@ contrasts_type3 <- function(object) {
   tt <- fixed_terms(object)
   labels <- attr(tt, "term.labels")
   if (ncol(X) <= 1L || length(labels) <= 1L) return(contrasts_type1(object))
+  cells <- fixed_cells(object)
+  w <- cells$count
+  Xu <- X[cells$rows, , drop = FALSE]
+  attr(Xu, "assign") <- attr(X, "assign")
   codings <- unlist(attr(X, "contrasts"))
   treatment <- length(codings) > 0L && all(vapply(codings, is.character, TRUE)) && all(codings == "contr.treatment")
-  Xt <- X
+  Xt <- Xu
   if (!treatment) {
     facs <- names(attr(X, "contrasts"))
-    Xt <- stats::model.matrix(tt, object$model$frame,
+    Xt <- stats::model.matrix(tt, object$model$frame[cells$rows, , drop = FALSE],
                               contrasts.arg = stats::setNames(rep(list("contr.treatment"), length(facs)), facs))
-    qx <- qr(Xt, tol = 1e-7)
+    # weighted by sqrt(count), the distinct rows have the full data's R factor
+    qx <- qr(Xt * sqrt(w), tol = 1e-7)
     if (qx$rank < ncol(Xt)) {
       keep <- qx$pivot[seq_len(qx$rank)]
       asgn <- attr(Xt, "assign")[keep]
@@ -120,11 +147,11 @@ contrasts_type3 <- function(object) {
       attr(Xt, "assign") <- asgn
     }
   }
-  rdX <- full_design(object)
-  # ginv(Xt) %*% rdX through the normal equations: Xt has full column rank, and this
-  # costs O(n p²) rather than an SVD of the n × p matrix
-  XtX_inv <- ginv(crossprod(Xt))
-  L <- zapsmall(t(XtX_inv %*% crossprod(Xt, rdX)))
+  rdX <- full_design(object, cells$rows)
+  # ginv(Xt) %*% rdX through the normal equations (Xt has full column rank), with the
+  # counts as weights: the same cross products as on all rows
+  XtX_inv <- ginv(crossprod(Xt, Xt * w))
+  L <- zapsmall(t(XtX_inv %*% crossprod(Xt * w, rdX)))
   dimnames(L) <- list(colnames(rdX), colnames(Xt))
   cols <- term_columns(tt, Xt)
   contained <- containment(tt, data_classes(object))
@@ -140,7 +167,7 @@ contrasts_type3 <- function(object) {
     Lt[rowSums(abs(Lt)) > 1e-8, , drop = FALSE]
   })
   if (!treatment) {
-    map <- zapsmall(XtX_inv %*% crossprod(Xt, X))
+    map <- zapsmall(XtX_inv %*% crossprod(Xt * w, Xu))
     out <- lapply(out, function(Lt) Lt %*% map)
   }
   out

@@ -89,9 +89,12 @@ fit_from_starts <- function(spec, ctl) {
 ill_conditioned <- function(spec) {
   # a heuristic, so on large data an evenly spaced sample of rows is enough
   n <- length(spec$y)
-  rows <- if (n > 20000L) unique(round(seq(1, n, length.out = 20000L))) else seq_len(n)
-  # rows of an n x k column-major vector, without copying the whole matrix
-  pick <- function(v, k) matrix(v[as.vector(outer(rows, (seq_len(k) - 1L) * n, `+`))], ncol = k)
+  rows <- if (n > 20000L) unique(as.integer(round(seq(1, n, length.out = 20000L)))) else seq_len(n)
+  # those rows of an n x k matrix (or column-major vector), without copying it whole
+  pick <- function(v, k) {
+    if (is.matrix(v)) return(v[rows, , drop = FALSE])
+    vapply(seq_len(k) - 1, function(j) v[rows + j * n], numeric(length(rows)))
+  }
   y <- spec$y[rows]
   sy <- stats::sd(y)
   if (!is.finite(sy) || sy == 0) return(FALSE)
@@ -104,7 +107,7 @@ ill_conditioned <- function(spec) {
     if (any(ns == 0)) return(FALSE)
     if (any(ns < 1 / scale_limit | ns > scale_limit)) return(TRUE)
     if (ncol(M) < 2L) return(FALSE)
-    ev <- eigen(crossprod(sweep(M, 2, ns, "/")), symmetric = TRUE, only.values = TRUE)$values
+    ev <- eigen(crossprod(M) / outer(ns, ns), symmetric = TRUE, only.values = TRUE)$values
     min(ev) <= 0 || max(ev) / min(ev) > 1e6
   }
   if (spec$p >= 1L && bad_columns(pick(spec$X, spec$p), 1e3)) return(TRUE)

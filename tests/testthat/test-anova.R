@@ -36,6 +36,27 @@ test_that("type III with sum-to-zero contrasts and an interaction matches lmerTe
   expect_equal(a[["F value"]], b[["F value"]], tolerance = TOL_DF)
 })
 
+test_that("type III hypotheses from the distinct rows match lmerTest: a log() covariate, a character factor, a missing cell", {
+  d <- sim_crossed()
+  d$g <- rep(c("a", "b", "c"), length.out = nrow(d))
+  d$xp <- round(abs(d$x), 1) + 0.5
+  f <- fit_lmertest(y ~ cond * g + log(xp) + (1 | subj), d)
+  a <- anova(f$ours, type = "III")
+  b <- anova(f$ref, type = "III")
+  expect_equal(rownames(a), rownames(b))
+  expect_equal(a$NumDF, b$NumDF)
+  expect_equal(a$DenDF, b$DenDF, tolerance = TOL_DF)
+  expect_equal(a[["F value"]], b[["F value"]], tolerance = TOL_DF)
+  # a cond x g cell with no data: both say so, and the tests still agree
+  d2 <- d[!(d$g == "c" & d$cond == levels(factor(d$cond))[1]), ]
+  f2 <- fit_lmertest(y ~ cond * g + (1 | subj), d2)
+  expect_message(a2 <- anova(f2$ours, type = "III"), "Missing cells for")
+  b2 <- suppressMessages(anova(f2$ref, type = "III"))
+  expect_equal(a2$NumDF, b2$NumDF)
+  expect_equal(a2$DenDF, b2$DenDF, tolerance = TOL_DF)
+  expect_equal(a2[["F value"]], b2[["F value"]], tolerance = TOL_DF)
+})
+
 test_that("anova(m1, m2) is lme4's likelihood-ratio test, refitting REML fits by ML", {
   d <- lme4::sleepstudy
   m0 <- lmm(Reaction ~ Days + (1 | Subject), d)

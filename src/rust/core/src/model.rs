@@ -200,7 +200,6 @@ impl LinearMixedModel {
         let nt = terms.len();
         let m = p + 1;
         let w = |o: usize| weights.map_or(1.0, |w| w[o]);
-        let xy = |o: usize, a: usize| if a < p { x[o + a * n] } else { y[o] };
         let mut a = Vec::with_capacity(tri(nt, nt) + 1);
         for i in 0..=nt {
             for j in 0..=i {
@@ -226,29 +225,35 @@ impl LinearMixedModel {
                     let tj = &terms[j];
                     let kj = tj.k;
                     let mut d = Dense::zeros(m, tj.q());
-                    for o in 0..n {
-                        let wo = w(o);
-                        let cj = tj.codes[o] as usize * kj;
-                        for b in 0..kj {
-                            let zb = tj.z[o + b * n] * wo;
-                            let col = &mut d.data[(cj + b) * m..(cj + b + 1) * m];
-                            for (r, c) in col.iter_mut().enumerate() {
-                                *c += xy(o, r) * zb;
+                    for_row_chunks(x, p, y, n, |o0, rows| {
+                        for (i, row) in rows.chunks_exact(m).enumerate() {
+                            let o = o0 + i;
+                            let wo = w(o);
+                            let cj = tj.codes[o] as usize * kj;
+                            for b in 0..kj {
+                                let zb = tj.z[o + b * n] * wo;
+                                let col = &mut d.data[(cj + b) * m..(cj + b + 1) * m];
+                                for (c, v) in col.iter_mut().zip(row) {
+                                    *c += v * zb;
+                                }
                             }
                         }
-                    }
+                    });
                     Block::Dense(d)
                 } else {
                     let mut d = Dense::zeros(m, m);
-                    for o in 0..n {
-                        let wo = w(o);
-                        for b in 0..m {
-                            let vb = xy(o, b) * wo;
-                            for r in b..m {
-                                d.data[r + b * m] += xy(o, r) * vb;
+                    for_row_chunks(x, p, y, n, |o0, rows| {
+                        for (i, row) in rows.chunks_exact(m).enumerate() {
+                            let wo = w(o0 + i);
+                            for b in 0..m {
+                                let vb = row[b] * wo;
+                                let col = &mut d.data[b * m + b..(b + 1) * m];
+                                for (c, v) in col.iter_mut().zip(&row[b..]) {
+                                    *c += v * vb;
+                                }
                             }
                         }
-                    }
+                    });
                     Block::Dense(d)
                 };
                 a.push(blk);
@@ -699,5 +704,26 @@ impl LinearMixedModel {
             }
         }
         Ok(out)
+    }
+}
+
+/// Calls `f(first_row, rows)` on consecutive chunks of [X y] copied row-major, so the
+/// per-row products read contiguous memory rather than p + 1 columns n apart; the
+/// buffer is small and reused, so no copy of the data is kept.
+fn for_row_chunks(x: &[f64], p: usize, y: &[f64], n: usize, mut f: impl FnMut(usize, &[f64])) {
+    const CHUNK: usize = 256;
+    let m = p + 1;
+    let mut buf = vec![0.0; CHUNK * m];
+    let mut o0 = 0;
+    while o0 < n {
+        let len = CHUNK.min(n - o0);
+        for c in 0..m {
+            let src = if c < p { &x[c * n + o0..c * n + o0 + len] } else { &y[o0..o0 + len] };
+            for (i, v) in src.iter().enumerate() {
+                buf[i * m + c] = *v;
+            }
+        }
+        f(o0, &buf[..len * m]);
+        o0 += len;
     }
 }
