@@ -119,6 +119,13 @@ struct Tracked<'o, O: Objective + ?Sized> {
     budget: Cell<usize>,
     enforce_budget: Cell<bool>,
     over_budget: Cell<bool>,
+    /// BFGS's gradient tolerance, and the last value computed (where, what). On millions
+    /// of rows the criterion is only smooth to ~1e-10 relative, so the line search can
+    /// reject the very point whose gradient meets the tolerance; such a point, if its
+    /// value is within rounding of the best, ends the run (`stationary`).
+    grad_tol: Cell<f64>,
+    last_value: RefCell<Option<(Vec<f64>, f64)>>,
+    stationary: RefCell<Option<(Vec<f64>, f64)>>,
 }
 
 impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
@@ -135,6 +142,9 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
             budget: Cell::new(usize::MAX),
             enforce_budget: Cell::new(false),
             over_budget: Cell::new(false),
+            grad_tol: Cell::new(0.0),
+            last_value: RefCell::new(None),
+            stationary: RefCell::new(None),
         }
     }
 
@@ -162,6 +172,7 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
         self.check()?;
         self.evals.set(self.evals.get() + 1);
         let v = self.obj.borrow_mut().value(x)?;
+        *self.last_value.borrow_mut() = Some((x.to_vec(), v));
         let mut best = self.best.borrow_mut();
         if v < best.0 {
             best.0 = v;
@@ -179,6 +190,14 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
         }
         let g = self.new_gradient(x)?;
         *self.last_grad.borrow_mut() = Some((x.to_vec(), g.clone()));
+        if self.enforce_budget.get() && g.iter().map(|v| v * v).sum::<f64>().sqrt() < self.grad_tol.get() {
+            let at = self.last_value.borrow().as_ref().filter(|(at, _)| at.as_slice() == x).map(|(_, f)| *f);
+            let best = self.best.borrow().0;
+            if let Some(f) = at.filter(|f| *f <= best + 1e-9 * (1.0 + best.abs())) {
+                *self.stationary.borrow_mut() = Some((x.to_vec(), f));
+                return Err(MixedError::NotConverged("stationary point reached".into()));
+            }
+        }
         Ok(g)
     }
 
@@ -309,6 +328,7 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
         return Ok(Minimum { x: vec![], f: f0, evaluations: 1, gradients: 0, converged: true, message: "nothing to optimise".into() });
     }
     let tol = control.grad_tol * (1.0 + f0.abs());
+    problem.grad_tol.set(tol);
     let mut converged = false;
     let mut message = String::from("maximum number of iterations reached");
     for _ in 0..=control.max_restarts {
@@ -336,6 +356,11 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
         if problem.interrupted.get() {
             return Err(MixedError::Interrupted);
         }
+        if problem.stationary.borrow().is_some() {
+            converged = true;
+            message = String::from("converged: gradient below tolerance");
+            break;
+        }
         if problem.over_budget.get() {
             message = String::from("evaluation limit reached");
             break;
@@ -359,7 +384,10 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
             }
         }
     }
-    let (fbest, x) = problem.best.borrow().clone();
+    let (fbest, x) = match problem.stationary.borrow().clone() {
+        Some((x, f)) => (f, x),
+        None => problem.best.borrow().clone(),
+    };
     if !converged {
         let g = problem.gradient(&x)?;
         if g.iter().map(|g| g * g).sum::<f64>().sqrt() < 1e3 * tol {
