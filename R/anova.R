@@ -95,6 +95,7 @@ fixed_cells <- function(object) {
     x <- frame[[v]]
     if (!is.atomic(x) || !is.null(dim(x))) return(list(rows = seq_len(n), count = rep(1, n)))
     code <- if (is.factor(x)) as.integer(x) else match(x, unique(x))
+    code[is.na(code)] <- 0L
     # recoded (1..distinct) only when the combined key could lose integer precision
     if (max(key) * (max(code) + 1) > 2^50) key <- match(key, unique(key))
     key <- key * (max(code) + 1) + code

@@ -124,7 +124,7 @@ struct Tracked<'o, O: Objective + ?Sized> {
     /// reject the very point whose gradient meets the tolerance; such a point, if its
     /// value is within rounding of the best, ends the run (`stationary`).
     grad_tol: Cell<f64>,
-    last_value: RefCell<Option<(Vec<f64>, f64)>>,
+    last_value: RefCell<(Vec<f64>, f64)>,
     stationary: RefCell<Option<(Vec<f64>, f64)>>,
 }
 
@@ -143,7 +143,7 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
             enforce_budget: Cell::new(false),
             over_budget: Cell::new(false),
             grad_tol: Cell::new(0.0),
-            last_value: RefCell::new(None),
+            last_value: RefCell::new((vec![f64::NAN; n], f64::NAN)),
             stationary: RefCell::new(None),
         }
     }
@@ -172,7 +172,12 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
         self.check()?;
         self.evals.set(self.evals.get() + 1);
         let v = self.obj.borrow_mut().value(x)?;
-        *self.last_value.borrow_mut() = Some((x.to_vec(), v));
+        {
+            // copied into a buffer made once: no allocation per evaluation
+            let mut last = self.last_value.borrow_mut();
+            last.0.copy_from_slice(x);
+            last.1 = v;
+        }
         let mut best = self.best.borrow_mut();
         if v < best.0 {
             best.0 = v;
@@ -191,7 +196,10 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
         let g = self.new_gradient(x)?;
         *self.last_grad.borrow_mut() = Some((x.to_vec(), g.clone()));
         if self.enforce_budget.get() && g.iter().map(|v| v * v).sum::<f64>().sqrt() < self.grad_tol.get() {
-            let at = self.last_value.borrow().as_ref().filter(|(at, _)| at.as_slice() == x).map(|(_, f)| *f);
+            let at = {
+                let last = self.last_value.borrow();
+                (last.0.as_slice() == x).then_some(last.1)
+            };
             let best = self.best.borrow().0;
             if let Some(f) = at.filter(|f| *f <= best + 1e-9 * (1.0 + best.abs())) {
                 *self.stationary.borrow_mut() = Some((x.to_vec(), f));
