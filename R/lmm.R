@@ -114,8 +114,6 @@ ill_conditioned <- function(spec) {
   any(vapply(spec$terms, function(t) bad_columns(pick(t$Z, t$k), 10), TRUE))
 }
 
-# The same model with X orthonormalised (scaled to unit RMS) and y replaced by its
-# least-squares residual on X, scaled to unit RMS.
 # X and y of a spec conditioned: X orthonormalised (X = X* Sx), y replaced by its residual
 # from the OLS fit scaled to unit size (y = X β_ols + s y*). θ keeps its meaning (Z is as
 # given), β and σ map back through Sx, β_ols and s.
@@ -141,6 +139,8 @@ condition_xy <- function(spec) {
   list(spec = spec, Sx = Sx, beta_ols = beta_ols, s = s)
 }
 
+# The whole spec conditioned for the optimiser: X and y as condition_xy() does, and each
+# term's Z columns orthonormalised or scaled (`z_transforms` maps θ back).
 conditioned_spec <- function(spec) {
   cond <- condition_xy(spec)
   spec <- cond$spec

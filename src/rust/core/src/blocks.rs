@@ -340,8 +340,9 @@ impl Default for Block {
     }
 }
 
+/// This module's broken invariants.
 fn internal(what: &str) -> MixedError {
-    MixedError::Numerical(format!("internal error in the blocked factor: {}", what))
+    MixedError::internal("the blocked factor", what)
 }
 
 impl Block {

@@ -23,6 +23,11 @@ impl MixedError {
             MixedError::Interrupted => "interrupted",
         }
     }
+    /// A broken invariant of the blocked storage (a block where none can be, or of the
+    /// wrong kind): reported as a numerical failure naming the part that found it.
+    pub(crate) fn internal(part: &str, what: &str) -> Self {
+        MixedError::Numerical(format!("internal error in {part}: {what}"))
+    }
     pub fn message(&self) -> &str {
         match self {
             MixedError::Input(m) | MixedError::Numerical(m) | MixedError::NotConverged(m) => m,

@@ -65,7 +65,7 @@ impl LinearMixedModel {
                 let lam_s = &self.lambdas[s];
                 let a = match &self.a[tri(s, t)] {
                     Block::Sparse(a) => a,
-                    _ => return Err(MixedError::Numerical("internal error: A's blocks between terms are not sparse".into())),
+                    _ => return Err(MixedError::internal("the gradient", "A's blocks between terms are not sparse")),
                 };
                 let sig = &self.sigma[tri(s, t)];
                 let map = &self.a_to_l[tri(s, t)];
@@ -98,7 +98,7 @@ impl LinearMixedModel {
             if reml {
                 let (ax, sx) = match (&self.a[tri(nt, t)], &self.sigma[tri(nt, t)]) {
                     (Block::Dense(a), Block::Dense(s)) => (a, s),
-                    _ => return Err(MixedError::Numerical("internal error: the X rows are not dense".into())),
+                    _ => return Err(MixedError::internal("the gradient", "the X rows are not dense")),
                 };
                 for lev in 0..self.terms[t].nlevels {
                     let hl = &mut h[t][lev * kt * kt..(lev + 1) * kt * kt];
@@ -138,7 +138,7 @@ impl LinearMixedModel {
         for (t, ab_t) in ab.iter().enumerate() {
             let ax = match &self.a[tri(nt, t)] {
                 Block::Dense(d) => d,
-                _ => return Err(MixedError::Numerical("internal error: A's [X y] rows are not dense".into())),
+                _ => return Err(MixedError::internal("the gradient", "A's [X y] rows are not dense")),
             };
             let z: Vec<f64> = (0..ax.cols)
                 .map(|c| {

@@ -52,8 +52,9 @@ struct Theta {
     u: Vec<f64>,
 }
 
+/// This module's broken invariants.
 fn internal(what: &str) -> MixedError {
-    MixedError::Numerical(format!("internal error in the second derivatives: {}", what))
+    MixedError::internal("the second derivatives", what)
 }
 
 /// (k×k) a·b, column-major.

@@ -271,7 +271,7 @@ impl LinearMixedModel {
             for j in 0..i {
                 match &a[tri(i, j)] {
                     Block::Sparse(s) => a_off.push(s),
-                    _ => return Err(MixedError::Numerical("internal error: A's blocks between terms are not sparse".into())),
+                    _ => return Err(MixedError::internal("the model", "A's blocks between terms are not sparse")),
                 }
             }
         }
@@ -312,7 +312,7 @@ impl LinearMixedModel {
                             for c in 0..asp.ncol_levels {
                                 for idx in asp.col_blocks(c) {
                                     let to = s.find(asp.rowlev[idx] as usize, c).ok_or_else(|| {
-                                        MixedError::Numerical("internal error: L's pattern misses a block of A".into())
+                                        MixedError::internal("the model", "L's pattern misses a block of A")
                                     })?;
                                     map.push(to);
                                 }
@@ -348,7 +348,7 @@ impl LinearMixedModel {
         for j in 0..=nt {
             let blk = match &mut self.a[tri(nt, j)] {
                 Block::Dense(d) => d,
-                _ => return Err(MixedError::Numerical("internal error: A's [X y] rows are not dense".into())),
+                _ => return Err(MixedError::internal("the model", "A's [X y] rows are not dense")),
             };
             if j < nt {
                 let tj = &self.terms[j];
@@ -623,7 +623,7 @@ impl LinearMixedModel {
             for j in 0..=nt {
                 let src = match &self.l[tri(nt, j)] {
                     Block::Dense(d) => d,
-                    _ => return Err(MixedError::Numerical("internal error: L's [X y] rows are not dense".into())),
+                    _ => return Err(MixedError::internal("the model", "L's [X y] rows are not dense")),
                 };
                 let cols = if j == nt { p } else { src.cols };
                 let dst = &mut self.x_only[j];

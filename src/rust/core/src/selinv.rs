@@ -17,8 +17,9 @@ pub(crate) fn tri(i: usize, j: usize) -> usize {
     i * (i + 1) / 2 + j
 }
 
+/// This module's broken invariants.
 fn internal(what: &str) -> MixedError {
-    MixedError::Numerical(format!("internal error in the selected inverse: {}", what))
+    MixedError::internal("the selected inverse", what)
 }
 
 /// Scratch reused across levels and calls.
