@@ -163,74 +163,62 @@ pub fn llt_inverse(l: &[f64], n: usize, out: &mut [f64]) {
     }
 }
 
-/// W ← WᵀW on the lower triangle, in place, for lower-triangular W (n×n): LAPACK's
-/// blocked `lauum`, with faer's products on disjoint sub-blocks. Row panel i of the
-/// result needs only rows of W at or below it, which are still untouched.
+/// W ← WᵀW on the lower triangle, in place, for lower-triangular W (n×n): a recursive
+/// `lauum`. With W = [W₁₁ 0; W₂₁ W₂₂], WᵀW = [W₁₁ᵀW₁₁ + W₂₁ᵀW₂₁, ·; W₂₂ᵀW₂₁, W₂₂ᵀW₂₂], so the
+/// work is two large products (a symmetric rank update and a triangular product, which
+/// needs a copy of W₂₁: at most n²/4 scratch) and two halves. Measured at n = 1128 on 2
+/// cores: 7 ms, where a row-panel version took 10.5.
 fn lower_t_times_lower_in_place(w: &mut [f64], n: usize) {
-    const NB: usize = 96;
-    let par = par_for(n);
-    let mut panel = vec![0.0; NB * n];
-    let mut diag = vec![0.0; NB * NB];
-    let mut i = 0;
-    while i < n {
-        let ib = NB.min(n - i);
-        let a = MatMut::from_column_major_slice_mut(w, n, n);
-        let (mut left, mut right) = a.split_at_col_mut(i);
-        // rows i..i+ib, columns 0..i ← W_iiᵀ · (those rows)
-        if i > 0 {
-            let mut t = MatMut::from_column_major_slice_mut(&mut panel[..ib * i], ib, i);
-            t.copy_from(left.rb().subrows(i, ib));
-            let wii = right.rb().submatrix(i, 0, ib, ib);
-            faer::linalg::matmul::triangular::matmul(
-                left.rb_mut().subrows_mut(i, ib),
-                BlockStructure::Rectangular,
-                Accum::Replace,
-                wii.transpose(),
-                BlockStructure::TriangularUpper,
-                t.rb(),
-                BlockStructure::Rectangular,
-                1.0,
-                par,
-            );
-        }
-        // the diagonal block: W_iiᵀ W_ii
-        {
-            let wii = right.rb().submatrix(i, 0, ib, ib);
-            for c in 0..ib {
-                for r in c..ib {
-                    diag[r + c * ib] = (r..ib).map(|k| wii[(k, r)] * wii[(k, c)]).sum();
-                }
-            }
-            let mut dst = right.rb_mut().submatrix_mut(i, 0, ib, ib);
-            for c in 0..ib {
-                for r in c..ib {
-                    dst[(r, c)] = diag[r + c * ib];
-                }
+    let mut tmp = vec![0.0; (n / 2 + 8) * (n / 2 + 8)];
+    lauum(MatMut::from_column_major_slice_mut(w, n, n), &mut tmp);
+}
+
+fn lauum(mut w: MatMut<'_, f64>, tmp: &mut [f64]) {
+    let k = w.nrows();
+    if k <= 32 {
+        // column c of the result needs columns ≥ c and rows ≥ r of W, which are still W
+        for c in 0..k {
+            for r in c..k {
+                let s: f64 = (r..k).map(|m| w[(m, r)] * w[(m, c)]).sum();
+                w[(r, c)] = s;
             }
         }
-        if i + ib < n {
-            // rows i..i+ib, columns 0..i += W[i+ib.., i..i+ib]ᵀ · W[i+ib.., 0..i]
-            let (rtop, rbot) = right.rb_mut().split_at_row_mut(i + ib);
-            let below = rbot.rb().subcols(0, ib);
-            if i > 0 {
-                let (ltop, lbot) = left.rb_mut().split_at_row_mut(i + ib);
-                faer::linalg::matmul::matmul(ltop.subrows_mut(i, ib), Accum::Add, below.transpose(), lbot.rb(), 1.0, par);
-            }
-            // the diagonal block += W[i+ib.., i..i+ib]ᵀ · W[i+ib.., i..i+ib] (lower part)
-            faer::linalg::matmul::triangular::matmul(
-                rtop.submatrix_mut(i, 0, ib, ib),
-                BlockStructure::TriangularLower,
-                Accum::Add,
-                below.transpose(),
-                BlockStructure::Rectangular,
-                below,
-                BlockStructure::Rectangular,
-                1.0,
-                par,
-            );
-        }
-        i += ib;
+        return;
     }
+    let par = par_for(k);
+    let k1 = (k / 2).div_ceil(8) * 8;
+    let k2 = k - k1;
+    let (top, bottom) = w.rb_mut().split_at_row_mut(k1);
+    let (mut w11, _) = top.split_at_col_mut(k1);
+    let (mut w21, mut w22) = bottom.split_at_col_mut(k1);
+    lauum(w11.rb_mut(), tmp);
+    faer::linalg::matmul::triangular::matmul(
+        w11.rb_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        w21.rb().transpose(),
+        BlockStructure::Rectangular,
+        w21.rb(),
+        BlockStructure::Rectangular,
+        1.0,
+        par,
+    );
+    {
+        let mut copy = MatMut::from_column_major_slice_mut(&mut tmp[..k2 * k1], k2, k1);
+        copy.copy_from(w21.rb());
+        faer::linalg::matmul::triangular::matmul(
+            w21.rb_mut(),
+            BlockStructure::Rectangular,
+            Accum::Replace,
+            w22.rb().transpose(),
+            BlockStructure::TriangularUpper,
+            copy.rb(),
+            BlockStructure::Rectangular,
+            1.0,
+            par,
+        );
+    }
+    lauum(w22.rb_mut(), tmp);
 }
 
 /// B ← B L⁻¹ for B (m×n, column-major) and lower-triangular L (n×n).
@@ -386,7 +374,7 @@ mod tests {
 
     #[test]
     fn llt_inverse_inverts_l_lt() {
-        for n in [1, 2, 5, 63, 64, 130, 300] {
+        for n in [1, 2, 5, 63, 64, 130, 300, 600] {
             let a = spd(n);
             let mut l = a.clone();
             chol_lower(&mut l, n).unwrap();

@@ -13,6 +13,7 @@
 use crate::blocks::Block;
 use crate::error::{MixedError, Result};
 use crate::model::{tri, LinearMixedModel};
+use crate::selinv;
 
 /// The gradient's two pieces at the current factor.
 pub(crate) struct GradientParts {
@@ -26,7 +27,7 @@ pub(crate) struct GradientParts {
 impl LinearMixedModel {
     /// ∂criterion/∂θ at the θ of the last [`LinearMixedModel::update_l`].
     pub fn gradient(&mut self) -> Result<Vec<f64>> {
-        let g = self.gradient_parts(self.reml)?;
+        let g = if self.block_sums_suffice() { self.gradient_parts_by_block_sums(self.reml)? } else { self.gradient_parts(self.reml)? };
         let nprime = if self.reml { (self.n - self.p) as f64 } else { self.n as f64 };
         Ok(g.dlogdet.iter().zip(&g.dpwrss).map(|(a, b)| a + nprime * b / g.pwrss).collect())
     }
@@ -112,21 +113,85 @@ impl LinearMixedModel {
                 }
             }
         }
-        let nth = self.ntheta();
-        let (mut dlogdet, mut dpwrss) = (vec![0.0; nth], vec![0.0; nth]);
+        let mut dlogdet = vec![0.0; self.ntheta()];
         for (t, term) in self.terms.iter().enumerate() {
             let k = term.k;
             for (w, &(r, c)) in term.theta_layout().iter().enumerate() {
-                let (mut dl, mut dp) = (0.0, 0.0);
-                for lev in 0..term.nlevels {
-                    dl += h[t][lev * k * k + c + r * k];
-                    dp += zeta[t][lev * k + r] * u[t][lev * k + c];
-                }
+                let dl: f64 = (0..term.nlevels).map(|lev| h[t][lev * k * k + c + r * k]).sum();
                 dlogdet[self.theta_offsets[t] + w] = 2.0 * dl;
-                dpwrss[self.theta_offsets[t] + w] = -2.0 * dp;
             }
         }
+        let dpwrss = self.dpwrss(&zeta, &u);
         Ok(GradientParts { dlogdet, dpwrss, pwrss: parts.pwrss })
+    }
+
+    /// Whether [`Self::gradient_parts_by_block_sums`] applies: the first term's block of
+    /// L is block-diagonal (else there is nothing to skip) and every Λ_t is invertible,
+    /// with no diagonal element so small that Λ_t⁻¹ would cost accuracy (that formula
+    /// subtracts two nearly equal terms of size n_levels·|Λ_t⁻¹|).
+    fn block_sums_suffice(&self) -> bool {
+        matches!(self.l.first(), Some(Block::Diag(_)))
+            && self.terms.iter().zip(&self.lambdas).all(|(t, lam)| (0..t.k).all(|i| lam[i + i * t.k].abs() >= 1e-3))
+    }
+
+    /// [`Self::gradient_parts`] for invertible Λ. With Tᵢ = Λ̃⁻¹Sᵢ (per level τᵢ = Λ_t⁻¹e_re_cᵀ),
+    /// ∂M/∂θᵢ = Tᵢᵀ(M − J) + (M − J)Tᵢ, so ∂ log|M|/∂θᵢ = tr(Σ∂M) = 2 tr(Tᵢ) − 2 tr(Σ J Tᵢ)
+    ///
+    ///   = 2 [n_t Λ_t⁻¹ − S_t Λ_t⁻¹]_{c,r},   S_t = Σ_l Σ_tt(l),
+    ///
+    /// which needs only the sum over levels of Σ's diagonal blocks. The first term's
+    /// sum comes from the later columns of Σ ([`selinv::first_column_block_sum`]), so its
+    /// column of the selected inverse, one step per level of the largest factor, is skipped.
+    pub(crate) fn gradient_parts_by_block_sums(&mut self, with_x: bool) -> Result<GradientParts> {
+        let parts = self.parts();
+        let beta = self.beta();
+        let u = self.u();
+        let b = self.b_from_u(&u);
+        let zeta = self.zeta(&b, &beta)?;
+        self.selected_inverse_from(with_x, 1)?;
+        let nt = self.terms.len();
+        let mut sums = Vec::with_capacity(nt);
+        {
+            let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
+            sums.push(selinv::first_column_block_sum(&view, nb, &self.sigma, &mut self.selinv_ws)?);
+        }
+        for t in 1..nt {
+            let k = self.terms[t].k;
+            let mut sum = vec![0.0; k * k];
+            let mut blk = vec![0.0; k * k];
+            for lev in 0..self.terms[t].nlevels {
+                self.sigma[tri(t, t)].sub_block(lev, lev, k, k, &mut blk);
+                sum.iter_mut().zip(&blk).for_each(|(s, v)| *s += v);
+            }
+            sums.push(sum);
+        }
+        let nth = self.ntheta();
+        let mut dlogdet = vec![0.0; nth];
+        for (t, term) in self.terms.iter().enumerate() {
+            let k = term.k;
+            let inv = lower_inverse(&self.lambdas[t], k);
+            let n = term.nlevels as f64;
+            for (w, &(r, c)) in term.theta_layout().iter().enumerate() {
+                // [n Λ⁻¹ − S Λ⁻¹]_{c,r}
+                let s_inv: f64 = (0..k).map(|e| sums[t][c + e * k] * inv[e + r * k]).sum();
+                dlogdet[self.theta_offsets[t] + w] = 2.0 * (n * inv[c + r * k] - s_inv);
+            }
+        }
+        let dpwrss = self.dpwrss(&zeta, &u);
+        Ok(GradientParts { dlogdet, dpwrss, pwrss: parts.pwrss })
+    }
+
+    /// ∂ PWRSS/∂θᵢ = −2 Σ_l ζ_t(l)[r] û_t(l)[c] for θᵢ at (r, c) of term t.
+    fn dpwrss(&self, zeta: &[Vec<f64>], u: &[Vec<f64>]) -> Vec<f64> {
+        let mut out = vec![0.0; self.ntheta()];
+        for (t, term) in self.terms.iter().enumerate() {
+            let k = term.k;
+            for (w, &(r, c)) in term.theta_layout().iter().enumerate() {
+                let dp: f64 = (0..term.nlevels).map(|lev| zeta[t][lev * k + r] * u[t][lev * k + c]).sum();
+                out[self.theta_offsets[t] + w] = -2.0 * dp;
+            }
+        }
+        out
     }
 
     /// ζ = Zᵀ W r = A_Zy − A_ZZ b − A_ZX β, per term, from the blocks of A.
@@ -152,6 +217,19 @@ impl LinearMixedModel {
     }
 }
 
+/// The inverse of a lower-triangular k×k Λ (column-major), by forward substitution.
+fn lower_inverse(lam: &[f64], k: usize) -> Vec<f64> {
+    let mut inv = vec![0.0; k * k];
+    for c in 0..k {
+        for i in c..k {
+            let rhs = if i == c { 1.0 } else { 0.0 };
+            let s: f64 = (c..i).map(|e| lam[i + e * k] * inv[e + c * k]).sum();
+            inv[i + c * k] = (rhs - s) / lam[i + i * k];
+        }
+    }
+    inv
+}
+
 /// out (kr×kc) ← Λ S for lower-triangular Λ (kr×kr) and S (kr×kc).
 fn lower_mul(lam: &[f64], s: &[f64], kr: usize, kc: usize, out: &mut [f64]) {
     for j in 0..kc {
@@ -166,6 +244,56 @@ fn at_b_add(x: &[f64], y: &[f64], kr: usize, kc: usize, kd: usize, h: &mut [f64]
     for j in 0..kd {
         for i in 0..kc {
             h[i + j * kc] += (0..kr).map(|e| x[e + i * kr] * y[e + j * kr]).sum::<f64>();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CovForm, LinearMixedModel, ReTerm};
+
+    /// Crossed design: a k = 2 term on 60 levels (block-diagonal in L), then 15 and 4
+    /// levels that fill in; p = 3.
+    fn model(reml: bool, weighted: bool) -> LinearMixedModel {
+        let n = 500;
+        let x: Vec<f64> = (0..n).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
+        let g1: Vec<u32> = (0..n).map(|i| (i % 60) as u32).collect();
+        let g2: Vec<u32> = (0..n).map(|i| ((i * 7 + i / 60) % 15) as u32).collect();
+        let g3: Vec<u32> = (0..n).map(|i| ((i * 13 + i / 7) % 4) as u32).collect();
+        let mut z1 = vec![1.0; n];
+        z1.extend(&x);
+        let terms = vec![
+            ReTerm::new(g1, 60, z1, 2, CovForm::Full).unwrap(),
+            ReTerm::new(g2, 15, vec![1.0; n], 1, CovForm::Full).unwrap(),
+            ReTerm::new(g3, 4, vec![1.0; n], 1, CovForm::Full).unwrap(),
+        ];
+        let mut xm = vec![1.0; n];
+        xm.extend(&x);
+        xm.extend((0..n).map(|i| ((i * 11 % 17) as f64).sqrt()));
+        let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 2.0 + x[i] + ((i % 60) as f64 * 0.1).cos()).collect();
+        let w = weighted.then(|| (0..n).map(|i| 0.5 + (i % 5) as f64 * 0.25).collect());
+        LinearMixedModel::new(terms, xm, 3, y, w, reml).unwrap()
+    }
+
+    /// The gradient from the sums of Σ's diagonal blocks (invertible Λ) is the gradient
+    /// from Σ on A's pattern, for REML and ML, with and without weights.
+    #[test]
+    fn block_sums_give_the_pattern_gradient() {
+        for (reml, weighted) in [(true, false), (false, false), (true, true)] {
+            let mut m = model(reml, weighted);
+            assert!(matches!(m.l[0], crate::blocks::Block::Diag(_)));
+            for theta in [[0.8, -0.3, 0.5, 1.2, 0.4], [0.05, 0.02, 0.3, 0.01, 2.0], [1.0, 0.0, 1.0, 1.0, 1.0]] {
+                m.update_l(&theta).unwrap();
+                assert!(m.block_sums_suffice());
+                let a = m.gradient_parts_by_block_sums(reml).unwrap();
+                let b = m.gradient_parts(reml).unwrap();
+                for (x, y) in a.dlogdet.iter().zip(&b.dlogdet).chain(a.dpwrss.iter().zip(&b.dpwrss)) {
+                    assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{:?}: {} vs {}", theta, x, y);
+                }
+            }
+            // a zero on Λ's diagonal: the pattern path
+            m.update_l(&[0.8, -0.3, 0.0, 1.2, 0.4]).unwrap();
+            assert!(!m.block_sums_suffice());
         }
     }
 }

@@ -615,6 +615,11 @@ impl LinearMixedModel {
     /// (`with_x` false: (L_θ L_θᵀ)⁻¹), or of [Z X] (`with_x`: the inverse of REML's M).
     /// Left in `self.sigma`, stored like L (the last block row holds only X when `with_x`).
     pub(crate) fn selected_inverse(&mut self, with_x: bool) -> Result<()> {
+        self.selected_inverse_from(with_x, 0)
+    }
+
+    /// [`Self::selected_inverse`] of block columns `from..` only.
+    pub(crate) fn selected_inverse_from(&mut self, with_x: bool, from: usize) -> Result<()> {
         let nt = self.terms.len();
         let p = self.p;
         if with_x {
@@ -638,7 +643,7 @@ impl LinearMixedModel {
             }
         }
         let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
-        selinv::selected_inverse(&view, nb, &mut self.sigma, &mut self.selinv_ws)
+        selinv::selected_inverse_from(&view, nb, from, &mut self.sigma, &mut self.selinv_ws)
     }
 
     /// The blocks of the factor of M: the terms' blocks of L and, with X, the X rows

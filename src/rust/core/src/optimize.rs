@@ -59,6 +59,77 @@ pub trait Objective {
     fn gradient(&mut self, _x: &[f64]) -> Option<Result<Vec<f64>>> {
         None
     }
+    /// The size of gradient g at x that the tolerance is judged on: its norm, unless
+    /// the parameters are a transform of the ones the tolerance is meant for.
+    fn stop_norm(&self, _x: &[f64], g: &[f64]) -> f64 {
+        norm(g)
+    }
+}
+
+fn norm(g: &[f64]) -> f64 {
+    g.iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+/// The scale s of [`SinhScaled`].
+const SINH_SCALE: f64 = 0.1;
+
+/// An objective over θ seen through ψ, with θᵢ = s·sinh(ψᵢ/s) for the diagonal elements
+/// of Λ and θᵢ = ψᵢ for the rest. Near 0 the map is the identity, so a boundary fit
+/// stays reachable and the criterion stays even in ψᵢ; beyond s it is logarithmic.
+/// The profiled criterion grows like n_levels·log θᵢ² for large θᵢ, so it is concave
+/// there and BFGS on θ itself crawls down it: on InstEval (ML) θ for dept:service went
+/// from 1 to 0.085 in 16 of 30 iterations. The tolerance is still judged on ∂/∂θ.
+struct SinhScaled<'o, O: Objective + ?Sized> {
+    obj: &'o mut O,
+    is_diag: Vec<bool>,
+    theta: Vec<f64>,
+}
+
+impl<'o, O: Objective + ?Sized> SinhScaled<'o, O> {
+    fn new(obj: &'o mut O, is_diag: &[bool]) -> Self {
+        SinhScaled { obj, is_diag: is_diag.to_vec(), theta: vec![0.0; is_diag.len()] }
+    }
+    fn to_theta(is_diag: &[bool], psi: &[f64], theta: &mut [f64]) {
+        for ((t, &p), &d) in theta.iter_mut().zip(psi).zip(is_diag) {
+            *t = if d { SINH_SCALE * (p / SINH_SCALE).sinh() } else { p };
+        }
+    }
+    fn to_psi(is_diag: &[bool], theta: &[f64]) -> Vec<f64> {
+        theta.iter().zip(is_diag).map(|(&t, &d)| if d { SINH_SCALE * (t / SINH_SCALE).asinh() } else { t }).collect()
+    }
+    /// dθᵢ/dψᵢ
+    fn slope(&self, i: usize, psi: f64) -> f64 {
+        if self.is_diag[i] {
+            (psi / SINH_SCALE).cosh()
+        } else {
+            1.0
+        }
+    }
+}
+
+impl<O: Objective + ?Sized> Objective for SinhScaled<'_, O> {
+    fn value(&mut self, psi: &[f64]) -> Result<f64> {
+        Self::to_theta(&self.is_diag, psi, &mut self.theta);
+        self.obj.value(&self.theta)
+    }
+    fn gradient(&mut self, psi: &[f64]) -> Option<Result<Vec<f64>>> {
+        Self::to_theta(&self.is_diag, psi, &mut self.theta);
+        let g = self.obj.gradient(&self.theta)?;
+        Some(g.map(|g| g.iter().zip(psi).enumerate().map(|(i, (g, &p))| g * self.slope(i, p)).collect()))
+    }
+    fn stop_norm(&self, psi: &[f64], g: &[f64]) -> f64 {
+        g.iter().zip(psi).enumerate().map(|(i, (g, &p))| (g / self.slope(i, p)).powi(2)).sum::<f64>().sqrt()
+    }
+}
+
+/// [`minimize_objective`] through [`SinhScaled`]: starts and returns θ.
+fn minimize_sinh<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], is_diag: &[bool], control: &FitControl) -> Result<Minimum> {
+    let psi0 = SinhScaled::<O>::to_psi(is_diag, x0);
+    let mut min = minimize_objective(&mut SinhScaled::new(obj, is_diag), &psi0, control)?;
+    let mut theta = vec![0.0; x0.len()];
+    SinhScaled::<O>::to_theta(is_diag, &min.x, &mut theta);
+    min.x = theta;
+    Ok(min)
 }
 
 /// A closure's value, with central-difference gradients.
@@ -195,7 +266,7 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
         }
         let g = self.new_gradient(x)?;
         *self.last_grad.borrow_mut() = Some((x.to_vec(), g.clone()));
-        if self.enforce_budget.get() && g.iter().map(|v| v * v).sum::<f64>().sqrt() < self.grad_tol.get() {
+        if self.enforce_budget.get() && self.obj.borrow().stop_norm(x, &g) < self.grad_tol.get() {
             let at = {
                 let last = self.last_value.borrow();
                 (last.0.as_slice() == x).then_some(last.1)
@@ -310,6 +381,8 @@ fn initial_step<O: Objective + ?Sized>(problem: &Tracked<O>, x0: Vec<f64>, f0: f
 pub struct Minimum {
     pub x: Vec<f64>,
     pub f: f64,
+    /// The gradient's [`Objective::stop_norm`] at x, when the search computed it there.
+    pub grad_norm: Option<f64>,
     pub evaluations: usize,
     pub gradients: usize,
     pub converged: bool,
@@ -333,7 +406,7 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
     problem.budget.set(((control.max_iter as usize).saturating_mul(2 * n + 6)).max(2000));
     let f0 = problem.eval(x0)?;
     if n == 0 {
-        return Ok(Minimum { x: vec![], f: f0, evaluations: 1, gradients: 0, converged: true, message: "nothing to optimise".into() });
+        return Ok(Minimum { x: vec![], f: f0, grad_norm: Some(0.0), evaluations: 1, gradients: 0, converged: true, message: "nothing to optimise".into() });
     }
     let tol = control.grad_tol * (1.0 + f0.abs());
     problem.grad_tol.set(tol);
@@ -403,7 +476,11 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
             message = String::from("converged: gradient small at the best point");
         }
     }
-    Ok(Minimum { x, f: fbest, evaluations: problem.evals.get(), gradients: problem.grads.get(), converged, message })
+    let grad_norm = match problem.last_grad.borrow().as_ref() {
+        Some((at, g)) if *at == x => Some(problem.obj.borrow().stop_norm(&x, g)),
+        _ => None,
+    };
+    Ok(Minimum { x, f: fbest, grad_norm, evaluations: problem.evals.get(), gradients: problem.grads.get(), converged, message })
 }
 
 /// Minimise the criterion over θ. Leaves the model's factor at the returned θ.
@@ -416,8 +493,9 @@ pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Res
     let res = optimize_objective(&mut ThetaCriterion::new(model), &start, &is_diag, control)?;
     let mut theta = res.theta.clone();
     model.normalize_theta(&mut theta);
+    // leaves the factor at θ̂ (the probes after BFGS moved it)
     let criterion = model.objective(&theta)?;
-    Ok(OptimSummary { theta, criterion, ..res })
+    Ok(OptimSummary { theta, criterion, evaluations: res.evaluations + 1, ..res })
 }
 
 /// The fit's optimisation of a criterion f over parameters whose `is_diag` entries are
@@ -444,7 +522,7 @@ pub fn optimize_objective<O: Objective + ?Sized>(obj: &mut O, start: &[f64], is_
         }
         obj.value(x)
     };
-    let mut min = minimize_objective(obj, start, control)?;
+    let mut min = minimize_sinh(obj, start, is_diag, control)?;
     let mut evaluations = min.evaluations;
     let mut gradients = min.gradients;
     // A diagonal θᵢ at 0 is always stationary (the criterion is even in it), so BFGS can
@@ -465,7 +543,7 @@ pub fn optimize_objective<O: Objective + ?Sized>(obj: &mut O, start: &[f64], is_
         }
         match escaped {
             Some((t, _)) => {
-                let again = minimize_objective(obj, &t, control)?;
+                let again = minimize_sinh(obj, &t, is_diag, control)?;
                 evaluations += again.evaluations;
                 gradients += again.gradients;
                 if again.f < min.f {
@@ -491,10 +569,10 @@ pub fn optimize_objective<O: Objective + ?Sized>(obj: &mut O, start: &[f64], is_
             }
             if let Ok(v) = probe {
                 if v < min.f - 1e-10 * (1.0 + min.f.abs()) {
-                    let again = minimize_objective(obj, &t, control)?;
+                    let again = minimize_sinh(obj, &t, is_diag, control)?;
                     evaluations += again.evaluations;
                     gradients += again.gradients;
-                    min = if again.f < v { again } else { Minimum { x: t, f: v, ..again } };
+                    min = if again.f < v { again } else { Minimum { x: t, f: v, grad_norm: None, ..again } };
                 }
             }
         }
@@ -525,16 +603,17 @@ pub fn optimize_objective<O: Objective + ?Sized>(obj: &mut O, start: &[f64], is_
             }
         }
         if let Some((t, v)) = best {
-            let again = minimize_objective(obj, &t, control)?;
+            let again = minimize_sinh(obj, &t, is_diag, control)?;
             evaluations += again.evaluations;
             gradients += again.gradients;
-            min = if again.f < v { again } else { Minimum { x: t, f: v, ..again } };
+            min = if again.f < v { again } else { Minimum { x: t, f: v, grad_norm: None, ..again } };
         }
     }
     let (converged, mut message) = (min.converged, min.message);
     // Diagonal elements that are nearly zero, at exactly zero (signs do not matter here).
     let mut theta: Vec<f64> = min.x;
-    let mut fbest = value(obj, &theta)?;
+    let mut grad_norm = min.grad_norm;
+    let mut fbest = min.f;
     for i in 0..nth {
         if is_diag[i] && theta[i] != 0.0 && theta[i].abs() < control.boundary_tol {
             let mut t = theta.clone();
@@ -544,16 +623,22 @@ pub fn optimize_objective<O: Objective + ?Sized>(obj: &mut O, start: &[f64], is_
             if v <= fbest + 1e-10 * (1.0 + fbest.abs()) {
                 theta = t;
                 fbest = v;
+                grad_norm = None;
             }
         }
     }
-    // the gradient where the search ended
-    let mut problem = Tracked::new(obj, nth);
-    problem.interrupt = control.interrupt;
-    let grad = problem.gradient(&theta)?;
-    evaluations += problem.evals.get() + 2;
-    gradients += problem.grads.get();
-    let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
+    // the gradient where the search ended, unless the search left it
+    let grad_norm = match grad_norm {
+        Some(g) => g,
+        None => {
+            let mut problem = Tracked::new(obj, nth);
+            problem.interrupt = control.interrupt;
+            let grad = problem.gradient(&theta)?;
+            evaluations += problem.evals.get();
+            gradients += problem.grads.get();
+            norm(&grad)
+        }
+    };
     if !converged {
         message = format!("{} (gradient norm {:.2e})", message, grad_norm);
     }

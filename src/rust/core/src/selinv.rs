@@ -39,11 +39,17 @@ pub struct Workspace {
 /// Σ for the factor `l` (lower triangle of `nb` block rows, block (i, j) at i(i+1)/2 + j),
 /// written into `sigma` (allocated like `l` on first use).
 pub fn selected_inverse(l: &[&Block], nb: usize, sigma: &mut Vec<Block>, ws: &mut Workspace) -> Result<()> {
+    selected_inverse_from(l, nb, 0, sigma, ws)
+}
+
+/// [`selected_inverse`] of block columns `from..nb` only (Σ's blocks in earlier columns
+/// are left as they were): what [`first_column_block_sum`] needs.
+pub fn selected_inverse_from(l: &[&Block], nb: usize, from: usize, sigma: &mut Vec<Block>, ws: &mut Workspace) -> Result<()> {
     let same_shape = sigma.len() == l.len() && sigma.iter().zip(l).all(|(s, b)| s.len() == b.len() && s.rows() == b.rows());
     if !same_shape {
         *sigma = l.iter().map(|b| b.zeros_like()).collect();
     }
-    for j in (0..nb).rev() {
+    for j in (from..nb).rev() {
         match l[tri(j, j)] {
             Block::Dense(_) => dense_column(l, nb, j, sigma, ws)?,
             Block::Diag(_) => level_column(l, nb, j, sigma, ws)?,
@@ -177,6 +183,124 @@ fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
                 Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
             }
             off += rows.len();
+        }
+    }
+    Ok(())
+}
+
+/// Σ_l Σ_00(l), the sum over levels of the diagonal blocks of Σ in block column 0
+/// (block-diagonal L_00), from Σ of the columns after it (see
+/// [`selected_inverse_from`] with `from` = 1). Per level, on the rows R it reaches,
+/// Σ_00(l) = (L_ll L_llᵀ)⁻¹ + Ľ[R,l]ᵀ Σ[R,R] Ľ[R,l]: a quadratic form read straight
+/// from Σ's blocks, without Σ[R, l] (which the full recurrence also scatters back).
+/// For a gradient that needs only these sums (k×k, column-major) this skips the
+/// costliest column: one per level of the largest factor.
+pub fn first_column_block_sum(l: &[&Block], nb: usize, sigma: &[Block], ws: &mut Workspace) -> Result<Vec<f64>> {
+    let l00 = match l[0] {
+        Block::Diag(d) => d,
+        _ => return Err(internal("expected a block-diagonal first block")),
+    };
+    let k = l00.k;
+    let mut sum = vec![0.0; k * k];
+    ws.inv.resize(k * k, 0.0);
+    for lev in 0..l00.nblocks {
+        level_rows(l, nb, 0, lev, &mut ws.rows, &mut ws.lr)?;
+        dense::llt_inverse(l00.block(lev), k, &mut ws.inv);
+        sum.iter_mut().zip(&ws.inv).for_each(|(s, v)| *s += v);
+        let mut off1 = 0;
+        for i1 in 1..nb {
+            let r1 = &ws.rows[i1];
+            let mut off2 = 0;
+            for i2 in 1..=i1 {
+                let r2 = &ws.rows[i2];
+                let v1 = &ws.lr[off1 * k..(off1 + r1.len()) * k];
+                let v2 = &ws.lr[off2 * k..(off2 + r2.len()) * k];
+                quadratic_add(&sigma[tri(i1, i2)], r1, r2, i1 == i2, v1, v2, k, &mut sum)?;
+                off2 += r2.len();
+            }
+            off1 += r1.len();
+        }
+    }
+    Ok(sum)
+}
+
+/// q += v1ᵀ Σ[r1, r2] v2 + (its transpose unless `same`, the block being then a
+/// diagonal block of Σ with r1 = r2, read on its lower triangle). v1, v2 row-major
+/// (|r| × k), q k×k column-major.
+#[allow(clippy::too_many_arguments)]
+fn quadratic_add(blk: &Block, r1: &[usize], r2: &[usize], same: bool, v1: &[f64], v2: &[f64], k: usize, q: &mut [f64]) -> Result<()> {
+    // one entry s = Σ[r1[a], r2[b]]; off the diagonal of a `same` block it stands for two
+    let mut add = |a: usize, b: usize, s: f64| {
+        if s == 0.0 {
+            return;
+        }
+        let (x, y) = (&v1[a * k..(a + 1) * k], &v2[b * k..(b + 1) * k]);
+        let twice = !same || a != b;
+        for c2 in 0..k {
+            for c1 in 0..k {
+                let mut t = x[c1] * y[c2];
+                if twice {
+                    t += y[c1] * x[c2];
+                }
+                q[c1 + c2 * k] += s * t;
+            }
+        }
+    };
+    match blk {
+        Block::Dense(d) => {
+            // per column of Σ: w = Σ[r1, c]ᵀ v1 (k values), then two rank-one updates
+            let mut w = [0.0f64; 8];
+            let mut wv = vec![0.0; if k > 8 { k } else { 0 }];
+            let w = if k > 8 { &mut wv[..] } else { &mut w[..k] };
+            for (b, &c) in r2.iter().enumerate() {
+                let col = &d.data[c * d.rows..(c + 1) * d.rows];
+                let from = if same { b + 1 } else { 0 };
+                w.iter_mut().for_each(|x| *x = 0.0);
+                if k == 1 {
+                    w[0] = r1[from..].iter().zip(&v1[from..]).map(|(&r, v)| col[r] * v).sum();
+                } else {
+                    for (a, &r) in r1.iter().enumerate().skip(from) {
+                        let s = col[r];
+                        w.iter_mut().zip(&v1[a * k..(a + 1) * k]).for_each(|(x, v)| *x += s * v);
+                    }
+                }
+                let y = &v2[b * k..(b + 1) * k];
+                for c2 in 0..k {
+                    for c1 in 0..k {
+                        q[c1 + c2 * k] += w[c1] * y[c2] + y[c1] * w[c2];
+                    }
+                }
+                if same {
+                    let s = col[r1[b]];
+                    for c2 in 0..k {
+                        for c1 in 0..k {
+                            q[c1 + c2 * k] += s * y[c1] * y[c2];
+                        }
+                    }
+                }
+            }
+        }
+        Block::Diag(d) => {
+            let kd = d.k;
+            for (b, &c) in r2.iter().enumerate() {
+                for (a, &r) in r1.iter().enumerate() {
+                    if r / kd == c / kd && (!same || a >= b) {
+                        add(a, b, d.block(r / kd)[r % kd + (c % kd) * kd]);
+                    }
+                }
+            }
+        }
+        Block::Sparse(sp) => {
+            let (kr, kc) = (sp.kr, sp.kc);
+            for (b, &c) in r2.iter().enumerate() {
+                for (a, &r) in r1.iter().enumerate() {
+                    if same && a < b {
+                        continue;
+                    }
+                    let idx = sp.find(r / kr, c / kc).ok_or_else(|| internal("pair outside Σ's pattern"))?;
+                    add(a, b, sp.block(idx)[r % kr + (c % kc) * kr]);
+                }
+            }
         }
     }
     Ok(())

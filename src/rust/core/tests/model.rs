@@ -311,8 +311,16 @@ fn exact_varpar_derivatives_agree_with_richardson() {
     let f = fit(&mut m, &FitControl::default(), true).unwrap();
     let a = varpar_derivatives(&mut m, &f.optim.theta, f.sigma, true).unwrap();
     let b = varpar_derivatives_richardson(&mut m, &f.optim.theta, f.sigma, true).unwrap();
-    for (x, y) in a.hessian.iter().zip(&b.hessian) {
-        assert!((x - y).abs() < 1e-6 * (1.0 + y.abs()), "{} vs {}", x, y);
+    // this fit is on the boundary (a zero on Λ's diagonal): that term's rows are central
+    // differences of the exact gradient, good to about 1e-6 like Richardson's
+    m.update_l(&f.optim.theta).unwrap();
+    let differenced = m.piece_derivatives().unwrap().differenced;
+    assert!(!differenced.is_empty());
+    let nv = f.optim.theta.len() + 1;
+    for (idx, (x, y)) in a.hessian.iter().zip(&b.hessian).enumerate() {
+        let (i, j) = (idx % nv, idx / nv);
+        let tol = if differenced.contains(&i) || differenced.contains(&j) { 1e-5 } else { 1e-6 };
+        assert!((x - y).abs() < tol * (1.0 + y.abs()), "({}, {}): {} vs {}", i, j, x, y);
     }
     for (ja, jb) in a.jacobian.iter().zip(&b.jacobian) {
         for (x, y) in ja.iter().zip(jb) {
