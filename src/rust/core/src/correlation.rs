@@ -11,7 +11,7 @@ use crate::dense;
 use crate::error::{MixedError, Result};
 use crate::fit::{fitted_values, Fit};
 use crate::model::LinearMixedModel;
-use crate::optimize::{optimize_with, FitControl, OptimSummary};
+use crate::optimize::{optimize_with, FitControl, OptimSummary, SearchScale};
 use crate::reterm::ReTerm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,8 +293,11 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
     };
     let mut is_diag = cm.model.theta_is_diagonal();
     is_diag.extend(std::iter::repeat(false).take(ncor));
+    // central differences: no weights, which would shrink their steps in θ
+    let mut scale = SearchScale::linear(nth + ncor);
+    scale.sinh[..nth].copy_from_slice(&cm.model.theta_is_lone_sd());
     let optim = if optimize {
-        let mut res = optimize_with(|v| cm.objective(&v[..nth], &v[nth..]), &start, &is_diag, control)?;
+        let mut res = optimize_with(|v| cm.objective(&v[..nth], &v[nth..]), &start, &is_diag, &scale, control)?;
         cm.model.normalize_theta(&mut res.theta[..nth]);
         res
     } else {

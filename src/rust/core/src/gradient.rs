@@ -252,20 +252,24 @@ fn at_b_add(x: &[f64], y: &[f64], kr: usize, kc: usize, kd: usize, h: &mut [f64]
 mod tests {
     use crate::{CovForm, LinearMixedModel, ReTerm};
 
-    /// Crossed design: a k = 2 term on 60 levels (block-diagonal in L), then 15 and 4
-    /// levels that fill in; p = 3.
-    fn model(reml: bool, weighted: bool) -> LinearMixedModel {
+    /// Crossed design: a term on 60 levels (block-diagonal in L), then two that fill in:
+    /// k = 2 on 15 and 4 levels, or (`scalar`) k = 1 on 8 and 120 levels, which gives
+    /// column 0 of L a dense block before a sparse one; p = 3.
+    fn model(reml: bool, weighted: bool, scalar: bool) -> LinearMixedModel {
         let n = 500;
         let x: Vec<f64> = (0..n).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
         let g1: Vec<u32> = (0..n).map(|i| (i % 60) as u32).collect();
-        let g2: Vec<u32> = (0..n).map(|i| ((i * 7 + i / 60) % 15) as u32).collect();
-        let g3: Vec<u32> = (0..n).map(|i| ((i * 13 + i / 7) % 4) as u32).collect();
+        let (n2, n3) = if scalar { (8, 120) } else { (15, 4) };
+        let g2: Vec<u32> = (0..n).map(|i| ((i * 7 + i / 60) % n2) as u32).collect();
+        let g3: Vec<u32> = (0..n).map(|i| ((i * 13 + i / 7) % n3) as u32).collect();
         let mut z1 = vec![1.0; n];
-        z1.extend(&x);
+        if !scalar {
+            z1.extend(&x);
+        }
         let terms = vec![
-            ReTerm::new(g1, 60, z1, 2, CovForm::Full).unwrap(),
-            ReTerm::new(g2, 15, vec![1.0; n], 1, CovForm::Full).unwrap(),
-            ReTerm::new(g3, 4, vec![1.0; n], 1, CovForm::Full).unwrap(),
+            ReTerm::new(g1, 60, z1, if scalar { 1 } else { 2 }, CovForm::Full).unwrap(),
+            ReTerm::new(g2, n2, vec![1.0; n], 1, CovForm::Full).unwrap(),
+            ReTerm::new(g3, n3, vec![1.0; n], 1, CovForm::Full).unwrap(),
         ];
         let mut xm = vec![1.0; n];
         xm.extend(&x);
@@ -279,10 +283,17 @@ mod tests {
     /// from Σ on A's pattern, for REML and ML, with and without weights.
     #[test]
     fn block_sums_give_the_pattern_gradient() {
-        for (reml, weighted) in [(true, false), (false, false), (true, true)] {
-            let mut m = model(reml, weighted);
+        for (reml, weighted, scalar) in [(true, false, false), (false, false, false), (true, true, false), (true, false, true), (false, true, true)] {
+            let mut m = model(reml, weighted, scalar);
             assert!(matches!(m.l[0], crate::blocks::Block::Diag(_)));
+            if scalar {
+                // column 0: dense, sparse, dense (X): pairs with a dense block are summed
+                // over the levels at once, on either side of the sparse one
+                let kinds = m.storage_kinds();
+                assert_eq!([kinds[1], kinds[3], kinds[6]], ["dense", "sparse", "dense"], "{:?}", kinds);
+            }
             for theta in [[0.8, -0.3, 0.5, 1.2, 0.4], [0.05, 0.02, 0.3, 0.01, 2.0], [1.0, 0.0, 1.0, 1.0, 1.0]] {
+                let theta: Vec<f64> = if scalar { theta[2..].to_vec() } else { theta.to_vec() };
                 m.update_l(&theta).unwrap();
                 assert!(m.block_sums_suffice());
                 let a = m.gradient_parts_by_block_sums(reml).unwrap();
@@ -292,7 +303,7 @@ mod tests {
                 }
             }
             // a zero on Λ's diagonal: the pattern path
-            m.update_l(&[0.8, -0.3, 0.0, 1.2, 0.4]).unwrap();
+            m.update_l(if scalar { &[0.5, 0.0, 0.4][..] } else { &[0.8, -0.3, 0.0, 1.2, 0.4][..] }).unwrap();
             assert!(!m.block_sums_suffice());
         }
     }

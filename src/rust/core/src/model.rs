@@ -435,6 +435,33 @@ impl LinearMixedModel {
         self.terms.iter().flat_map(|t| t.theta_is_diagonal()).collect()
     }
 
+    /// θ elements that are each a standard deviation on their own (the terms' Λ is
+    /// 1×1 or diagonal): the optimiser searches these on a log-like scale. In a full Λ
+    /// the diagonal and the off-diagonal elements together set the variances, and
+    /// there a linear scale does better.
+    pub fn theta_is_lone_sd(&self) -> Vec<bool> {
+        self.terms
+            .iter()
+            .flat_map(|t| {
+                let lone = t.k == 1 || t.cov == crate::reterm::CovForm::Diagonal;
+                t.theta_is_diagonal().into_iter().map(move |d| d && lone)
+            })
+            .collect()
+    }
+
+    /// How the optimiser sees θ ([`crate::optimize::SearchScale`]): lone standard
+    /// deviations on the sinh scale, each θ weighted by √(levels of its term / levels of
+    /// the largest term), so one term (or terms of one size) leaves θ's scale alone.
+    pub fn search_scale(&self) -> crate::optimize::SearchScale {
+        let most = self.terms.iter().map(|t| t.nlevels).max().unwrap_or(1) as f64;
+        let weight = self
+            .terms
+            .iter()
+            .flat_map(|t| std::iter::repeat((t.nlevels as f64 / most).sqrt()).take(t.theta_layout().len()))
+            .collect();
+        crate::optimize::SearchScale { sinh: self.theta_is_lone_sd(), weight }
+    }
+
     pub fn normalize_theta(&self, theta: &mut [f64]) {
         for (i, t) in self.terms.iter().enumerate() {
             t.normalize_theta(&mut theta[self.theta_offsets[i]..self.theta_offsets[i + 1]]);

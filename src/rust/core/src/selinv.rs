@@ -202,6 +202,14 @@ pub fn first_column_block_sum(l: &[&Block], nb: usize, sigma: &[Block], ws: &mut
     };
     let k = l00.k;
     let mut sum = vec![0.0; k * k];
+    // pairs of block rows where every level reaches every row of one of them (a dense
+    // block of L, such as X's rows) are summed over the levels at once
+    let at_once = |i1: usize, i2: usize| {
+        k == 1 && (matches!(l[tri(i1, 0)], Block::Dense(_)) || matches!(l[tri(i2, 0)], Block::Dense(_))) && matches!(sigma[tri(i1, i2)], Block::Dense(_))
+    };
+    if k == 1 {
+        sum[0] += dense_row_pairs(l, nb, sigma, &at_once)?;
+    }
     ws.inv.resize(k * k, 0.0);
     for lev in 0..l00.nblocks {
         level_rows(l, nb, 0, lev, &mut ws.rows, &mut ws.lr)?;
@@ -213,15 +221,92 @@ pub fn first_column_block_sum(l: &[&Block], nb: usize, sigma: &[Block], ws: &mut
             let mut off2 = 0;
             for i2 in 1..=i1 {
                 let r2 = &ws.rows[i2];
-                let v1 = &ws.lr[off1 * k..(off1 + r1.len()) * k];
-                let v2 = &ws.lr[off2 * k..(off2 + r2.len()) * k];
-                quadratic_add(&sigma[tri(i1, i2)], r1, r2, i1 == i2, v1, v2, k, &mut sum)?;
+                if !at_once(i1, i2) {
+                    let v1 = &ws.lr[off1 * k..(off1 + r1.len()) * k];
+                    let v2 = &ws.lr[off2 * k..(off2 + r2.len()) * k];
+                    quadratic_add(&sigma[tri(i1, i2)], r1, r2, i1 == i2, v1, v2, k, &mut sum)?;
+                }
                 off2 += r2.len();
             }
             off1 += r1.len();
         }
     }
     Ok(sum)
+}
+
+/// For a scalar first term (L_00 diagonal, entries d_l): the part of
+/// Σ_l Ľ[R,l]ᵀ Σ[R,R] Ľ[R,l] from the block pairs `at_once` picks, each as one inner
+/// product ⟨Σ_ab, Σ_l L_a[:,l] L_b[:,l]ᵀ / d_l²⟩ (twice for a ≠ b, which Σ[R,R] holds
+/// in both triangles). With X's p dense rows this replaces p² + p·|R| reads per level
+/// by one product.
+fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &dyn Fn(usize, usize) -> bool) -> Result<f64> {
+    let d = match l[0] {
+        Block::Diag(d) if d.k == 1 => &d.data,
+        _ => return Err(internal("expected a diagonal first block")),
+    };
+    let nlev = d.len();
+    // L_a[:, l] / d_l², for the dense blocks of column 0
+    let scaled: Vec<Option<Vec<f64>>> = (0..nb)
+        .map(|i| match (i, l[tri(i.max(1), 0)]) {
+            (0, _) => None,
+            (_, Block::Dense(a)) => {
+                let mut v = a.data.clone();
+                for (lev, col) in v.chunks_exact_mut(a.rows).enumerate() {
+                    let s = 1.0 / (d[lev] * d[lev]);
+                    col.iter_mut().for_each(|x| *x *= s);
+                }
+                Some(v)
+            }
+            _ => None,
+        })
+        .collect();
+    let mut total = 0.0;
+    let mut g = Vec::new();
+    for i1 in 1..nb {
+        for i2 in 1..=i1 {
+            if !at_once(i1, i2) {
+                continue;
+            }
+            let sig = dense_of(&sigma[tri(i1, i2)])?;
+            let (m, n) = (sig.rows, sig.cols);
+            g.clear();
+            g.resize(m * n, 0.0);
+            match (l[tri(i1, 0)], l[tri(i2, 0)]) {
+                (Block::Dense(_), Block::Dense(b)) => {
+                    let va = scaled[i1].as_ref().ok_or_else(|| internal("missing scaled rows"))?;
+                    dense::gemm(&mut g, m, n, 1.0, va, false, &b.data, true, nlev, 0.0);
+                }
+                (Block::Dense(_), Block::Sparse(sp)) => {
+                    // G[:, r] += L_b[r, l] · L_a[:, l] / d_l²
+                    let va = scaled[i1].as_ref().ok_or_else(|| internal("missing scaled rows"))?;
+                    for lev in 0..nlev {
+                        let col = &va[lev * m..(lev + 1) * m];
+                        for idx in sp.col_blocks(lev) {
+                            let (r, v) = (sp.rowlev[idx] as usize, sp.values[idx]);
+                            g[r * m..(r + 1) * m].iter_mut().zip(col).for_each(|(x, y)| *x += v * y);
+                        }
+                    }
+                }
+                (Block::Sparse(sp), Block::Dense(_)) => {
+                    // G[r, :] += L_a[r, l] · L_b[:, l]ᵀ / d_l²
+                    let vb = scaled[i2].as_ref().ok_or_else(|| internal("missing scaled rows"))?;
+                    for lev in 0..nlev {
+                        let col = &vb[lev * n..(lev + 1) * n];
+                        for idx in sp.col_blocks(lev) {
+                            let (r, v) = (sp.rowlev[idx] as usize, sp.values[idx]);
+                            for (c, y) in col.iter().enumerate() {
+                                g[r + c * m] += v * y;
+                            }
+                        }
+                    }
+                }
+                _ => return Err(internal("a pair summed at once has no dense block")),
+            }
+            let dot: f64 = sig.data.iter().zip(&g).map(|(a, b)| a * b).sum();
+            total += if i1 == i2 { dot } else { 2.0 * dot };
+        }
+    }
+    Ok(total)
 }
 
 /// q += v1ᵀ Σ[r1, r2] v2 + (its transpose unless `same`, the block being then a

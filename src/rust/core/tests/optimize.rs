@@ -1,5 +1,5 @@
 //! The optimiser on criteria with known minima.
-use mixedrs_core::optimize::optimize_with;
+use mixedrs_core::optimize::{optimize_with, SearchScale};
 use mixedrs_core::FitControl;
 
 /// A criterion (of deviance size) that flattens as θ grows, with its minimum far out at θ = (2·10⁹)^(1/3)
@@ -8,7 +8,7 @@ use mixedrs_core::FitControl;
 #[test]
 fn flat_far_minimum_of_a_diagonal_element_is_reached() {
     let f = |t: &[f64]| -> mixedrs_core::Result<f64> { Ok(30.0 + 1.0 / (t[0] * t[0]) + 1e-9 * t[0].abs()) };
-    let res = optimize_with(f, &[1.0], &[true], &FitControl::default()).unwrap();
+    let res = optimize_with(f, &[1.0], &[true], &SearchScale { sinh: vec![true], weight: vec![1.0] }, &FitControl::default()).unwrap();
     let exact = (2.0e9f64).powf(1.0 / 3.0);
     let f_exact = 30.0 + 1.0 / (exact * exact) + 1e-9 * exact;
     assert!(res.theta[0].abs() > 500.0, "stopped at θ = {}", res.theta[0]);
@@ -21,7 +21,7 @@ fn flat_far_minimum_of_a_diagonal_element_is_reached() {
 #[test]
 fn interior_minimum_above_ten_is_kept() {
     let f = |t: &[f64]| -> mixedrs_core::Result<f64> { Ok((t[0] - 30.0).powi(2) + 1.0) };
-    let res = optimize_with(f, &[1.0], &[true], &FitControl::default()).unwrap();
+    let res = optimize_with(f, &[1.0], &[true], &SearchScale { sinh: vec![true], weight: vec![1.0] }, &FitControl::default()).unwrap();
     assert!((res.theta[0] - 30.0).abs() < 1e-3, "θ = {}", res.theta[0]);
 }
 
@@ -36,7 +36,7 @@ fn joint_far_minimum_of_two_variances_is_reached() {
         let (a, b) = (t[0].abs(), t[1].abs());
         Ok(30.0 + 1.0 / (a * b) + 1e-9 * (a * a + b * b) + 0.01 * (a / b).ln().powi(2))
     };
-    let res = optimize_with(f, &[1.0, 1.0], &[true, true], &FitControl::default()).unwrap();
+    let res = optimize_with(f, &[1.0, 1.0], &[true, true], &SearchScale { sinh: vec![true; 2], weight: vec![1.0, 3.0] }, &FitControl::default()).unwrap();
     let exact = (5.0e8f64).powf(0.25);
     let f_exact = 30.0 + 1.0 / (exact * exact) + 2e-9 * exact * exact;
     // within the fuzz's 1e-6 relative (stopping near θ ≈ 20 leaves it 8e-5 above)
@@ -63,7 +63,7 @@ fn noisy_values_with_an_exact_gradient_end_at_the_stationary_point() {
             Some(Ok(vec![2.0e3 * (x[0] - 0.7)]))
         }
     }
-    let res = optimize_objective(&mut Noisy, &[0.7002], &[true], &FitControl::default()).unwrap();
+    let res = optimize_objective(&mut Noisy, &[0.7002], &[true], &SearchScale { sinh: vec![true], weight: vec![1.0] }, &FitControl::default()).unwrap();
     assert!(res.converged, "{}", res.message);
     assert!((res.theta[0] - 0.7).abs() < 5e-5, "θ = {:?} ({})", res.theta, res.message);
     assert!(res.evaluations < 60, "{} evaluations", res.evaluations);
