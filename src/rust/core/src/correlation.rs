@@ -295,7 +295,7 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
     is_diag.extend(std::iter::repeat(false).take(ncor));
     // central differences: no weights, which would shrink their steps in θ
     let mut scale = SearchScale::linear(nth + ncor);
-    scale.sinh[..nth].copy_from_slice(&cm.model.theta_is_lone_sd());
+    scale.sinh[..nth].copy_from_slice(&cm.model.search_scale().sinh);
     let optim = if optimize {
         let mut res = optimize_with(|v| cm.objective(&v[..nth], &v[nth..]), &start, &is_diag, &scale, control)?;
         cm.model.normalize_theta(&mut res.theta[..nth]);

@@ -307,4 +307,21 @@ mod tests {
             assert!(!m.block_sums_suffice());
         }
     }
+
+    /// One scalar term (L has a single block column under ML), with and without X.
+    #[test]
+    fn block_sums_with_one_term() {
+        let n = 40;
+        let g: Vec<u32> = (0..n).map(|i| (i % 7) as u32).collect();
+        let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.91).sin() + (i % 7) as f64 * 0.3).collect();
+        for (p, reml) in [(1, false), (1, true), (0, false), (0, true)] {
+            let term = ReTerm::new(g.clone(), 7, vec![1.0; n], 1, CovForm::Full).unwrap();
+            let mut m = LinearMixedModel::new(vec![term], vec![1.0; n * p], p, y.clone(), None, reml).unwrap();
+            m.update_l(&[0.7]).unwrap();
+            assert!(m.block_sums_suffice());
+            let a = m.gradient_parts_by_block_sums(reml).unwrap();
+            let b = m.gradient_parts(reml).unwrap();
+            assert!((a.dlogdet[0] - b.dlogdet[0]).abs() < 1e-10 * (1.0 + b.dlogdet[0].abs()), "p = {}: {} vs {}", p, a.dlogdet[0], b.dlogdet[0]);
+        }
+    }
 }

@@ -439,7 +439,7 @@ impl LinearMixedModel {
     /// 1×1 or diagonal): the optimiser searches these on a log-like scale. In a full Λ
     /// the diagonal and the off-diagonal elements together set the variances, and
     /// there a linear scale does better.
-    pub fn theta_is_lone_sd(&self) -> Vec<bool> {
+    fn theta_is_lone_sd(&self) -> Vec<bool> {
         self.terms
             .iter()
             .flat_map(|t| {
@@ -449,17 +449,23 @@ impl LinearMixedModel {
             .collect()
     }
 
-    /// How the optimiser sees θ ([`crate::optimize::SearchScale`]): lone standard
-    /// deviations on the sinh scale, each θ weighted by √(levels of its term / levels of
-    /// the largest term), so one term (or terms of one size) leaves θ's scale alone.
+    /// How the optimiser sees θ ([`crate::optimize::SearchScale`]): when every θ is a
+    /// lone standard deviation, on the sinh scale, each weighted by √(levels of its term
+    /// / levels of the largest term), so terms of one size leave θ's scale alone. With a
+    /// full Λ among the terms, θ as it is: there the mixed scales made BFGS run away on
+    /// a degenerate fit (σ → 0 with large θ) that θ's own scale handles.
     pub fn search_scale(&self) -> crate::optimize::SearchScale {
+        let sinh = self.theta_is_lone_sd();
+        if sinh.iter().any(|&s| !s) {
+            return crate::optimize::SearchScale::linear(sinh.len());
+        }
         let most = self.terms.iter().map(|t| t.nlevels).max().unwrap_or(1) as f64;
         let weight = self
             .terms
             .iter()
             .flat_map(|t| std::iter::repeat((t.nlevels as f64 / most).sqrt()).take(t.theta_layout().len()))
             .collect();
-        crate::optimize::SearchScale { sinh: self.theta_is_lone_sd(), weight }
+        crate::optimize::SearchScale { sinh, weight }
     }
 
     pub fn normalize_theta(&self, theta: &mut [f64]) {

@@ -247,9 +247,8 @@ fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &dyn Fn(us
     let nlev = d.len();
     // L_a[:, l] / d_l², for the dense blocks of column 0
     let scaled: Vec<Option<Vec<f64>>> = (0..nb)
-        .map(|i| match (i, l[tri(i.max(1), 0)]) {
-            (0, _) => None,
-            (_, Block::Dense(a)) => {
+        .map(|i| match l[tri(i, 0)] {
+            Block::Dense(a) if i > 0 && a.rows > 0 => {
                 let mut v = a.data.clone();
                 for (lev, col) in v.chunks_exact_mut(a.rows).enumerate() {
                     let s = 1.0 / (d[lev] * d[lev]);
@@ -269,6 +268,9 @@ fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &dyn Fn(us
             }
             let sig = dense_of(&sigma[tri(i1, i2)])?;
             let (m, n) = (sig.rows, sig.cols);
+            if m == 0 || n == 0 {
+                continue;
+            }
             g.clear();
             g.resize(m * n, 0.0);
             match (l[tri(i1, 0)], l[tri(i2, 0)]) {
@@ -282,8 +284,11 @@ fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &dyn Fn(us
                     for lev in 0..nlev {
                         let col = &va[lev * m..(lev + 1) * m];
                         for idx in sp.col_blocks(lev) {
-                            let (r, v) = (sp.rowlev[idx] as usize, sp.values[idx]);
-                            g[r * m..(r + 1) * m].iter_mut().zip(col).for_each(|(x, y)| *x += v * y);
+                            // a kr×1 block: rows rowlev·kr + a
+                            for (a, &v) in sp.block(idx).iter().enumerate() {
+                                let r = sp.rowlev[idx] as usize * sp.kr + a;
+                                g[r * m..(r + 1) * m].iter_mut().zip(col).for_each(|(x, y)| *x += v * y);
+                            }
                         }
                     }
                 }
@@ -293,9 +298,11 @@ fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &dyn Fn(us
                     for lev in 0..nlev {
                         let col = &vb[lev * n..(lev + 1) * n];
                         for idx in sp.col_blocks(lev) {
-                            let (r, v) = (sp.rowlev[idx] as usize, sp.values[idx]);
-                            for (c, y) in col.iter().enumerate() {
-                                g[r + c * m] += v * y;
+                            for (a, &v) in sp.block(idx).iter().enumerate() {
+                                let r = sp.rowlev[idx] as usize * sp.kr + a;
+                                for (c, y) in col.iter().enumerate() {
+                                    g[r + c * m] += v * y;
+                                }
                             }
                         }
                     }
