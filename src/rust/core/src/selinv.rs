@@ -210,20 +210,49 @@ pub fn first_column_block_sum(l: &[&Block], nb: usize, sigma: &[Block], ws: &mut
     if k == 1 {
         sum[0] += dense_row_pairs(l, nb, sigma, &at_once)?;
     }
-    ws.inv.resize(k * k, 0.0);
-    for lev in 0..l00.nblocks {
-        level_rows(l, nb, 0, lev, &mut ws.rows, &mut ws.lr)?;
-        dense::llt_inverse(l00.block(lev), k, &mut ws.inv);
-        sum.iter_mut().zip(&ws.inv).for_each(|(s, v)| *s += v);
+    // the levels in two halves, one per core: each level only reads Σ
+    let nlev = l00.nblocks;
+    let (a, b) = rayon::join(
+        || level_sums(l, nb, sigma, 0..nlev / 2, &at_once, &mut ws.rows, &mut ws.lr),
+        || level_sums(l, nb, sigma, nlev / 2..nlev, &at_once, &mut Vec::new(), &mut Vec::new()),
+    );
+    for (s, (x, y)) in sum.iter_mut().zip(a?.iter().zip(&b?)) {
+        *s += x + y;
+    }
+    Ok(sum)
+}
+
+/// Σ over the levels in `levels` of (L_ll L_llᵀ)⁻¹ + Ľ[R,l]ᵀ Σ[R,R] Ľ[R,l], without the
+/// block pairs `at_once` takes.
+fn level_sums(
+    l: &[&Block],
+    nb: usize,
+    sigma: &[Block],
+    levels: std::ops::Range<usize>,
+    at_once: &(dyn Fn(usize, usize) -> bool + Sync),
+    rows: &mut Vec<Vec<usize>>,
+    lr: &mut Vec<f64>,
+) -> Result<Vec<f64>> {
+    let l00 = match l[0] {
+        Block::Diag(d) => d,
+        _ => return Err(internal("expected a block-diagonal first block")),
+    };
+    let k = l00.k;
+    let mut sum = vec![0.0; k * k];
+    let mut inv = vec![0.0; k * k];
+    for lev in levels {
+        level_rows(l, nb, 0, lev, rows, lr)?;
+        dense::llt_inverse(l00.block(lev), k, &mut inv);
+        sum.iter_mut().zip(&inv).for_each(|(s, v)| *s += v);
         let mut off1 = 0;
         for i1 in 1..nb {
-            let r1 = &ws.rows[i1];
+            let r1 = &rows[i1];
             let mut off2 = 0;
             for i2 in 1..=i1 {
-                let r2 = &ws.rows[i2];
+                let r2 = &rows[i2];
                 if !at_once(i1, i2) {
-                    let v1 = &ws.lr[off1 * k..(off1 + r1.len()) * k];
-                    let v2 = &ws.lr[off2 * k..(off2 + r2.len()) * k];
+                    let v1 = &lr[off1 * k..(off1 + r1.len()) * k];
+                    let v2 = &lr[off2 * k..(off2 + r2.len()) * k];
                     quadratic_add(&sigma[tri(i1, i2)], r1, r2, i1 == i2, v1, v2, k, &mut sum)?;
                 }
                 off2 += r2.len();
@@ -239,7 +268,7 @@ pub fn first_column_block_sum(l: &[&Block], nb: usize, sigma: &[Block], ws: &mut
 /// product ⟨Σ_ab, Σ_l L_a[:,l] L_b[:,l]ᵀ / d_l²⟩ (twice for a ≠ b, which Σ[R,R] holds
 /// in both triangles). With X's p dense rows this replaces p² + p·|R| reads per level
 /// by one product.
-fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &dyn Fn(usize, usize) -> bool) -> Result<f64> {
+fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &(dyn Fn(usize, usize) -> bool + Sync)) -> Result<f64> {
     let d = match l[0] {
         Block::Diag(d) if d.k == 1 => &d.data,
         _ => return Err(internal("expected a diagonal first block")),
