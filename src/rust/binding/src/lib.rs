@@ -448,7 +448,7 @@ fn lmm_profile_rs(spec: List, control: List) -> extendr_api::Result<List> {
 /// Panics are caught above; keep their text off the user's console.
 fn silence_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::panic::set_hook(Box::new(|i| { if std::env::var("MIXEDRS_PANIC").is_ok() { eprintln!("PANIC {}", i); } })));
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
 }
 
 /// Simulated responses from a fitted model (one column per replicate, flattened).
