@@ -324,4 +324,30 @@ mod tests {
             assert!((a.dlogdet[0] - b.dlogdet[0]).abs() < 1e-10 * (1.0 + b.dlogdet[0].abs()), "p = {}: {} vs {}", p, a.dlogdet[0], b.dlogdet[0]);
         }
     }
+
+    /// A first term with enough levels (≥ 1024) for its sums to be split over two cores.
+    #[test]
+    fn block_sums_on_two_cores() {
+        let n = 4000;
+        let g1: Vec<u32> = (0..n).map(|i| (i % 1100) as u32).collect();
+        let g2: Vec<u32> = (0..n).map(|i| ((i * 7 + i / 1100) % 40) as u32).collect();
+        let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() + ((i % 40) as f64 * 0.2).cos()).collect();
+        let x: Vec<f64> = (0..n).map(|i| ((i * 13 % 29) as f64) / 10.0).collect();
+        let mut xm = vec![1.0; n];
+        xm.extend(&x);
+        for reml in [true, false] {
+            let terms = vec![
+                ReTerm::new(g1.clone(), 1100, vec![1.0; n], 1, CovForm::Full).unwrap(),
+                ReTerm::new(g2.clone(), 40, vec![1.0; n], 1, CovForm::Full).unwrap(),
+            ];
+            let mut m = LinearMixedModel::new(terms, xm.clone(), 2, y.clone(), None, reml).unwrap();
+            m.update_l(&[0.6, 0.9]).unwrap();
+            assert!(m.block_sums_suffice());
+            let a = m.gradient_parts_by_block_sums(reml).unwrap();
+            let b = m.gradient_parts(reml).unwrap();
+            for (x, y) in a.dlogdet.iter().zip(&b.dlogdet) {
+                assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{} vs {}", x, y);
+            }
+        }
+    }
 }

@@ -210,8 +210,14 @@ pub fn first_column_block_sum(l: &[&Block], nb: usize, sigma: &[Block], ws: &mut
     if k == 1 {
         sum[0] += dense_row_pairs(l, nb, sigma, &at_once)?;
     }
-    // the levels in two halves, one per core: each level only reads Σ
+    // the levels in two halves, one per core (each level only reads Σ), when there
+    // are enough of them to pay for waking a thread
     let nlev = l00.nblocks;
+    if nlev < 1024 {
+        let a = level_sums(l, nb, sigma, 0..nlev, &at_once, &mut ws.rows, &mut ws.lr)?;
+        sum.iter_mut().zip(&a).for_each(|(s, x)| *s += x);
+        return Ok(sum);
+    }
     let (a, b) = rayon::join(
         || level_sums(l, nb, sigma, 0..nlev / 2, &at_once, &mut ws.rows, &mut ws.lr),
         || level_sums(l, nb, sigma, nlev / 2..nlev, &at_once, &mut Vec::new(), &mut Vec::new()),
