@@ -9,7 +9,12 @@
 //! where Σ = M⁻¹ is needed only where A has blocks, which the selected inverse holds.
 //! By the envelope theorem ∂PWRSS/∂θᵢ = −2 rᵀ W Z Sᵢ û = −2 Σ_l ζ_t(l)[r] û_t(l)[c], with
 //! ζ = ZᵀWr = A_Zy − A_ZZ b − A_ZX β̂ computed from A's blocks (no pass over n). No Λ⁻¹
-//! appears, so the gradient holds on the boundary too.
+//! appears, so this gradient holds on the boundary too.
+//!
+//! When every Λ_t is invertible, ∂ log|M| needs only the sums over levels of Σ's diagonal
+//! blocks ([`LinearMixedModel::gradient_parts_by_block_sums`]), and the largest term's
+//! column of the selected inverse, the costliest one, is skipped: this is the
+//! optimiser's gradient away from the boundary.
 use crate::blocks::Block;
 use crate::error::{MixedError, Result};
 use crate::model::{tri, LinearMixedModel};
@@ -155,16 +160,7 @@ impl LinearMixedModel {
             let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
             sums.push(selinv::first_column_block_sum(&view, nb, &self.sigma, &mut self.selinv_ws)?);
         }
-        for t in 1..nt {
-            let k = self.terms[t].k;
-            let mut sum = vec![0.0; k * k];
-            let mut blk = vec![0.0; k * k];
-            for lev in 0..self.terms[t].nlevels {
-                self.sigma[tri(t, t)].sub_block(lev, lev, k, k, &mut blk);
-                sum.iter_mut().zip(&blk).for_each(|(s, v)| *s += v);
-            }
-            sums.push(sum);
-        }
+        sums.extend((1..nt).map(|t| self.sigma_block_sum(t)));
         let nth = self.ntheta();
         let mut dlogdet = vec![0.0; nth];
         for (t, term) in self.terms.iter().enumerate() {
@@ -179,6 +175,19 @@ impl LinearMixedModel {
         }
         let dpwrss = self.dpwrss(&zeta, &u);
         Ok(GradientParts { dlogdet, dpwrss, pwrss: parts.pwrss })
+    }
+
+    /// Σ_l Σ_tt(l), the sum over term t's levels of its diagonal blocks of the selected
+    /// inverse in `self.sigma` (k×k, column-major).
+    pub(crate) fn sigma_block_sum(&self, t: usize) -> Vec<f64> {
+        let k = self.terms[t].k;
+        let mut sum = vec![0.0; k * k];
+        let mut blk = vec![0.0; k * k];
+        for lev in 0..self.terms[t].nlevels {
+            self.sigma[tri(t, t)].sub_block(lev, lev, k, k, &mut blk);
+            sum.iter_mut().zip(&blk).for_each(|(s, v)| *s += v);
+        }
+        sum
     }
 
     /// ∂ PWRSS/∂θᵢ = −2 Σ_l ζ_t(l)[r] û_t(l)[c] for θᵢ at (r, c) of term t.

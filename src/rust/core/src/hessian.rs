@@ -136,16 +136,7 @@ impl LinearMixedModel {
             let ne = exact.len();
             // Σ_l C_ll per term
             let sums: Vec<Vec<f64>> = (0..nt)
-                .map(|t| {
-                    let k = self.terms[t].k;
-                    let mut s = vec![0.0; k * k];
-                    let mut blk = vec![0.0; k * k];
-                    for lev in 0..self.terms[t].nlevels {
-                        self.sigma[tri(t, t)].sub_block(lev, lev, k, k, &mut blk);
-                        s.iter_mut().zip(&blk).for_each(|(a, b)| *a += b);
-                    }
-                    s
-                })
+                .map(|t| self.sigma_block_sum(t))
                 .collect();
             for (a, &ia) in exact.iter().enumerate() {
                 for (bb, &ib) in exact.iter().enumerate() {

@@ -3,7 +3,9 @@
 //! θ is optimised unconstrained: the criterion depends on Λ only through ΛΛᵀ, so a
 //! negative diagonal element is as good as its positive mirror and we normalise signs
 //! at the end. A boundary optimum (θᵢ = 0, a singular fit) is then an interior,
-//! smooth minimum, which BFGS reaches without box constraints. argmin's BFGS with a
+//! smooth minimum, which BFGS reaches without box constraints. BFGS works on a
+//! rescaled θ ([`SearchScale`]): for models whose θ are all lone standard deviations,
+//! log-like beyond 0.1 and weighted by each term's number of levels. argmin's BFGS with a
 //! More–Thuente (Wolfe) line search does the work. The model's criterion has an exact
 //! gradient ([`crate::gradient`]); other criteria (profiles, correlation parameters)
 //! fall back to central differences. Every evaluation records the best point seen, so
