@@ -7,6 +7,7 @@ use mixedrs_core::{
     ReTerm,
 };
 use mixedrs_core::{bootstrap, simulate, BootControl, BootType, FittedParams};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::os::raw::{c_int, c_void};
 use std::time::Instant;
@@ -79,10 +80,13 @@ fn flag(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<bool, Erro
     field(map, name)?.as_bool().ok_or_else(|| input(&format!("field '{}' must be TRUE or FALSE", name)))
 }
 
-fn read_term(robj: &Robj) -> std::result::Result<ReTerm, Error> {
-    let list: List = robj.try_into().map_err(|_| input("each random-effects term must be a list"))?;
-    let map = named(list);
-    let codes_r = field(&map, "codes")?
+/// A double vector of the spec, borrowed from R (protected for the whole call).
+fn reals_ref<'a>(map: &'a HashMap<&str, Robj>, name: &str) -> std::result::Result<&'a [f64], Error> {
+    field(map, name)?.as_real_slice().ok_or_else(|| input(&format!("field '{}' must be a double vector", name)))
+}
+
+fn read_term<'a>(map: &'a HashMap<&str, Robj>) -> std::result::Result<ReTerm<'a>, Error> {
+    let codes_r = field(map, "codes")?
         .as_integer_slice()
         .ok_or_else(|| input("term codes must be an integer vector"))?;
     let mut codes = Vec::with_capacity(codes_r.len());
@@ -92,8 +96,8 @@ fn read_term(robj: &Robj) -> std::result::Result<ReTerm, Error> {
         }
         codes.push((c - 1) as u32);
     }
-    let cov = if flag(&map, "diagonal")? { CovForm::Diagonal } else { CovForm::Full };
-    ReTerm::new(codes, int(&map, "nlevels")?, reals(&map, "Z")?, int(&map, "k")?, cov).map_err(to_r_error)
+    let cov = if flag(map, "diagonal")? { CovForm::Diagonal } else { CovForm::Full };
+    ReTerm::new(codes, int(map, "nlevels")?, reals_ref(map, "Z")?, int(map, "k")?, cov).map_err(to_r_error)
 }
 
 fn list_of_reals(v: Vec<Vec<f64>>) -> Robj {
@@ -101,17 +105,30 @@ fn list_of_reals(v: Vec<Vec<f64>>) -> Robj {
 }
 
 /// The model a spec describes: plain, or with correlated residuals when `spec$cor` is set.
-enum Model {
-    Plain(LinearMixedModel),
-    Correlated(CorrelatedModel),
+/// Either borrows X, y, the weights and each Z from the spec's R objects.
+enum Model<'a> {
+    Plain(LinearMixedModel<'a>),
+    Correlated(CorrelatedModel<'a>),
 }
 
-fn read_terms(spec: &HashMap<&str, Robj>) -> std::result::Result<Vec<ReTerm>, Error> {
-    let terms_list: List = field(spec, "terms")?.try_into().map_err(|_| input("'terms' must be a list"))?;
-    terms_list.values().map(|t| read_term(&t)).collect()
+/// A spec's R objects by name (and each term's), held for the call so that the model
+/// can borrow their vectors instead of copying them.
+struct SpecObjects {
+    map: HashMap<&'static str, Robj>,
+    terms: Vec<HashMap<&'static str, Robj>>,
 }
 
-fn read_model(spec: List) -> std::result::Result<LinearMixedModel, Error> {
+fn spec_objects(spec: List) -> std::result::Result<SpecObjects, Error> {
+    let map = named(spec);
+    let terms_list: List = field(&map, "terms")?.try_into().map_err(|_| input("'terms' must be a list"))?;
+    let terms = terms_list
+        .values()
+        .map(|t| List::try_from(t).map(named).map_err(|_| input("each random-effects term must be a list")))
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(SpecObjects { map, terms })
+}
+
+fn read_model(spec: &SpecObjects) -> std::result::Result<LinearMixedModel<'_>, Error> {
     match read_any_model(spec)? {
         Model::Plain(m) => Ok(m),
         Model::Correlated(_) => Err(to_r_error(MixedError::Input("this computation is not available for correlated-residual fits".into()))),
@@ -142,16 +159,22 @@ fn read_cor(robj: &Robj) -> std::result::Result<(CorStruct, Vec<f64>), Error> {
     Ok((cor, eta))
 }
 
-fn read_any_model(spec: List) -> std::result::Result<Model, Error> {
-    let spec = named(spec);
-    let terms = read_terms(&spec)?;
-    let (x, p, y, reml) = (reals(&spec, "X")?, int(&spec, "p")?, reals(&spec, "y")?, flag(&spec, "REML")?);
+fn read_any_model(objects: &SpecObjects) -> std::result::Result<Model<'_>, Error> {
+    let spec = &objects.map;
+    let terms = objects.terms.iter().map(read_term).collect::<std::result::Result<Vec<_>, _>>()?;
+    let (x, p, y, reml) = (reals_ref(spec, "X")?, int(spec, "p")?, reals_ref(spec, "y")?, flag(spec, "REML")?);
     match spec.get("cor") {
         Some(c) if !c.is_null() => {
             let (cor, eta) = read_cor(c)?;
             Ok(Model::Correlated(CorrelatedModel::new(terms, x, p, y, reml, cor, eta).map_err(to_r_error)?))
         }
-        _ => Ok(Model::Plain(LinearMixedModel::new(terms, x, p, y, opt_reals(&spec, "weights")?, reml).map_err(to_r_error)?)),
+        _ => {
+            let weights = match spec.get("weights") {
+                Some(w) if !w.is_null() => Some(Cow::Borrowed(reals_ref(spec, "weights")?)),
+                _ => None,
+            };
+            Ok(Model::Plain(LinearMixedModel::new(terms, x, p, y, weights, reml).map_err(to_r_error)?))
+        }
     }
 }
 
@@ -166,28 +189,18 @@ fn read_control(ctl: &HashMap<&str, Robj>) -> std::result::Result<FitControl, Er
     })
 }
 
-fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
-    let ctl = named(control);
-    let fc = read_control(&ctl)?;
-    let optimize = flag(&ctl, "optimize")?;
-    let (f, cor, mut cm_holder, mut plain_holder) = match read_any_model(spec)? {
-        Model::Plain(mut m) => {
-            let f = fit(&mut m, &fc, optimize).map_err(to_r_error)?;
-            (f, None, None, Some(m))
-        }
-        Model::Correlated(mut cm) => {
-            let cf = fit_correlated(&mut cm, &fc, optimize).map_err(to_r_error)?;
-            let extra = (cf.phi, cf.eta, cf.logdet);
-            (cf.fit, Some(extra), Some(cm), None)
-        }
-    };
-    let model: &mut LinearMixedModel = match (&mut cm_holder, &mut plain_holder) {
-        (Some(cm), _) => &mut cm.model,
-        (_, Some(m)) => m,
-        _ => return Err(input("no model")),
-    };
-    let condvar: Robj = if flag(&ctl, "condvar")? {
-        let s2 = f.sigma * f.sigma;
+/// What a fit returns beside [`mixedrs_core::Fit`]: conditional variances (if asked
+/// for) and the θ layout as 1-based (term, row, column), so R never rebuilds it.
+struct FitExtras {
+    condvar: Robj,
+    th_term: Vec<i32>,
+    th_row: Vec<i32>,
+    th_col: Vec<i32>,
+}
+
+fn fit_extras(model: &mut LinearMixedModel<'_>, sigma: f64, condvar: bool) -> std::result::Result<FitExtras, Error> {
+    let condvar: Robj = if condvar {
+        let s2 = sigma * sigma;
         let mut per_term = Vec::with_capacity(model.terms.len());
         for t in 0..model.terms.len() {
             per_term.push(model.cond_var(t).map_err(to_r_error)?.into_iter().map(|v| v * s2).collect());
@@ -196,7 +209,6 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
     } else {
         ().into()
     };
-    // θ layout as 1-based (term, row, column) so R never rebuilds it
     let (mut th_term, mut th_row, mut th_col) = (Vec::new(), Vec::new(), Vec::new());
     for (t, term) in model.terms.iter().enumerate() {
         for &(i, j) in term.theta_layout() {
@@ -205,6 +217,28 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
             th_col.push(j as i32 + 1);
         }
     }
+    Ok(FitExtras { condvar, th_term, th_row, th_col })
+}
+
+fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
+    let ctl = named(control);
+    let fc = read_control(&ctl)?;
+    let optimize = flag(&ctl, "optimize")?;
+    let objects = spec_objects(spec)?;
+    let want_condvar = flag(&ctl, "condvar")?;
+    let (f, cor, extras) = match read_any_model(&objects)? {
+        Model::Plain(mut m) => {
+            let f = fit(&mut m, &fc, optimize).map_err(to_r_error)?;
+            let extras = fit_extras(&mut m, f.sigma, want_condvar)?;
+            (f, None, extras)
+        }
+        Model::Correlated(mut cm) => {
+            let cf = fit_correlated(&mut cm, &fc, optimize).map_err(to_r_error)?;
+            let extras = fit_extras(&mut cm.model, cf.fit.sigma, want_condvar)?;
+            (cf.fit, Some((cf.phi, cf.eta, cf.logdet)), extras)
+        }
+    };
+    let FitExtras { condvar, th_term, th_row, th_col } = extras;
     let names = [
         "theta", "beta", "sigma", "b", "u", "vcov", "ldL2", "ldRX2", "pwrss", "criterion", "fitted",
         "evaluations", "gradients", "converged", "message", "grad_norm", "condvar", "theta_term", "theta_row", "theta_col",
@@ -243,7 +277,8 @@ fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
 }
 
 fn run_varpar(spec: List, theta: &[f64], sigma: f64) -> std::result::Result<List, Error> {
-    let d = match read_any_model(spec)? {
+    let objects = spec_objects(spec)?;
+    let d = match read_any_model(&objects)? {
         Model::Plain(mut model) => {
             let reml = model.reml;
             varpar_derivatives(&mut model, theta, sigma, reml)
@@ -258,7 +293,8 @@ fn run_varpar(spec: List, theta: &[f64], sigma: f64) -> std::result::Result<List
 }
 
 fn run_profile(spec: List, control: List) -> std::result::Result<List, Error> {
-    let mut model = read_model(spec)?;
+    let objects = spec_objects(spec)?;
+    let mut model = read_model(&objects)?;
     let ctl = named(control);
     let fc = read_control(&ctl)?;
     let z = real(&ctl, "z")?;
@@ -295,7 +331,8 @@ fn seed_of(map: &HashMap<&str, Robj>) -> std::result::Result<u64, Error> {
 }
 
 fn run_simulate(spec: List, params: List, control: List) -> std::result::Result<List, Error> {
-    let model = read_model(spec)?;
+    let objects = spec_objects(spec)?;
+    let model = read_model(&objects)?;
     let par = read_params(params)?;
     let ctl = named(control);
     let sims = simulate(&model, &par, flag(&ctl, "use_u")?, int(&ctl, "nsim")?, seed_of(&ctl)?);
@@ -304,7 +341,8 @@ fn run_simulate(spec: List, params: List, control: List) -> std::result::Result<
 }
 
 fn run_bootstrap(spec: List, params: List, control: List) -> std::result::Result<List, Error> {
-    let model = read_model(spec)?;
+    let objects = spec_objects(spec)?;
+    let model = read_model(&objects)?;
     let par = read_params(params)?;
     let ctl = named(control);
     let fc = read_control(&ctl)?;

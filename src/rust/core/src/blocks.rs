@@ -428,6 +428,13 @@ impl Block {
         }
     }
 
+    pub fn as_dense_mut(&mut self) -> Option<&mut Dense> {
+        match self {
+            Block::Dense(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// Entry (i, j) of the block; zero off the stored pattern.
     pub fn get(&self, i: usize, j: usize) -> f64 {
         match self {

@@ -13,6 +13,7 @@ use crate::fit::{fitted_values, Fit};
 use crate::model::LinearMixedModel;
 use crate::optimize::{optimize_with, FitControl, OptimSummary, SearchScale};
 use crate::reterm::ReTerm;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CorKind {
@@ -174,20 +175,30 @@ impl CorStruct {
 
 /// A linear mixed model with correlated residuals: the original data, the structure,
 /// and the whitened [`LinearMixedModel`] at the current η.
-pub struct CorrelatedModel {
-    terms: Vec<ReTerm>,
-    x: Vec<f64>,
+/// The original data are borrowed like [`LinearMixedModel`]'s; the whitened copy is owned.
+pub struct CorrelatedModel<'d> {
+    terms: Vec<ReTerm<'d>>,
+    x: Cow<'d, [f64]>,
     p: usize,
-    y: Vec<f64>,
+    y: Cow<'d, [f64]>,
     reml: bool,
     pub cor: CorStruct,
-    pub model: LinearMixedModel,
+    pub model: LinearMixedModel<'static>,
     eta: Vec<f64>,
     logdet: f64,
 }
 
-impl CorrelatedModel {
-    pub fn new(terms: Vec<ReTerm>, x: Vec<f64>, p: usize, y: Vec<f64>, reml: bool, cor: CorStruct, eta0: Vec<f64>) -> Result<Self> {
+impl<'d> CorrelatedModel<'d> {
+    pub fn new(
+        terms: Vec<ReTerm<'d>>,
+        x: impl Into<Cow<'d, [f64]>>,
+        p: usize,
+        y: impl Into<Cow<'d, [f64]>>,
+        reml: bool,
+        cor: CorStruct,
+        eta0: Vec<f64>,
+    ) -> Result<Self> {
+        let (x, y) = (x.into(), y.into());
         if eta0.len() != cor.npar() {
             return Err(MixedError::Input(format!("correlation start has {} values, expected {}", eta0.len(), cor.npar())));
         }
@@ -210,11 +221,11 @@ impl CorrelatedModel {
         Ok(CorrelatedModel { terms, x, p, y, reml, cor, model, eta: eta0, logdet })
     }
 
-    fn whitened(terms: &[ReTerm], x: &[f64], p: usize, y: &[f64], reml: bool, cor: &CorStruct, phi: &[f64]) -> Result<(LinearMixedModel, f64)> {
+    fn whitened(terms: &[ReTerm], x: &[f64], p: usize, y: &[f64], reml: bool, cor: &CorStruct, phi: &[f64]) -> Result<(LinearMixedModel<'static>, f64)> {
         let n = y.len();
         let mut xw = x.to_vec();
         let mut yw = y.to_vec();
-        let mut zs: Vec<Vec<f64>> = terms.iter().map(|t| t.z.clone()).collect();
+        let mut zs: Vec<Vec<f64>> = terms.iter().map(|t| t.z.to_vec()).collect();
         let logdet = {
             let mut cols: Vec<&mut [f64]> = Vec::new();
             cols.push(&mut yw[..]);

@@ -29,8 +29,10 @@ pub(crate) struct GradientParts {
     pub pwrss: f64,
 }
 
-impl LinearMixedModel {
-    /// ∂criterion/∂θ at the θ of the last [`LinearMixedModel::update_l`].
+impl LinearMixedModel<'_> {
+    /// ∂criterion/∂θ at the θ of the last [`LinearMixedModel::update_l`]. Away from the
+    /// boundary this spends the factor ([`Self::gradient_parts_by_block_sums`]): call
+    /// `update_l` again before reading L (every criterion value does).
     pub fn gradient(&mut self) -> Result<Vec<f64>> {
         let g = if self.block_sums_suffice() { self.gradient_parts_by_block_sums(self.reml)? } else { self.gradient_parts(self.reml)? };
         let nprime = if self.reml { (self.n - self.p) as f64 } else { self.n as f64 };
@@ -147,13 +149,15 @@ impl LinearMixedModel {
     /// which needs only the sum over levels of Σ's diagonal blocks. The first term's
     /// sum comes from the later columns of Σ ([`selinv::first_column_block_sum`]), so its
     /// column of the selected inverse, one step per level of the largest factor, is skipped.
+    /// Σ's dense diagonal blocks are formed over L's, so L is spent afterwards
+    /// ([`LinearMixedModel::selected_inverse_spending_factor`]).
     pub(crate) fn gradient_parts_by_block_sums(&mut self, with_x: bool) -> Result<GradientParts> {
         let parts = self.parts();
         let beta = self.beta();
         let u = self.u();
         let b = self.b_from_u(&u);
         let zeta = self.zeta(&b, &beta)?;
-        self.selected_inverse_from(with_x, 1)?;
+        self.selected_inverse_spending_factor(with_x, 1)?;
         let nt = self.terms.len();
         let mut sums = Vec::with_capacity(nt);
         {
@@ -259,12 +263,13 @@ fn at_b_add(x: &[f64], y: &[f64], kr: usize, kc: usize, kd: usize, h: &mut [f64]
 
 #[cfg(test)]
 mod tests {
+    use crate::blocks::Block;
     use crate::{CovForm, LinearMixedModel, ReTerm};
 
     /// Crossed design: a term on 60 levels (block-diagonal in L), then two that fill in:
     /// k = 2 on 15 and 4 levels, or (`scalar`) k = 1 on 8 and 120 levels, which gives
     /// column 0 of L a dense block before a sparse one; p = 3.
-    fn model(reml: bool, weighted: bool, scalar: bool) -> LinearMixedModel {
+    fn model(reml: bool, weighted: bool, scalar: bool) -> LinearMixedModel<'static> {
         let n = 500;
         let x: Vec<f64> = (0..n).map(|i| ((i * 37 % 101) as f64) / 50.0 - 1.0).collect();
         let g1: Vec<u32> = (0..n).map(|i| (i % 60) as u32).collect();
@@ -284,7 +289,7 @@ mod tests {
         xm.extend(&x);
         xm.extend((0..n).map(|i| ((i * 11 % 17) as f64).sqrt()));
         let y: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 2.0 + x[i] + ((i % 60) as f64 * 0.1).cos()).collect();
-        let w = weighted.then(|| (0..n).map(|i| 0.5 + (i % 5) as f64 * 0.25).collect());
+        let w = weighted.then(|| (0..n).map(|i| 0.5 + (i % 5) as f64 * 0.25).collect::<Vec<f64>>().into());
         LinearMixedModel::new(terms, xm, 3, y, w, reml).unwrap()
     }
 
@@ -306,6 +311,7 @@ mod tests {
                 m.update_l(&theta).unwrap();
                 assert!(m.block_sums_suffice());
                 let a = m.gradient_parts_by_block_sums(reml).unwrap();
+                m.update_l(&theta).unwrap();
                 let b = m.gradient_parts(reml).unwrap();
                 for (x, y) in a.dlogdet.iter().zip(&b.dlogdet).chain(a.dpwrss.iter().zip(&b.dpwrss)) {
                     assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{:?}: {} vs {}", theta, x, y);
@@ -314,6 +320,41 @@ mod tests {
             // a zero on Λ's diagonal: the pattern path
             m.update_l(if scalar { &[0.5, 0.0, 0.4][..] } else { &[0.8, -0.3, 0.0, 1.2, 0.4][..] }).unwrap();
             assert!(!m.block_sums_suffice());
+        }
+    }
+
+    /// The block-sum gradient forms Σ's dense diagonal blocks over L's (one buffer, not
+    /// two); L is then spent: readers refuse it, and the next update_l (or a copy made
+    /// while it is spent) gives back the criterion a fresh model gives.
+    #[test]
+    fn block_sum_gradient_spends_the_factor_and_update_l_restores_it() {
+        for reml in [true, false] {
+            let mut m = model(reml, false, true);
+            let mut fresh = model(reml, false, true);
+            let theta = [0.5, 1.2, 0.4];
+            m.update_l(&theta).unwrap();
+            let dense: Vec<usize> = (1..3).filter(|&j| matches!(m.l[super::tri(j, j)], Block::Dense(_))).collect();
+            assert!(!dense.is_empty());
+            let sizes: Vec<usize> = dense.iter().map(|&j| m.l[super::tri(j, j)].len()).collect();
+            let g = m.gradient().unwrap();
+            for (&j, &len) in dense.iter().zip(&sizes) {
+                assert_eq!(m.l[super::tri(j, j)].len(), 0, "L_jj still allocated");
+                assert_eq!(m.sigma[super::tri(j, j)].len(), len, "Σ_jj not in L_jj's buffer");
+            }
+            assert!(m.selected_inverse(false).is_err());
+            assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.parts())).is_err());
+            let mut copy = m.clone();
+            for th in [theta, [0.9, 0.3, 2.0]] {
+                let want = fresh.objective(&th).unwrap();
+                assert!((m.objective(&th).unwrap() - want).abs() < 1e-10 * want.abs());
+                assert!((copy.objective(&th).unwrap() - want).abs() < 1e-10 * want.abs());
+                let g2 = m.gradient().unwrap();
+                fresh.update_l(&th).unwrap();
+                let gf = fresh.gradient().unwrap();
+                assert_eq!(g2, gf);
+            }
+            m.update_l(&theta).unwrap();
+            assert_eq!(m.gradient().unwrap(), g);
         }
     }
 
@@ -329,6 +370,7 @@ mod tests {
             m.update_l(&[0.7]).unwrap();
             assert!(m.block_sums_suffice());
             let a = m.gradient_parts_by_block_sums(reml).unwrap();
+            m.update_l(&[0.7]).unwrap();
             let b = m.gradient_parts(reml).unwrap();
             assert!((a.dlogdet[0] - b.dlogdet[0]).abs() < 1e-10 * (1.0 + b.dlogdet[0].abs()), "p = {}: {} vs {}", p, a.dlogdet[0], b.dlogdet[0]);
         }
@@ -353,6 +395,7 @@ mod tests {
             m.update_l(&[0.6, 0.9]).unwrap();
             assert!(m.block_sums_suffice());
             let a = m.gradient_parts_by_block_sums(reml).unwrap();
+            m.update_l(&[0.6, 0.9]).unwrap();
             let b = m.gradient_parts(reml).unwrap();
             for (x, y) in a.dlogdet.iter().zip(&b.dlogdet) {
                 assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{} vs {}", x, y);

@@ -75,7 +75,7 @@ fn trace_prod(a: &[f64], b: &[f64], k: usize) -> f64 {
     (0..k).map(|i| (0..k).map(|e| a[i + e * k] * b[e + i * k]).sum::<f64>()).sum()
 }
 
-impl LinearMixedModel {
+impl LinearMixedModel<'_> {
     fn theta_elements(&self) -> Vec<Theta> {
         let mut out = Vec::with_capacity(self.ntheta());
         for (t, term) in self.terms.iter().enumerate() {

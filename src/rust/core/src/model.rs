@@ -14,6 +14,7 @@ use crate::error::{MixedError, Result};
 use crate::reterm::ReTerm;
 use crate::selinv;
 use crate::structure::{self, Pattern};
+use std::borrow::Cow;
 
 /// Index of block (i, j), i ≥ j, in the lower triangle of blocks.
 pub(crate) fn tri(i: usize, j: usize) -> usize {
@@ -31,19 +32,21 @@ pub struct CriterionParts {
     pub pwrss: f64,
 }
 
-pub struct LinearMixedModel {
-    pub terms: Vec<ReTerm>,
+/// The data (X, y, weights and each term's Z) are borrowed when the caller owns them
+/// (R's vectors during one call) and owned otherwise (whitened copies, tests).
+pub struct LinearMixedModel<'d> {
+    pub terms: Vec<ReTerm<'d>>,
     /// n×p fixed-effects matrix, column-major, unweighted.
-    pub x: Vec<f64>,
+    pub x: Cow<'d, [f64]>,
     pub p: usize,
     /// Response with any offset already subtracted, unweighted.
-    pub y: Vec<f64>,
+    pub y: Cow<'d, [f64]>,
     pub n: usize,
     pub reml: bool,
     /// Σ log wᵢ (0 without weights), as in lme4's criterion.
     pub log_det_w: f64,
     /// Prior weights, if any.
-    weights: Option<Vec<f64>>,
+    weights: Option<Cow<'d, [f64]>>,
     pub(crate) a: Vec<Block>,
     pub(crate) l: Vec<Block>,
     /// For each sparse block of L: the index in L's pattern of each stored block of A.
@@ -60,6 +63,9 @@ pub struct LinearMixedModel {
     pub(crate) selinv_ws: selinv::Workspace,
     /// The X rows of the last block row, without y (REML's selected inverse).
     pub(crate) x_only: Vec<Block>,
+    /// Block columns whose dense L_jj a gradient spent: it holds Σ_jj in `sigma`, and
+    /// the next [`LinearMixedModel::update_l`] takes the buffer back.
+    spent: Vec<bool>,
 }
 
 fn cholesky_error(nt: usize, p: usize, j: usize, col: usize) -> MixedError {
@@ -76,7 +82,7 @@ fn cholesky_error(nt: usize, p: usize, j: usize, col: usize) -> MixedError {
 const MAX_DENSE_ELEMENTS: usize = 1usize << 31;
 
 /// A copy for another thread: everything but the workspaces, which are made afresh.
-impl Clone for LinearMixedModel {
+impl Clone for LinearMixedModel<'_> {
     fn clone(&self) -> Self {
         LinearMixedModel {
             terms: self.terms.clone(),
@@ -88,7 +94,16 @@ impl Clone for LinearMixedModel {
             log_det_w: self.log_det_w,
             weights: self.weights.clone(),
             a: self.a.clone(),
-            l: self.l.clone(),
+            // a spent block is a placeholder here: the copy gets storage of its own
+            l: self
+                .l
+                .iter()
+                .enumerate()
+                .map(|(i, b)| match (0..self.spent.len()).find(|&j| self.spent[j] && tri(j, j) == i) {
+                    Some(_) => self.sigma[i].zeros_like(),
+                    None => b.clone(),
+                })
+                .collect(),
             a_to_l: self.a_to_l.clone(),
             lambdas: self.lambdas.clone(),
             theta: self.theta.clone(),
@@ -98,26 +113,35 @@ impl Clone for LinearMixedModel {
             sigma: Vec::new(),
             selinv_ws: selinv::Workspace::default(),
             x_only: Vec::new(),
+            spent: Vec::new(),
         }
     }
 }
 
-impl LinearMixedModel {
-    pub fn new(terms: Vec<ReTerm>, x: Vec<f64>, p: usize, y: Vec<f64>, weights: Option<Vec<f64>>, reml: bool) -> Result<Self> {
+impl<'d> LinearMixedModel<'d> {
+    pub fn new(
+        terms: Vec<ReTerm<'d>>,
+        x: impl Into<Cow<'d, [f64]>>,
+        p: usize,
+        y: impl Into<Cow<'d, [f64]>>,
+        weights: Option<Cow<'d, [f64]>>,
+        reml: bool,
+    ) -> Result<Self> {
         Self::with_sparse_share(terms, x, p, y, weights, reml, structure::SPARSE_MAX_SHARE)
     }
 
     /// As [`LinearMixedModel::new`], with the share of level pairs up to which a block
     /// of L below a block-diagonal one is stored sparse (1 keeps every such block sparse).
     pub fn with_sparse_share(
-        terms: Vec<ReTerm>,
-        x: Vec<f64>,
+        terms: Vec<ReTerm<'d>>,
+        x: impl Into<Cow<'d, [f64]>>,
         p: usize,
-        y: Vec<f64>,
-        weights: Option<Vec<f64>>,
+        y: impl Into<Cow<'d, [f64]>>,
+        weights: Option<Cow<'d, [f64]>>,
         reml: bool,
         max_share: f64,
     ) -> Result<Self> {
+        let (x, y) = (x.into(), y.into());
         let n = y.len();
         if n == 0 {
             return Err(MixedError::Input("no observations".into()));
@@ -186,6 +210,7 @@ impl LinearMixedModel {
             sigma: Vec::new(),
             selinv_ws: selinv::Workspace::default(),
             x_only: Vec::new(),
+            spent: Vec::new(),
         })
     }
 
@@ -341,7 +366,8 @@ impl LinearMixedModel {
         if y.iter().any(|v| !v.is_finite()) {
             return Err(MixedError::Input("response has non-finite values".into()));
         }
-        self.y.copy_from_slice(y);
+        // a borrowed response is copied once here; refits reuse that copy
+        self.y.to_mut().copy_from_slice(y);
         let (n, p, m, nt) = (self.n, self.p, self.p + 1, self.terms.len());
         let weights = self.weights.as_deref();
         let w = |o: usize| weights.map_or(1.0, |w| w[o]);
@@ -492,6 +518,7 @@ impl LinearMixedModel {
         if theta.iter().any(|v| !v.is_finite()) {
             return Err(MixedError::Numerical("theta has non-finite values".into()));
         }
+        self.reclaim_factor();
         self.theta.copy_from_slice(theta);
         for (i, t) in self.terms.iter().enumerate() {
             t.fill_lambda(&theta[self.theta_offsets[i]..self.theta_offsets[i + 1]], &mut self.lambdas[i]);
@@ -540,6 +567,7 @@ impl LinearMixedModel {
 
     /// log|L_θ|², log|R_X|² and the PWRSS from the current factor.
     pub fn parts(&self) -> CriterionParts {
+        self.assert_factor();
         let nt = self.terms.len();
         let ldl2: f64 = (0..nt).map(|j| blocks::log_diag_sum(&self.l[tri(j, j)])).sum();
         let f = self.fe_factor();
@@ -592,6 +620,7 @@ impl LinearMixedModel {
     /// Spherical random effects u at the current factor, one vector per term (level-major):
     /// back-substitution through the blocks with the right-hand side c_u − L_Xᵀβ̂.
     pub fn u(&self) -> Vec<Vec<f64>> {
+        self.assert_factor();
         let nt = self.terms.len();
         let (p, m) = (self.p, self.p + 1);
         let beta = self.beta();
@@ -653,30 +682,79 @@ impl LinearMixedModel {
 
     /// [`Self::selected_inverse`] of block columns `from..` only.
     pub(crate) fn selected_inverse_from(&mut self, with_x: bool, from: usize) -> Result<()> {
+        if self.spent.iter().any(|&s| s) {
+            return Err(MixedError::internal("the model", "the factor was spent by a gradient; update_l first"));
+        }
+        self.refresh_x_only(with_x)?;
         let nt = self.terms.len();
-        let p = self.p;
-        if with_x {
-            // the X rows of L's last block row, without the y row
-            self.x_only.resize_with(nt + 1, Block::default);
-            for j in 0..=nt {
-                let src = match &self.l[tri(nt, j)] {
-                    Block::Dense(d) => d,
-                    _ => return Err(MixedError::internal("the model", "L's [X y] rows are not dense")),
-                };
-                let cols = if j == nt { p } else { src.cols };
-                let dst = &mut self.x_only[j];
-                if dst.rows() != p || dst.cols() != cols {
-                    *dst = Block::Dense(Dense::zeros(p, cols));
-                }
-                if let Block::Dense(d) = dst {
-                    for c in 0..cols {
-                        d.data[c * p..(c + 1) * p].copy_from_slice(&src.data[c * (p + 1)..c * (p + 1) + p]);
-                    }
-                }
+        let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
+        selinv::selected_inverse_from(&view, nb, from, &[], &mut self.sigma, &mut self.selinv_ws)
+    }
+
+    /// [`Self::selected_inverse_from`] with Σ's dense diagonal blocks of the terms formed
+    /// over L's own (the optimiser's gradient reads no more of L at this θ), so the largest
+    /// dense block is held once: InstEval's 1,128² instructor block is 10 MB. L is spent
+    /// until the next [`Self::update_l`], which takes those buffers back.
+    pub(crate) fn selected_inverse_spending_factor(&mut self, with_x: bool, from: usize) -> Result<()> {
+        if self.spent.iter().any(|&s| s) {
+            return Err(MixedError::internal("the model", "the factor was spent by a gradient; update_l first"));
+        }
+        self.refresh_x_only(with_x)?;
+        let nt = self.terms.len();
+        self.spent.resize(nt, false);
+        if self.sigma.len() < tri(nt, 0) {
+            self.sigma.resize_with(tri(nt, 0), Block::default);
+        }
+        for j in from..nt {
+            if matches!(self.l[tri(j, j)], Block::Dense(_)) {
+                // any Σ_jj left from an earlier selected inverse is dropped here
+                self.sigma[tri(j, j)] = std::mem::take(&mut self.l[tri(j, j)]);
+                self.spent[j] = true;
             }
         }
         let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
-        selinv::selected_inverse_from(&view, nb, from, &mut self.sigma, &mut self.selinv_ws)
+        selinv::selected_inverse_from(&view, nb, from, &self.spent, &mut self.sigma, &mut self.selinv_ws)
+    }
+
+    /// Take back the dense L_jj a gradient spent (their Σ contents are overwritten by
+    /// the fill that follows in [`Self::update_l`]).
+    fn reclaim_factor(&mut self) {
+        for j in 0..self.spent.len() {
+            if std::mem::take(&mut self.spent[j]) {
+                self.l[tri(j, j)] = std::mem::take(&mut self.sigma[tri(j, j)]);
+            }
+        }
+    }
+
+    /// Readers of L's diagonal blocks call this: a spent factor is a broken invariant.
+    fn assert_factor(&self) {
+        assert!(!self.spent.iter().any(|&s| s), "internal error in the model: the factor was spent by a gradient; update_l first");
+    }
+
+    /// The X rows of L's last block row without the y row (`x_only`), for M over [Z X].
+    fn refresh_x_only(&mut self, with_x: bool) -> Result<()> {
+        if !with_x {
+            return Ok(());
+        }
+        let (nt, p) = (self.terms.len(), self.p);
+        self.x_only.resize_with(nt + 1, Block::default);
+        for j in 0..=nt {
+            let src = match &self.l[tri(nt, j)] {
+                Block::Dense(d) => d,
+                _ => return Err(MixedError::internal("the model", "L's [X y] rows are not dense")),
+            };
+            let cols = if j == nt { p } else { src.cols };
+            let dst = &mut self.x_only[j];
+            if dst.rows() != p || dst.cols() != cols {
+                *dst = Block::Dense(Dense::zeros(p, cols));
+            }
+            if let Block::Dense(d) = dst {
+                for c in 0..cols {
+                    d.data[c * p..(c + 1) * p].copy_from_slice(&src.data[c * (p + 1)..c * (p + 1) + p]);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The blocks of the factor of M: the terms' blocks of L and, with X, the X rows

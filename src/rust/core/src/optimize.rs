@@ -211,18 +211,18 @@ impl<F: FnMut(&[f64]) -> Result<f64>> Objective for ValueOnly<F> {
 
 /// The model's profiled criterion over θ, with its exact gradient. The gradient at the
 /// point just evaluated reuses that factor.
-pub struct ThetaCriterion<'m> {
-    pub model: &'m mut LinearMixedModel,
+pub struct ThetaCriterion<'m, 'd> {
+    pub model: &'m mut LinearMixedModel<'d>,
     factored_at: Option<Vec<f64>>,
 }
 
-impl<'m> ThetaCriterion<'m> {
-    pub fn new(model: &'m mut LinearMixedModel) -> Self {
+impl<'m, 'd> ThetaCriterion<'m, 'd> {
+    pub fn new(model: &'m mut LinearMixedModel<'d>) -> Self {
         ThetaCriterion { model, factored_at: None }
     }
 }
 
-impl Objective for ThetaCriterion<'_> {
+impl Objective for ThetaCriterion<'_, '_> {
     fn value(&mut self, x: &[f64]) -> Result<f64> {
         self.factored_at = None;
         let v = self.model.objective(x)?;
@@ -237,6 +237,8 @@ impl Objective for ThetaCriterion<'_> {
             }
             self.factored_at = Some(x.to_vec());
         }
+        // the gradient may spend the factor (see LinearMixedModel::gradient)
+        self.factored_at = None;
         Some(self.model.gradient())
     }
 }

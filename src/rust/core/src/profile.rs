@@ -11,6 +11,7 @@ use crate::error::{MixedError, Result};
 use crate::model::LinearMixedModel;
 use crate::optimize::{minimize, optimize_theta, FitControl};
 use crate::reterm::{CovForm, ReTerm};
+use std::borrow::Cow;
 
 /// Kind of each element of φ, which fixes its range and the inner transform.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -264,13 +265,13 @@ fn locate(model: &LinearMixedModel, w: usize) -> Target {
 /// * an sd fixed: minimise over θ with σ = x/‖row of Λ‖ (so sd = x exactly);
 /// * a correlation fixed: that term by its relative sds and other correlations
 ///   (through tanh), other terms by θ, with σ profiled out as in the fit.
-struct VarparProfile<'a> {
-    model: &'a mut LinearMixedModel,
+struct VarparProfile<'a, 'd> {
+    model: &'a mut LinearMixedModel<'d>,
     target: Target,
     offsets: Vec<usize>,
 }
 
-impl VarparProfile<'_> {
+impl VarparProfile<'_, '_> {
     fn inner_start(&self, theta: &[f64]) -> Vec<f64> {
         match self.target {
             Target::Cor { term, row, col } => {
@@ -401,8 +402,8 @@ fn profile_fixef(model: &LinearMixedModel, theta_hat: &[f64], est: f64, se: f64,
     let (n, p) = (model.n, model.p);
     let xj: Vec<f64> = model.x[j * n..(j + 1) * n].to_vec();
     let xdrop: Vec<f64> = (0..p).filter(|&a| a != j).flat_map(|a| model.x[a * n..(a + 1) * n].iter().copied()).collect();
-    let y0 = model.y.clone();
-    let mut mj = LinearMixedModel::new(model.terms.clone(), xdrop, p - 1, y0.clone(), model.weights().map(|w| w.to_vec()), false)?;
+    let y0 = model.y.to_vec();
+    let mut mj = LinearMixedModel::new(model.terms.clone(), xdrop, p - 1, y0.clone(), model.weights().map(Cow::Borrowed), false)?;
     let mut ctl = inner_control();
     let mut ends = [f64::NAN; 2];
     let mut y = y0.clone();

@@ -1,6 +1,7 @@
 //! A random-effects term `(z | g)`: the grouping factor's codes, the n×k model
 //! columns, and the form of its relative covariance factor Λ.
 use crate::error::{MixedError, Result};
+use std::borrow::Cow;
 
 /// How the k×k lower-triangular relative covariance factor of a term is parametrised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,23 +12,26 @@ pub enum CovForm {
     Diagonal,
 }
 
+/// The model columns are borrowed where the caller owns them (R's matrix, for the
+/// length of one call): a fit keeps no copy of the data beyond A's blocks.
 #[derive(Debug, Clone)]
-pub struct ReTerm {
+pub struct ReTerm<'d> {
     /// 0-based level of each observation.
     pub codes: Vec<u32>,
     pub nlevels: usize,
     /// Number of model columns per level.
     pub k: usize,
     /// n×k model columns, column-major, unweighted.
-    pub z: Vec<f64>,
+    pub z: Cow<'d, [f64]>,
     pub cov: CovForm,
     /// (row, column) in Λ of each θ element, column-major (lme4's order). The one
     /// place the θ layout is defined; R reads it instead of rebuilding it.
     layout: Vec<(usize, usize)>,
 }
 
-impl ReTerm {
-    pub fn new(codes: Vec<u32>, nlevels: usize, z: Vec<f64>, k: usize, cov: CovForm) -> Result<Self> {
+impl<'d> ReTerm<'d> {
+    pub fn new(codes: Vec<u32>, nlevels: usize, z: impl Into<Cow<'d, [f64]>>, k: usize, cov: CovForm) -> Result<Self> {
+        let z = z.into();
         let n = codes.len();
         if k == 0 {
             return Err(MixedError::Input("a random-effects term has no model columns".into()));

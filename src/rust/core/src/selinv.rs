@@ -34,24 +34,42 @@ pub struct Workspace {
     inv: Vec<f64>,
     /// Ľ_ij of a dense column, by block row.
     lhat: Vec<Vec<f64>>,
+    /// A column panel for the in-place (L Lᵀ)⁻¹ of a dense diagonal block.
+    panel: Vec<f64>,
 }
 
 /// Σ for the factor `l` (lower triangle of `nb` block rows, block (i, j) at i(i+1)/2 + j),
 /// written into `sigma` (allocated like `l` on first use).
 pub fn selected_inverse(l: &[&Block], nb: usize, sigma: &mut Vec<Block>, ws: &mut Workspace) -> Result<()> {
-    selected_inverse_from(l, nb, 0, sigma, ws)
+    selected_inverse_from(l, nb, 0, &[], sigma, ws)
 }
 
 /// [`selected_inverse`] of block columns `from..nb` only (Σ's blocks in earlier columns
 /// are left as they were): what [`first_column_block_sum`] needs.
-pub fn selected_inverse_from(l: &[&Block], nb: usize, from: usize, sigma: &mut Vec<Block>, ws: &mut Workspace) -> Result<()> {
-    let same_shape = sigma.len() == l.len() && sigma.iter().zip(l).all(|(s, b)| s.len() == b.len() && s.rows() == b.rows());
-    if !same_shape {
-        *sigma = l.iter().map(|b| b.zeros_like()).collect();
+///
+/// `moved[j]` says the caller moved the dense factor block L_jj into `sigma[tri(j, j)]`
+/// (and `l[tri(j, j)]` is not read): Σ_jj is then formed over it in place, so the
+/// largest dense block is held once, not twice.
+pub fn selected_inverse_from(l: &[&Block], nb: usize, from: usize, moved: &[bool], sigma: &mut Vec<Block>, ws: &mut Workspace) -> Result<()> {
+    let is_moved = |j: usize| moved.get(j).copied().unwrap_or(false);
+    sigma.resize_with(l.len(), Block::default);
+    for i in 0..nb {
+        for j in 0..=i {
+            let (b, s) = (l[tri(i, j)], &mut sigma[tri(i, j)]);
+            if !(i == j && is_moved(j)) && (s.len() != b.len() || s.rows() != b.rows()) {
+                *s = b.zeros_like();
+            }
+        }
     }
+    // rows of each block row (a moved L_jj is read where it now sits)
+    let dims: Vec<usize> = (0..nb).map(|i| if is_moved(i) { sigma[tri(i, i)].rows() } else { l[tri(i, i)].rows() }).collect();
     for j in (from..nb).rev() {
+        if is_moved(j) {
+            dense_column(l, &dims, j, true, sigma, ws)?;
+            continue;
+        }
         match l[tri(j, j)] {
-            Block::Dense(_) => dense_column(l, nb, j, sigma, ws)?,
+            Block::Dense(_) => dense_column(l, &dims, j, false, sigma, ws)?,
             Block::Diag(_) => level_column(l, nb, j, sigma, ws)?,
             Block::Sparse(_) => return Err(internal("sparse diagonal block")),
         }
@@ -64,9 +82,20 @@ fn dense_of(b: &Block) -> Result<&crate::blocks::Dense> {
 }
 
 /// Column j when L_jj is dense: then so is every block below it and every Σ_ik with
-/// i, k > j, and the recurrence is a handful of dense products.
-fn dense_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut Workspace) -> Result<()> {
-    let ljj = dense_of(l[tri(j, j)])?;
+/// i, k > j, and the recurrence is a handful of dense products. With `in_place`, L_jj
+/// sits in `sigma[tri(j, j)]` and Σ_jj replaces it there.
+fn dense_column(l: &[&Block], dims: &[usize], j: usize, in_place: bool, sigma: &mut [Block], ws: &mut Workspace) -> Result<()> {
+    let mut sjj = std::mem::take(&mut sigma[tri(j, j)]);
+    let res = dense_column_with(l, dims, j, in_place, &mut sjj, sigma, ws);
+    sigma[tri(j, j)] = sjj;
+    res
+}
+
+/// [`dense_column`] with Σ_jj's block (holding L_jj when `in_place`) taken out of `sigma`;
+/// `dims` are the rows of each block row.
+fn dense_column_with(l: &[&Block], dims: &[usize], j: usize, in_place: bool, sjj: &mut Block, sigma: &mut [Block], ws: &mut Workspace) -> Result<()> {
+    let nb = dims.len();
+    let ljj = if in_place { dense_of(sjj)? } else { dense_of(l[tri(j, j)])? };
     let nj = ljj.rows;
     // Ľ_ij = L_ij L_jj⁻¹
     ws.lhat.resize(nb, Vec::new());
@@ -78,7 +107,7 @@ fn dense_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
         dense::rdiv_lower_any(buf, lij.rows, &ljj.data, nj);
     }
     for i in j + 1..nb {
-        let ri = l[tri(i, i)].rows();
+        let ri = dims[i];
         let mut sij = std::mem::take(&mut sigma[tri(i, j)]);
         let res = (|| -> Result<()> {
             let out = match &mut sij {
@@ -87,7 +116,7 @@ fn dense_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
             };
             out.data.iter_mut().for_each(|x| *x = 0.0);
             for k in j + 1..nb {
-                let rk = l[tri(k, k)].rows();
+                let rk = dims[k];
                 let lk = &ws.lhat[k];
                 if i >= k {
                     let sik = dense_of(&sigma[tri(i, k)])?;
@@ -102,22 +131,22 @@ fn dense_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
         sigma[tri(i, j)] = sij;
         res?;
     }
-    let mut sjj = std::mem::take(&mut sigma[tri(j, j)]);
-    let res = (|| -> Result<()> {
-        let out = match &mut sjj {
-            Block::Dense(d) => d,
-            _ => return Err(internal("Σ_jj of a dense column is not dense")),
-        };
+    // Σ_jj = (L_jj L_jjᵀ)⁻¹ − Σ_{k>j} Ľ_kjᵀ Σ_kj
+    if in_place {
+        let out = sjj.as_dense_mut().ok_or_else(|| internal("L_jj moved into Σ is not dense"))?;
+        dense::llt_inverse_in_place(&mut out.data, nj, &mut ws.panel);
+    } else {
+        let ljj = dense_of(l[tri(j, j)])?;
+        let out = sjj.as_dense_mut().ok_or_else(|| internal("Σ_jj of a dense column is not dense"))?;
         dense::llt_inverse(&ljj.data, nj, &mut out.data);
-        for k in j + 1..nb {
-            let rk = l[tri(k, k)].rows();
-            let skj = dense_of(&sigma[tri(k, j)])?;
-            dense::gemm(&mut out.data, nj, nj, -1.0, &ws.lhat[k], true, &skj.data, false, rk, 1.0);
-        }
-        Ok(())
-    })();
-    sigma[tri(j, j)] = sjj;
-    res
+    }
+    let out = sjj.as_dense_mut().ok_or_else(|| internal("Σ_jj of a dense column is not dense"))?;
+    for k in j + 1..nb {
+        let rk = dims[k];
+        let skj = dense_of(&sigma[tri(k, j)])?;
+        dense::gemm(&mut out.data, nj, nj, -1.0, &ws.lhat[k], true, &skj.data, false, rk, 1.0);
+    }
+    Ok(())
 }
 
 /// Column j when L_jj is block-diagonal: level by level, on the rows R the level's

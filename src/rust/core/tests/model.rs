@@ -181,7 +181,7 @@ fn rejects_inconsistent_input() {
     let mut y = d.y.clone();
     y[0] = f64::NAN;
     assert!(LinearMixedModel::new(d.terms.clone(), d.x.clone(), d.p, y, None, true).is_err());
-    let w = Some(vec![-1.0; d.y.len()]);
+    let w = Some(vec![-1.0; d.y.len()].into());
     assert!(LinearMixedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), w, true).is_err());
 }
 
@@ -412,7 +412,7 @@ mod properties {
     trait LayoutValues {
         fn theta_layout_values(&self, a: f64, c: f64, e: f64) -> Vec<f64>;
     }
-    impl LayoutValues for LinearMixedModel {
+    impl LayoutValues for LinearMixedModel<'_> {
         fn theta_layout_values(&self, a: f64, c: f64, e: f64) -> Vec<f64> {
             self.terms
                 .iter()

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 pub struct Data {
-    pub terms: Vec<ReTerm>,
+    pub terms: Vec<ReTerm<'static>>,
     pub x: Vec<f64>,
     pub p: usize,
     pub y: Vec<f64>,
@@ -109,8 +109,8 @@ pub fn marginal_criterion(d: &Data, theta: &[f64], reml: bool) -> (f64, DVector<
     (dev, beta)
 }
 
-pub fn model(d: &Data, reml: bool) -> LinearMixedModel {
-    LinearMixedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), d.w.clone(), reml).unwrap()
+pub fn model(d: &Data, reml: bool) -> LinearMixedModel<'static> {
+    LinearMixedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), d.w.clone().map(Into::into), reml).unwrap()
 }
 
 
