@@ -416,7 +416,15 @@ impl Block {
     pub fn zeros_like(&self) -> Block {
         match self {
             Block::Diag(d) => Block::Diag(BlockDiagonal::zeros(d.k, d.nblocks)),
-            Block::Sparse(s) => Block::Sparse(BlockSparse { values: vec![0.0; s.values.len()], ..s.clone() }),
+            Block::Sparse(s) => Block::Sparse(BlockSparse {
+                kr: s.kr,
+                kc: s.kc,
+                nrow_levels: s.nrow_levels,
+                ncol_levels: s.ncol_levels,
+                colptr: s.colptr.clone(),
+                rowlev: s.rowlev.clone(),
+                values: vec![0.0; s.values.len()],
+            }),
             Block::Dense(d) => Block::Dense(Dense::zeros(d.rows, d.cols)),
         }
     }

@@ -705,6 +705,14 @@ impl<'d> LinearMixedModel<'d> {
         if self.sigma.len() < tri(nt, 0) {
             self.sigma.resize_with(tri(nt, 0), Block::default);
         }
+        // Σ's columns before `from` are not computed here: drop any left from a full inverse
+        for r in 0..=nt {
+            for j in 0..from.min(r + 1) {
+                if let Some(b) = self.sigma.get_mut(tri(r, j)) {
+                    *b = Block::default();
+                }
+            }
+        }
         for j in from..nt {
             if matches!(self.l[tri(j, j)], Block::Dense(_)) {
                 // any Σ_jj left from an earlier selected inverse is dropped here

@@ -53,8 +53,8 @@ pub fn selected_inverse(l: &[&Block], nb: usize, sigma: &mut Vec<Block>, ws: &mu
 pub fn selected_inverse_from(l: &[&Block], nb: usize, from: usize, moved: &[bool], sigma: &mut Vec<Block>, ws: &mut Workspace) -> Result<()> {
     let is_moved = |j: usize| moved.get(j).copied().unwrap_or(false);
     sigma.resize_with(l.len(), Block::default);
-    for i in 0..nb {
-        for j in 0..=i {
+    for i in from..nb {
+        for j in from..=i {
             let (b, s) = (l[tri(i, j)], &mut sigma[tri(i, j)]);
             if !(i == j && is_moved(j)) && (s.len() != b.len() || s.rows() != b.rows()) {
                 *s = b.zeros_like();
