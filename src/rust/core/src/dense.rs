@@ -161,7 +161,7 @@ pub fn llt_inverse_in_place(a: &mut [f64], n: usize, scratch: &mut Vec<f64>) {
     if n == 0 {
         return;
     }
-    invert_lower_in_place(MatMut::from_column_major_slice_mut(a, n, n));
+    invert_lower_in_place(MatMut::from_column_major_slice_mut(a, n, n), scratch);
     lauum(MatMut::from_column_major_slice_mut(a, n, n), scratch);
     for j in 0..n {
         for i in j + 1..n {
@@ -171,10 +171,11 @@ pub fn llt_inverse_in_place(a: &mut [f64], n: usize, scratch: &mut Vec<f64>) {
 }
 
 /// W ← W⁻¹ for lower-triangular W, on its lower triangle. With W = [A 0; B C],
-/// W⁻¹ = [A⁻¹ 0; −C⁻¹BA⁻¹ C⁻¹]: B is solved against A and C while they are still
-/// the factor (two triangular solves in place), then A and C are inverted recursively.
-/// At n = 1128 on 2 cores: 8 ms, where faer's out-of-place inverse takes 7.
-fn invert_lower_in_place(mut w: MatMut<'_, f64>) {
+/// W⁻¹ = [A⁻¹ 0; −C⁻¹BA⁻¹ C⁻¹]: A is inverted first (recursively), B multiplied by −A⁻¹
+/// a panel of rows at a time through `scratch`, then solved against C while C is still
+/// the factor, and C inverted last. At n = 1128 on 2 cores: 8.8 ms (median), against
+/// 7.5 for faer's out-of-place inverse, which needs a second n×n buffer.
+fn invert_lower_in_place(mut w: MatMut<'_, f64>, scratch: &mut Vec<f64>) {
     let k = w.nrows();
     if k <= 32 {
         // LAPACK's trti2 order: column j from the already inverted columns after it
@@ -193,22 +194,39 @@ fn invert_lower_in_place(mut w: MatMut<'_, f64>) {
     let (top, bottom) = w.split_at_row_mut(k1);
     let (mut a, _) = top.split_at_col_mut(k1);
     let (mut b, mut c) = bottom.split_at_col_mut(k1);
-    // B A⁻¹: Aᵀ Xᵀ = Bᵀ
-    faer::linalg::triangular_solve::solve_upper_triangular_in_place(a.rb().transpose(), b.rb_mut().transpose_mut(), par);
-    solve_lower_triangular_in_place(c.rb(), b.rb_mut(), par);
-    for j in 0..b.ncols() {
-        for i in 0..b.nrows() {
-            b[(i, j)] = -b[(i, j)];
-        }
+    invert_lower_in_place(a.rb_mut(), scratch);
+    // B ← −B A⁻¹, a panel of B's rows at a time (rows of a right product are independent)
+    const PANEL: usize = 128;
+    let nr = b.nrows();
+    if scratch.len() < PANEL.min(nr) * k1 {
+        scratch.resize(PANEL.min(nr) * k1, 0.0);
     }
-    invert_lower_in_place(a.rb_mut());
-    invert_lower_in_place(c.rb_mut());
+    for r0 in (0..nr).step_by(PANEL) {
+        let h = PANEL.min(nr - r0);
+        let mut copy = MatMut::from_column_major_slice_mut(&mut scratch[..h * k1], h, k1);
+        let mut rows = b.rb_mut().subrows_mut(r0, h);
+        copy.copy_from(rows.rb());
+        faer::linalg::matmul::triangular::matmul(
+            rows.rb_mut(),
+            BlockStructure::Rectangular,
+            Accum::Replace,
+            copy.rb(),
+            BlockStructure::Rectangular,
+            a.rb(),
+            BlockStructure::TriangularLower,
+            -1.0,
+            par,
+        );
+    }
+    solve_lower_triangular_in_place(c.rb(), b.rb_mut(), par);
+    invert_lower_in_place(c.rb_mut(), scratch);
 }
 
 /// W ← WᵀW on the lower triangle, in place, for lower-triangular W: a recursive
 /// `lauum`. With W = [W₁₁ 0; W₂₁ W₂₂], WᵀW = [W₁₁ᵀW₁₁ + W₂₁ᵀW₂₁, ·; W₂₂ᵀW₂₁, W₂₂ᵀW₂₂]:
 /// a symmetric rank update, a triangular product by column panels
-/// ([`lower_t_mul_in_place`]) and two halves. At n = 1128 on 2 cores: 7 ms.
+/// ([`lower_t_mul_in_place`]) and two halves. At n = 1128 on 2 cores: 9 ms (median),
+/// against 7 for a version that copied W₂₁ whole (n²/4 scratch).
 fn lauum(mut w: MatMut<'_, f64>, scratch: &mut Vec<f64>) {
     let k = w.nrows();
     if k <= 32 {
