@@ -41,7 +41,7 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
     # copy with only X and y conditioned (Z as given, so θ keeps its meaning) and
     # map the results back.
     cond <- conditioned_spec(spec)
-    release_temporaries()
+    release_temporaries(spec)
     first <- fit_from_starts(cond$spec, ctl)
     theta <- unconditioned_theta(first, cond$z_transforms)
     ctl$start <- c(theta, if (is.null(first$cor_eta)) numeric(0) else first$cor_eta)
@@ -52,16 +52,20 @@ engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
     res[c("evaluations", "gradients", "converged", "message", "grad_norm")] <- first[c("evaluations", "gradients", "converged", "message", "grad_norm")]
     return(res)
   }
-  release_temporaries()
+  release_temporaries(spec)
   if (is.null(theta)) fit_from_starts(spec, ctl) else call_rust(lmm_fit_rs, spec, ctl)
 }
 
-# The engine allocates its blocks next. A minor collection first frees what building
-# the model left behind (model.matrix()'s copies, the grouping factors' keys, the
-# conditioning check's sample of rows), which would otherwise stay resident beside
-# those blocks: on InstEval (73,421 rows) the fit's peak memory drops by ~14 MiB, for
-# about a millisecond.
-release_temporaries <- function() invisible(gc(verbose = FALSE, full = FALSE))
+# The engine allocates its blocks next. On large data a minor collection first frees
+# what building the model left behind (model.matrix()'s copies, the grouping factors'
+# keys, the conditioning check's sample of rows), which would otherwise stay resident
+# beside those blocks: on InstEval (73,421 rows) the fit's peak memory drops by
+# ~14 MiB. It costs 1-2 ms, as much as a whole fit of sleepstudy, so only when X, y
+# and Z take more than 4 MB.
+release_temporaries <- function(spec) {
+  columns <- spec$p + 1 + sum(vapply(spec$terms, `[[`, 1L, "k"))
+  if (length(spec$y) * columns * 8 > 4e6) invisible(gc(verbose = FALSE, full = FALSE))
+}
 
 # On tiny data (a few rows per group) the criterion often has several local minima,
 # and BFGS from lme4's start (diagonal of Λ 1, the rest 0) can end in the higher one.

@@ -78,6 +78,8 @@ fn cholesky_error(nt: usize, p: usize, j: usize, col: usize) -> MixedError {
     }
 }
 
+const SPENT: &str = "the factor was spent by a gradient; update_l first";
+
 /// Dense blocks beyond this many scalars in total are refused rather than allocated.
 const MAX_DENSE_ELEMENTS: usize = 1usize << 31;
 
@@ -94,16 +96,7 @@ impl Clone for LinearMixedModel<'_> {
             log_det_w: self.log_det_w,
             weights: self.weights.clone(),
             a: self.a.clone(),
-            // a spent block is a placeholder here: the copy gets storage of its own
-            l: self
-                .l
-                .iter()
-                .enumerate()
-                .map(|(i, b)| match (0..self.spent.len()).find(|&j| self.spent[j] && tri(j, j) == i) {
-                    Some(_) => self.sigma[i].zeros_like(),
-                    None => b.clone(),
-                })
-                .collect(),
+            l: self.l_with_storage(),
             a_to_l: self.a_to_l.clone(),
             lambdas: self.lambdas.clone(),
             theta: self.theta.clone(),
@@ -119,6 +112,15 @@ impl Clone for LinearMixedModel<'_> {
 }
 
 impl<'d> LinearMixedModel<'d> {
+    /// A copy of L's blocks in which a spent block (a placeholder) gets storage again.
+    fn l_with_storage(&self) -> Vec<Block> {
+        let mut l = self.l.clone();
+        for (j, _) in self.spent.iter().enumerate().filter(|(_, &s)| s) {
+            l[tri(j, j)] = self.sigma[tri(j, j)].zeros_like();
+        }
+        l
+    }
+
     pub fn new(
         terms: Vec<ReTerm<'d>>,
         x: impl Into<Cow<'d, [f64]>>,
@@ -512,13 +514,13 @@ impl<'d> LinearMixedModel<'d> {
     /// column (left-looking): L_jj = chol(Λⱼᵀ A_jj Λⱼ + I − Σ_{k<j} L_jk L_jkᵀ), then
     /// L_ij = (Λᵢᵀ A_ij Λⱼ − Σ_{k<j} L_ik L_jkᵀ) L_jj⁻ᵀ. This is the whole fit step.
     pub fn update_l(&mut self, theta: &[f64]) -> Result<()> {
+        self.reclaim_factor();
         if theta.len() != self.ntheta() {
             return Err(MixedError::Input(format!("theta has length {}, expected {}", theta.len(), self.ntheta())));
         }
         if theta.iter().any(|v| !v.is_finite()) {
             return Err(MixedError::Numerical("theta has non-finite values".into()));
         }
-        self.reclaim_factor();
         self.theta.copy_from_slice(theta);
         for (i, t) in self.terms.iter().enumerate() {
             t.fill_lambda(&theta[self.theta_offsets[i]..self.theta_offsets[i + 1]], &mut self.lambdas[i]);
@@ -682,13 +684,7 @@ impl<'d> LinearMixedModel<'d> {
 
     /// [`Self::selected_inverse`] of block columns `from..` only.
     pub(crate) fn selected_inverse_from(&mut self, with_x: bool, from: usize) -> Result<()> {
-        if self.spent.iter().any(|&s| s) {
-            return Err(MixedError::internal("the model", "the factor was spent by a gradient; update_l first"));
-        }
-        self.refresh_x_only(with_x)?;
-        let nt = self.terms.len();
-        let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
-        selinv::selected_inverse_from(&view, nb, from, &[], &mut self.sigma, &mut self.selinv_ws)
+        self.selected_inverse_in(with_x, from, false)
     }
 
     /// [`Self::selected_inverse_from`] with Σ's dense diagonal blocks of the terms formed
@@ -696,32 +692,43 @@ impl<'d> LinearMixedModel<'d> {
     /// dense block is held once: InstEval's 1,128² instructor block is 10 MB. L is spent
     /// until the next [`Self::update_l`], which takes those buffers back.
     pub(crate) fn selected_inverse_spending_factor(&mut self, with_x: bool, from: usize) -> Result<()> {
-        if self.spent.iter().any(|&s| s) {
-            return Err(MixedError::internal("the model", "the factor was spent by a gradient; update_l first"));
+        self.selected_inverse_in(with_x, from, true)
+    }
+
+    fn selected_inverse_in(&mut self, with_x: bool, from: usize, spend: bool) -> Result<()> {
+        if self.factor_spent() {
+            return Err(MixedError::internal("the model", SPENT));
         }
         self.refresh_x_only(with_x)?;
         let nt = self.terms.len();
-        self.spent.resize(nt, false);
-        if self.sigma.len() < tri(nt, 0) {
-            self.sigma.resize_with(tri(nt, 0), Block::default);
-        }
-        // Σ's columns before `from` are not computed here: drop any left from a full inverse
-        for r in 0..=nt {
-            for j in 0..from.min(r + 1) {
-                if let Some(b) = self.sigma.get_mut(tri(r, j)) {
-                    *b = Block::default();
+        if spend {
+            self.spent.resize(nt, false);
+            if self.sigma.len() < tri(nt, 0) {
+                self.sigma.resize_with(tri(nt, 0), Block::default);
+            }
+            // Σ's columns before `from` are not computed here: drop any left from a full inverse
+            for r in 0..=nt {
+                for j in 0..from.min(r + 1) {
+                    if let Some(b) = self.sigma.get_mut(tri(r, j)) {
+                        *b = Block::default();
+                    }
+                }
+            }
+            for j in from..nt {
+                if matches!(self.l[tri(j, j)], Block::Dense(_)) {
+                    // any Σ_jj left from an earlier selected inverse is dropped here
+                    self.sigma[tri(j, j)] = std::mem::take(&mut self.l[tri(j, j)]);
+                    self.spent[j] = true;
                 }
             }
         }
-        for j in from..nt {
-            if matches!(self.l[tri(j, j)], Block::Dense(_)) {
-                // any Σ_jj left from an earlier selected inverse is dropped here
-                self.sigma[tri(j, j)] = std::mem::take(&mut self.l[tri(j, j)]);
-                self.spent[j] = true;
-            }
-        }
         let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
-        selinv::selected_inverse_from(&view, nb, from, &self.spent, &mut self.sigma, &mut self.selinv_ws)
+        let moved: &[bool] = if spend { &self.spent } else { &[] };
+        selinv::selected_inverse_from(&view, nb, from, moved, &mut self.sigma, &mut self.selinv_ws)
+    }
+
+    fn factor_spent(&self) -> bool {
+        self.spent.iter().any(|&s| s)
     }
 
     /// Take back the dense L_jj a gradient spent (their Σ contents are overwritten by
@@ -736,7 +743,7 @@ impl<'d> LinearMixedModel<'d> {
 
     /// Readers of L's diagonal blocks call this: a spent factor is a broken invariant.
     fn assert_factor(&self) {
-        assert!(!self.spent.iter().any(|&s| s), "internal error in the model: the factor was spent by a gradient; update_l first");
+        assert!(!self.factor_spent(), "internal error in the model: {}", SPENT);
     }
 
     /// The X rows of L's last block row without the y row (`x_only`), for M over [Z X].
