@@ -561,7 +561,7 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
 
 /// Minimise the criterion over θ. Leaves the model's factor at the returned θ.
 pub fn optimize_theta(model: &mut LinearMixedModel, control: &FitControl) -> Result<OptimSummary> {
-    let start = control.start.clone().unwrap_or_else(|| model.theta_start());
+    let start = control.start.clone().unwrap_or_else(|| model.default_start());
     if start.len() != model.ntheta() {
         return Err(MixedError::Input(format!("start has length {}, expected {}", start.len(), model.ntheta())));
     }
