@@ -129,18 +129,19 @@ contrasts_type3 <- function(object) {
   labels <- attr(tt, "term.labels")
   if (ncol(X) <= 1L || length(labels) <= 1L) return(contrasts_type1(object))
   cells <- fixed_cells(object)
-  w <- cells$count
+  sw <- sqrt(cells$count)
   Xu <- X[cells$rows, , drop = FALSE]
   attr(Xu, "assign") <- attr(X, "assign")
   codings <- unlist(attr(X, "contrasts"))
-  treatment <- length(codings) > 0L && all(vapply(codings, is.character, TRUE)) && all(codings == "contr.treatment")
+  facs <- names(attr(X, "contrasts"))
+  treatment <- length(codings) == 0L ||
+    (all(vapply(codings, is.character, TRUE)) && all(codings == "contr.treatment"))
   Xt <- Xu
   if (!treatment) {
-    facs <- names(attr(X, "contrasts"))
     Xt <- stats::model.matrix(tt, object$model$frame[cells$rows, , drop = FALSE],
                               contrasts.arg = stats::setNames(rep(list("contr.treatment"), length(facs)), facs))
     # weighted by sqrt(count), the distinct rows have the full data's R factor
-    qx <- qr(Xt * sqrt(w), tol = 1e-7)
+    qx <- qr(Xt * sw, tol = 1e-7)
     if (qx$rank < ncol(Xt)) {
       keep <- qx$pivot[seq_len(qx$rank)]
       asgn <- attr(Xt, "assign")[keep]
@@ -149,10 +150,12 @@ contrasts_type3 <- function(object) {
     }
   }
   rdX <- full_design(object, cells$rows)
-  # ginv(Xt) %*% rdX through the normal equations (Xt has full column rank), with the
-  # counts as weights: the same cross products as on all rows
-  XtX_inv <- ginv(crossprod(Xt, Xt * w))
-  L <- zapsmall(t(XtX_inv %*% crossprod(Xt * w, rdX)))
+  # ginv(Xt) %*% rdX (Xt has full column rank), by least squares on the distinct rows
+  # weighted by sqrt(count): the same solution as on all rows, and by QR, not the
+  # normal equations, which lose the digits this needs when a covariate is far from 0
+  qt <- qr(Xt * sw)
+  L <- zapsmall(t(qr.coef(qt, rdX * sw)))
+  L[is.na(L)] <- 0
   dimnames(L) <- list(colnames(rdX), colnames(Xt))
   cols <- term_columns(tt, Xt)
   contained <- containment(tt, data_classes(object))
@@ -168,7 +171,7 @@ contrasts_type3 <- function(object) {
     Lt[rowSums(abs(Lt)) > 1e-8, , drop = FALSE]
   })
   if (!treatment) {
-    map <- zapsmall(XtX_inv %*% crossprod(Xt * w, Xu))
+    map <- zapsmall(qr.coef(qt, Xu * sw))
     out <- lapply(out, function(Lt) Lt %*% map)
   }
   out
@@ -192,12 +195,14 @@ fixed_anova <- function(object, type, ddf) {
 #' With one fit: lmerTest's F table for the fixed-effect terms (type III by
 #' default, Satterthwaite's df). With several fits: likelihood-ratio tests as
 #' lme4's `anova()` prints them; REML fits are refitted by ML first unless
-#' `refit = FALSE`.
+#' `refit = FALSE`. Fits that cannot be compared (of another class) are an error,
+#' never dropped.
 #' @param object an `lmm` fit.
 #' @param ... further fits (`lmm`, `merMod` or `lm`) to compare.
-#' @param type "III", "II" or "I".
+#' @param type "III", "II" or "I" (or 3, 2, 1).
 #' @param ddf "Satterthwaite", "Kenward-Roger" or "lme4" (no df: F values only).
 #' @param refit refit REML fits by ML before comparing.
+#' @param model.names names for the models of a comparison (default: as written in the call).
 #' @examples
 #' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
 #' anova(fm)
@@ -206,72 +211,99 @@ fixed_anova <- function(object, type, ddf) {
 #' anova(fm0, fm)
 #' @export
 anova.lmm <- function(object, ..., type = c("III", "II", "I", "3", "2", "1"),
-                      ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), refit = TRUE) {
+                      ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), refit = TRUE, model.names = NULL) {
   dots <- list(...)
-  is_fit <- vapply(dots, function(d) inherits(d, c("lmm", "merMod", "lm")), TRUE)
+  is_fit <- vapply(dots, comparable_fit, TRUE)
+  nms <- names(dots)
+  if (is.null(nms)) nms <- rep("", length(dots))
+  other <- !is_fit & !nzchar(nms)
+  if (any(other)) {
+    cls <- vapply(dots[other], function(d) class(d)[1L], "")
+    mixedrs_abort(sprintf("anova(): cannot compare an lmm fit with an object of class '%s'; refit it with lmm(), lme4::lmer() or lm()",
+                          cls[1L]))
+  }
   if (any(is_fit)) {
     mcall <- match.call(expand.dots = FALSE)
-    names <- c(deparse1(mcall$object), vapply(mcall$...[is_fit], deparse1, ""))
-    return(lrt_anova(c(list(object), dots[is_fit]), names, refit, object))
+    names <- model.names
+    if (is.null(names)) {
+      names <- c(deparse1(mcall$object), vapply(mcall$...[is_fit], deparse1, ""))
+      if (any(duplicated(names)) || max(nchar(names)) > 200 || any(substr(names, 1L, 4L) %in% c("new(", "list"))) {
+        warning("failed to find model names, assigning generic names", call. = FALSE)
+        names <- paste0("MODEL", seq_along(names))
+      }
+    }
+    fits <- c(list(object), dots[is_fit])
+    if (length(names) != length(fits)) mixedrs_abort("model names vector and model list have different lengths")
+    return(lrt_anova(fits, names, refit))
   }
+  if (any(nzchar(nms))) warning(paste0("additional arguments ignored: ", paste(sQuote(nms[nzchar(nms)]), collapse = ", ")), call. = FALSE)
   ddf <- check_ddf(ddf, object)
   if (ddf == "lme4") return(lme4_style_anova(object))
   fixed_anova(object, type[1L], ddf)
 }
 
-# lme4's own anova of one fit: sequential sums of squares from the Cholesky of Var(β̂).
+# Fits a likelihood-ratio comparison can take: ours, lme4's and lm()'s.
+comparable_fit <- function(d) inherits(d, c("lmm", "merMod", "lm"))
+
+# lme4's own anova of one fit: sequential sums of squares from R_X.
 lme4_style_anova <- function(object) {
   tt <- fixed_terms(object)
-  labels <- attr(tt, "term.labels")
-  cols <- term_columns(tt, object$model$X)[labels]
-  R <- chol(solve(object$vcov))
-  effects <- drop(R %*% object$beta) * object$sigma
-  ss <- vapply(cols, function(cl) sum(effects[cl]^2), 0)
-  df <- lengths(cols)
+  X <- object$model$X
+  asgn <- attr(X, "assign")
+  p <- ncol(X)
+  if (p == 0L) {
+    return(structure(data.frame(npar = integer(0), `Sum Sq` = numeric(0), `Mean Sq` = numeric(0), `F value` = numeric(0),
+                                check.names = FALSE), heading = "Analysis of Variance Table", class = c("anova", "data.frame")))
+  }
+  effects <- drop(lme4_rx(object) %*% object$beta)
+  ss <- vapply(split(effects^2, asgn), sum, 0)
+  df <- lengths(split(asgn, asgn))
+  labels <- c("(Intercept)", attr(tt, "term.labels"))[sort(unique(asgn)) + 1L]
   ms <- ss / df
   tab <- data.frame(npar = df, `Sum Sq` = ss, `Mean Sq` = ms, `F value` = ms / object$sigma^2,
                     check.names = FALSE, row.names = labels)
+  tab <- tab[labels != "(Intercept)", , drop = FALSE]
   structure(tab, heading = "Analysis of Variance Table", class = c("anova", "data.frame"))
 }
 
-lrt_anova <- function(fits, names, refit, first) {
-  fits <- lapply(fits, function(f) {
-    if (refit && inherits(f, "lmm") && f$REML) return(refit_ml(f))
-    if (refit && inherits(f, "merMod") && lme4::isREML(f)) return(lme4::refitML(f))
-    f
-  })
-  if (refit && any(vapply(list(first), function(f) inherits(f, "lmm") && f$REML, TRUE))) {
-    message("refitting model(s) with ML (instead of REML)")
+# lme4's likelihood-ratio table of several fits, ordered by their number of parameters.
+lrt_anova <- function(fits, names, refit) {
+  names(fits) <- names
+  reml <- vapply(fits, function(f) (inherits(f, "lmm") && isTRUE(f$REML)) ||
+                   (inherits(f, "merMod") && lme4::isREML(f)), TRUE)
+  if (refit) {
+    if (any(reml)) message("refitting model(s) with ML (instead of REML)")
+    fits[reml] <- lapply(fits[reml], function(f) if (inherits(f, "lmm")) refitML.lmm(f) else lme4::refitML(f))
+  } else if (any(reml) && any(!reml)) {
+    warning("some models fit with REML = TRUE, some not", call. = FALSE)
   }
   n <- vapply(fits, stats::nobs, 1)
   if (length(unique(n)) > 1L) mixedrs_abort("models were not all fitted to the same size of dataset")
   ll <- lapply(fits, stats::logLik)
   npar <- vapply(ll, function(l) attr(l, "df"), 1)
   ord <- order(npar)
+  fits <- fits[ord]
   ll <- ll[ord]
   npar <- npar[ord]
-  names <- names[ord]
+  calls <- lapply(fits, stats::getCall)
+  data <- lapply(calls, `[[`, "data")
+  if (!all(vapply(data, identical, NA, data[[1L]]))) mixedrs_abort("all models must be fit to the same data object")
+  header <- paste("Data:", if (is.null(data[[1L]])) "NULL" else deparse1(data[[1L]]))
+  subset <- lapply(calls, `[[`, "subset")
+  if (!all(vapply(subset, identical, NA, subset[[1L]]))) mixedrs_abort("all models must use the same subset")
+  if (!is.null(subset[[1L]])) header <- c(header, paste("Subset:", deparse1(subset[[1L]])))
   llv <- vapply(ll, as.numeric, 1)
-  dev <- -2 * llv
-  chisq <- c(NA, pmax(0, -diff(dev)))
+  chisq <- 2 * pmax(0, c(NA, diff(llv)))
   dfs <- c(NA, diff(npar))
-  tab <- data.frame(npar = npar, AIC = dev + 2 * npar, BIC = dev + log(n[1L]) * npar, logLik = llv,
-                    deviance = dev, Chisq = chisq, Df = dfs,
-                    `Pr(>Chisq)` = c(NA, p_value("chisq", chisq[-1L], dfs[-1L])),
-                    check.names = FALSE, row.names = names)
-  forms <- vapply(fits[ord], function(f) deparse1(stats::formula(f)), "")
-  dname <- if (inherits(first, "lmm")) data_name(first) else NULL
-  structure(tab, heading = c(paste("Data:", if (is.null(dname)) "NULL" else dname), "Models:",
-                             paste0(names, ": ", forms)),
+  p <- rep(NA_real_, length(dfs))
+  ok <- !is.na(dfs) & dfs != 0
+  p[ok] <- p_value("chisq", chisq[ok], dfs[ok])
+  tab <- data.frame(npar = npar, AIC = -2 * llv + 2 * npar, BIC = -2 * llv + log(n[1L]) * npar, logLik = llv,
+                    deviance = -2 * llv, Chisq = chisq, Df = dfs, `Pr(>Chisq)` = p,
+                    check.names = FALSE, row.names = names(fits))
+  forms <- vapply(fits, function(f) deparse1(stats::formula(f)), "")
+  structure(tab, heading = c(header, "Models:", paste0(names(fits), ": ", forms)),
             class = c("anova", "data.frame"))
-}
-
-# The same model fitted by ML.
-refit_ml <- function(object) {
-  res <- engine_fit(object$model, REML = FALSE, object$control)
-  fit <- package_fit(object$model, res, REML = FALSE, object$call, object$control)
-  fit$call$REML <- FALSE
-  fit
 }
 
 #' Likelihood-ratio tests for the random-effects terms
@@ -289,53 +321,30 @@ refit_ml <- function(object) {
 #' @export
 ranova <- function(model, reduce.terms = TRUE, ...) UseMethod("ranova")
 
+#' @export
+ranova.default <- function(model, reduce.terms = TRUE, ...) lmertest_generic("ranova")(model, reduce.terms = reduce.terms, ...)
+
+#' @rdname ranova
+#' @export
+rand <- function(model, reduce.terms = TRUE, ...) ranova(model, reduce.terms = reduce.terms, ...)
+
 #' @rdname ranova
 #' @export
 ranova.lmm <- function(model, reduce.terms = TRUE, ...) {
   parsed <- model$model$parsed
   fixed_rhs <- deparse1(parsed$fixed[[length(parsed$fixed)]])
-  bars <- unlist(lapply(parsed$bars, function(b) {
-    lhs <- deparse1(b$lhs)
-    if (b$double) {
-      # (x || g) is (1 | g) + (0 + x | g): its pieces are tested one by one
-      cols <- attr(stats::terms(stats::as.formula(paste("~", lhs))), "term.labels")
-      icpt <- attr(stats::terms(stats::as.formula(paste("~", lhs))), "intercept")
-      pieces <- c(if (icpt) "1" else NULL, paste("0 +", cols))
-      return(lapply(pieces, function(pc) list(lhs = pc, group = deparse1(b$group))))
-    }
-    list(list(lhs = lhs, group = deparse1(b$group)))
-  }), recursive = FALSE)
-  bar_text <- vapply(bars, function(b) paste0(b$lhs, " | ", b$group), "")
-  full_rhs <- paste(c(fixed_rhs, paste0("(", bar_text, ")")), collapse = " + ")
+  bars <- vapply(parsed$bars, bar_text, "")
   resp <- deparse1(parsed$response)
-  full_form <- stats::as.formula(paste(resp, "~", full_rhs), env = environment(model$formula))
-  forms <- list()
-  for (i in seq_along(bars)) {
-    rest <- if (length(bar_text) > 1L) paste0("(", bar_text[-i], ")") else character(0)
-    lhs_terms <- stats::terms(stats::as.formula(paste("~", bars[[i]]$lhs)))
-    labels <- attr(lhs_terms, "term.labels")
-    if (!reduce.terms || length(labels) == 0L) {
-      forms[[paste0("(", bar_text[i], ")")]] <- c(fixed_rhs, rest)
-    } else {
-      for (lab in labels) {
-        left <- setdiff(labels, lab)
-        new_lhs <- if (length(left) == 0L) {
-          if (attr(lhs_terms, "intercept")) "1" else NULL
-        } else paste(c(if (!attr(lhs_terms, "intercept")) "0" else NULL, left), collapse = " + ")
-        extra <- if (is.null(new_lhs)) NULL else paste0("(", new_lhs, " | ", bars[[i]]$group, ")")
-        forms[[paste(lab, paste0("in (", bar_text[i], ")"))]] <- c(fixed_rhs, rest, extra)
-      }
-    }
-  }
-  rows <- list(c(npar = attr(logLik(model), "df"), logLik = as.numeric(logLik(model))))
-  full_forms <- list()
-  for (nm in names(forms)) {
-    f <- stats::as.formula(paste(resp, "~", paste(forms[[nm]], collapse = " + ")), env = environment(model$formula))
-    full_forms[[nm]] <- f
+  env <- environment(model$formula)
+  full_form <- stats::as.formula(paste(resp, "~", paste(c(fixed_rhs, paste0("(", bars, ")")), collapse = " + ")), env = env)
+  forms <- ranova_formulas(bars, full_form, reduce.terms)
+  ll <- logLik(model)
+  rows <- list(c(npar = attr(ll, "df"), logLik = as.numeric(ll)))
+  for (f in forms) {
     fit <- refit_formula(model, f)
     if (stats::nobs(fit) != stats::nobs(model)) mixedrs_abort("number of rows in use has changed: remove missing values?")
-    ll <- stats::logLik(fit, REML = model$REML)
-    rows[[length(rows) + 1L]] <- c(npar = attr(ll, "df"), logLik = as.numeric(ll))
+    llf <- stats::logLik(fit, REML = model$REML)
+    rows[[length(rows) + 1L]] <- c(npar = attr(llf, "df"), logLik = as.numeric(llf))
   }
   ll <- do.call(rbind, rows)
   tab <- data.frame(npar = ll[, "npar"], logLik = ll[, "logLik"], AIC = -2 * ll[, "logLik"] + 2 * ll[, "npar"],
@@ -347,7 +356,40 @@ ranova.lmm <- function(model, reduce.terms = TRUE, ...) {
   }
   rownames(tab) <- c("<none>", names(forms))
   structure(tab, heading = c("ANOVA-like table for random-effects: Single term deletions", "\nModel:", deparse1(full_form)),
-            formulae = forms, formulae_full = full_forms, class = c("anova", "data.frame"))
+            formulae = forms, formulae_full = forms, class = c("anova", "data.frame"))
+}
+
+# lmerTest's reduced formulas, one per test. A term whose left-hand side has terms
+# beyond the intercept (in the sense of drop.scope()) is reduced term by term, each
+# replaced by the rest of the left-hand side, or by an intercept when nothing else is
+# left ((0 + x | g) becomes (1 | g)); a term (1 | g), or any term with
+# reduce.terms = FALSE, is removed.
+ranova_formulas <- function(bars, full_form, reduce.terms) {
+  env <- environment(full_form)
+  upd <- function(change) {
+    f <- stats::update.formula(full_form, stats::as.formula(paste("~ .", change), env = env))
+    environment(f) <- env
+    f
+  }
+  forms <- list()
+  for (bar in bars) {
+    parts <- strsplit(bar, " | ", fixed = TRUE)[[1L]]
+    lhs <- stats::as.formula(paste("~", parts[1L]), env = env)
+    group <- paste(parts[-1L], collapse = " | ")
+    labels <- attr(stats::terms(lhs), "term.labels")
+    scope <- if (length(labels)) stats::drop.scope(lhs) else character(0)
+    if (!reduce.terms || length(scope) == 0L) {
+      forms[[paste0("(", bar, ")")]] <- upd(paste0("- (", bar, ")"))
+      next
+    }
+    for (scp in scope) {
+      new_lhs <- if (setequal(labels, scp)) "1" else {
+        gsub("~", "", deparse1(stats::update.formula(lhs, stats::as.formula(paste("~ . -", scp)))), fixed = TRUE)
+      }
+      forms[[paste(scp, paste0("in (", bar, ")"))]] <- upd(paste0("- (", bar, ") + (", trimws(new_lhs), " | ", group, ")"))
+    }
+  }
+  forms
 }
 
 # Refit `model` with another formula on the same data, subset, weights and offset:
@@ -361,9 +403,11 @@ refit_formula <- function(model, formula) {
     call$contrasts <- m$contrasts
     return(eval(call, m$env))
   }
-  new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, model$control, m$correlation))
-  res <- engine_fit(new_model, model$REML, model$control)
+  control <- model$control
+  control$start <- NULL
+  new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, control, m$correlation))
+  res <- engine_fit(new_model, model$REML, control)
   fit <- package_fit(new_model, res, model$REML, model$call, model$control)
-  fit$call$formula <- formula
+  fit$call$formula <- new_model$formula
   fit
 }

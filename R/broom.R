@@ -198,7 +198,7 @@ augment.lmm <- function(x, data = NULL, newdata = NULL, ...) {
   w <- weights.lmm(x)
   off <- if (is.null(x$model$offset)) rep(0, nobs(x)) else x$model$offset
   hat <- hatvalues.lmm(x)
-  pres <- unname(residuals.lmm(x, type = "pearson"))
+  pres <- unname((x$model$y - x$fitted) * sqrt(w))
   p <- qr(x$model$X)$rank
   cook <- (pres / (1 - hat))^2 * hat / (sigma(x)^2 * p)
   cook[is.infinite(cook)] <- NaN

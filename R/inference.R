@@ -160,44 +160,6 @@ ginv <- function(X, tol = sqrt(.Machine$double.eps)) {
   s$v[, pos, drop = FALSE] %*% (t(s$u[, pos, drop = FALSE]) / s$d[pos])
 }
 
-#' Tests of linear contrasts of the fixed effects
-#'
-#' `contest(m, L)` tests `L %*% beta = rhs`, as lmerTest's `contest()`: with
-#' `joint = TRUE` one F test (Satterthwaite's or Kenward–Roger's df), otherwise one
-#' t test per row of `L`.
-#' @param model an `lmm` fit.
-#' @param L a contrast vector or matrix with one column per fixed effect.
-#' @param rhs right-hand side, 0 by default.
-#' @param joint one joint F test (TRUE) or a t test per row.
-#' @param collect kept for lmerTest compatibility.
-#' @param confint,level add Wald intervals with the t df to the t tests.
-#' @param check_estimability ignored (lmm drops aliased columns).
-#' @param ddf "Satterthwaite", "Kenward-Roger" or "lme4".
-#' @param ... unused.
-#' @examples
-#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
-#' contest(fm, c(0, 1))
-#' contest(fm, diag(2), joint = FALSE)
-#' @export
-contest <- function(model, L, ...) UseMethod("contest")
-
-#' @rdname contest
-#' @export
-contest.lmm <- function(model, L, rhs = 0, joint = TRUE, collect = TRUE, confint = TRUE, level = 0.95,
-                        check_estimability = FALSE, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), ...) {
-  ddf <- check_ddf(ddf, model)
-  if (ddf == "lme4") ddf <- "Satterthwaite"
-  if (!is.matrix(L)) L <- matrix(L, nrow = 1L)
-  if (!is.numeric(L)) mixedrs_abort("'L' must be a numeric vector or matrix")
-  if (joint) return(contest_md(model, L, rhs = rhs, ddf = ddf))
-  if (length(rhs) == 1L) rhs <- rep(rhs, nrow(L))
-  tab <- do.call(rbind, lapply(seq_len(nrow(L)), function(i) {
-    contest_1d(model, L[i, ], rhs = rhs[i], ddf = ddf, confint = confint, level = level)
-  }))
-  if (!is.null(rownames(L))) rownames(tab) <- rownames(L)
-  tab
-}
-
 # The coefficient table of summary(): one t test per fixed effect.
 coef_table <- function(object, ddf) {
   p <- length(object$beta)

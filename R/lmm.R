@@ -1,279 +1,40 @@
-#' Control settings for lmm()
-#'
-#' @param max_iter BFGS iterations per restart.
-#' @param max_restarts restarts from the best point after a stalled line search.
-#' @param grad_tol gradient tolerance, relative to 1 + |criterion|.
-#' @param boundary_tol diagonal elements of Λ smaller than this are tried at exactly 0.
-#' @param check_nlev stop when a grouping factor has as many levels as observations (lme4's check.nobs.vs.nlev).
-#' @param check_zdims stop when a term has at least as many random effects as observations (check.nobs.vs.nRE).
-#' @param start optional starting θ.
-#' @examples
-#' lmm_control()
-#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy,
-#'           control = lmm_control(grad_tol = 1e-9))
-#' @export
-lmm_control <- function(max_iter = 500L, max_restarts = 4L, grad_tol = 1e-7, boundary_tol = 1e-4,
-                        check_nlev = TRUE, check_zdims = TRUE, start = NULL) {
-  num_ok <- function(x) is.numeric(x) && length(x) == 1L && is.finite(x) && x >= 0
-  if (!num_ok(max_iter) || !num_ok(max_restarts) || !num_ok(grad_tol) || !num_ok(boundary_tol)) {
-    mixedrs_abort("lmm_control(): max_iter, max_restarts, grad_tol and boundary_tol must be single non-negative numbers")
-  }
-  structure(list(max_iter = as.integer(max_iter), max_restarts = as.integer(max_restarts),
-                 grad_tol = as.double(grad_tol), boundary_tol = as.double(boundary_tol),
-                 check_nlev = isTRUE(check_nlev), check_zdims = isTRUE(check_zdims),
-                 start = if (is.null(start)) NULL else as.double(start)),
-            class = "lmm_control")
-}
-
-# Run the engine: optimise, or evaluate at `theta` (then condvar can be requested).
-engine_fit <- function(model, REML, control, theta = NULL, condvar = FALSE) {
-  ctl <- list(max_iter = control$max_iter, max_restarts = control$max_restarts,
-              grad_tol = control$grad_tol, boundary_tol = control$boundary_tol,
-              start = if (is.null(theta)) control$start else as.double(theta),
-              optimize = is.null(theta), condvar = condvar)
-  spec <- rust_spec(model, REML)
-  # a start given by the user is in the data's units, so it is used on the data as given
-  conditioned <- is.null(theta) && is.null(control$start) && ill_conditioned(spec)
-  if (conditioned) {
-    # θ̂ does not change when y is replaced by (y − Xγ)/s, X by X S⁻¹ and a term's
-    # columns by a linear map of them (β is profiled out; the covariance family is
-    # the same), so optimise on a well-conditioned copy, then evaluate at θ̂ on a
-    # copy with only X and y conditioned (Z as given, so θ keeps its meaning) and
-    # map the results back.
-    cond <- conditioned_spec(spec)
-    release_temporaries(spec)
-    first <- fit_from_starts(cond$spec, ctl)
-    theta <- unconditioned_theta(first, cond$z_transforms)
-    ctl$start <- c(theta, if (is.null(first$cor_eta)) numeric(0) else first$cor_eta)
-    ctl$optimize <- FALSE
-    fspec <- cond$spec
-    fspec$terms <- spec$terms
-    res <- unconditioned_result(call_rust(lmm_fit_rs, fspec, ctl), cond, spec)
-    res[c("evaluations", "gradients", "converged", "message", "grad_norm")] <- first[c("evaluations", "gradients", "converged", "message", "grad_norm")]
-    return(res)
-  }
-  release_temporaries(spec)
-  if (is.null(theta)) fit_from_starts(spec, ctl) else call_rust(lmm_fit_rs, spec, ctl)
-}
-
-# The engine allocates its blocks next. On large data a minor collection first frees
-# what building the model left behind (model.matrix()'s copies, the grouping factors'
-# keys, the conditioning check's sample of rows), which would otherwise stay resident
-# beside those blocks: on InstEval (73,421 rows) the fit's peak memory drops by
-# ~14 MiB. It costs 1-2 ms, as much as a whole fit of sleepstudy, so only when X, y
-# and Z take more than 4 MB.
-release_temporaries <- function(spec) {
-  columns <- spec$p + 1 + sum(vapply(spec$terms, `[[`, 1L, "k"))
-  if (length(spec$y) * columns * 8 > 4e6) invisible(gc(verbose = FALSE, full = FALSE))
-}
-
-# On tiny data (a few rows per group) the criterion often has several local minima,
-# and BFGS from lme4's start (diagonal of Λ 1, the rest 0) can end in the higher one.
-# Such fits take about a millisecond, so up to 100 rows the engine also starts from
-# diagonals 0.1, 3 and 30 and keeps the lowest criterion. Not for correlated fits, or
-# when the user gave a start.
-multistart_max_rows <- 100L
-
-fit_from_starts <- function(spec, ctl) {
-  best <- call_rust(lmm_fit_rs, spec, ctl)
-  if (!is.null(ctl$start) || !is.null(spec$cor) || length(spec$y) > multistart_max_rows ||
-      length(best$theta) == 0L) {
-    return(best)
-  }
-  evaluations <- best$evaluations
-  gradients <- best$gradients
-  diagonal <- best$theta_row == best$theta_col
-  for (value in c(0.1, 3, 30)) {
-    ctl$start <- ifelse(diagonal, value, 0)
-    alt <- tryCatch(call_rust(lmm_fit_rs, spec, ctl), mixedrs_numerical_error = function(e) NULL,
-                    mixedrs_convergence_error = function(e) NULL)
-    if (is.null(alt)) next
-    evaluations <- evaluations + alt$evaluations
-    gradients <- gradients + alt$gradients
-    if (alt$criterion < best$criterion - 1e-10 * abs(best$criterion)) best <- alt
-  }
-  best$evaluations <- evaluations
-  best$gradients <- gradients
-  best
-}
-
-# Whether X or y are scaled badly enough to cost the optimiser accuracy: columns of X
-# nearly collinear (e.g. a predictor far from 0 beside the intercept), or a response
-# whose spread is tiny or huge, or small beside its mean.
-ill_conditioned <- function(spec) {
-  # a heuristic, so on large data an evenly spaced sample of rows is enough
-  n <- length(spec$y)
-  rows <- if (n > 20000L) unique(as.integer(round(seq(1, n, length.out = 20000L)))) else seq_len(n)
-  # those rows of an n x k matrix (or column-major vector), without copying it whole
-  pick <- function(v, k) {
-    if (is.matrix(v)) return(v[rows, , drop = FALSE])
-    vapply(seq_len(k) - 1, function(j) v[rows + j * n], numeric(length(rows)))
-  }
-  y <- spec$y[rows]
-  sy <- stats::sd(y)
-  if (!is.finite(sy) || sy == 0) return(FALSE)
-  if (sy < 1e-2 || sy > 1e2 || abs(mean(y)) > 1e2 * sy) return(TRUE)
-  # a column's scale alone matters for Z (θ must absorb it) but hardly for X (β is
-  # profiled out exactly; rare factor levels give indicator columns of small norm)
-  bad_columns <- function(M, scale_limit) {
-    if (ncol(M) == 0L) return(FALSE)
-    ns <- sqrt(colMeans(M^2))
-    if (any(ns == 0)) return(FALSE)
-    if (any(ns < 1 / scale_limit | ns > scale_limit)) return(TRUE)
-    if (ncol(M) < 2L) return(FALSE)
-    ev <- eigen(crossprod(M) / outer(ns, ns), symmetric = TRUE, only.values = TRUE)$values
-    min(ev) <= 0 || max(ev) / min(ev) > 1e6
-  }
-  if (spec$p >= 1L && bad_columns(pick(spec$X, spec$p), 1e3)) return(TRUE)
-  any(vapply(spec$terms, function(t) bad_columns(pick(t$Z, t$k), 10), TRUE))
-}
-
-# X and y of a spec conditioned: X orthonormalised (X = X* Sx), y replaced by its residual
-# from the OLS fit scaled to unit size (y = X β_ols + s y*). θ keeps its meaning (Z is as
-# given), β and σ map back through Sx, β_ols and s.
-condition_xy <- function(spec) {
-  n <- length(spec$y)
-  y <- spec$y
-  w <- if (is.null(spec$weights)) rep(1, n) else spec$weights
-  beta_ols <- numeric(spec$p)
-  Sx <- diag(1, spec$p)
-  if (spec$p > 0L) {
-    X <- matrix(spec$X, ncol = spec$p)
-    q <- qr(X * sqrt(w))
-    if (q$rank == spec$p) {
-      beta_ols <- qr.coef(q, y * sqrt(w))
-      y <- y - drop(X %*% beta_ols)
-      Sx <- qr.R(q)[, order(q$pivot), drop = FALSE] / sqrt(n)
-      spec$X <- X %*% solve(Sx)
-    }
-  }
-  s <- sqrt(sum(w * y^2) / n)
-  if (!is.finite(s) || s == 0) s <- 1
-  spec$y <- y / s
-  list(spec = spec, Sx = Sx, beta_ols = beta_ols, s = s)
-}
-
-# The whole spec conditioned for the optimiser: X and y as condition_xy() does, and each
-# term's Z columns orthonormalised or scaled (`z_transforms` maps θ back).
-conditioned_spec <- function(spec) {
-  cond <- condition_xy(spec)
-  spec <- cond$spec
-  n <- length(spec$y)
-  # Z: a linear change of a term's columns is a reparametrisation of its covariance
-  # (full terms: Z = Z* S with S upper triangular; diagonal terms: per-column scales)
-  tr <- vector("list", length(spec$terms))
-  for (i in seq_along(spec$terms)) {
-    t <- spec$terms[[i]]
-    Z <- matrix(t$Z, ncol = t$k)
-    if (t$k > 1L && !t$diagonal) {
-      q <- qr(Z)
-      if (q$rank < t$k) next
-      S <- qr.R(q)[, order(q$pivot), drop = FALSE] / sqrt(n)
-      spec$terms[[i]]$Z <- Z %*% solve(S)
-      tr[[i]] <- list(type = "full", S = S)
-    } else {
-      sc <- sqrt(colMeans(Z^2))
-      if (any(sc == 0)) next
-      spec$terms[[i]]$Z <- sweep(Z, 2, sc, "/")
-      tr[[i]] <- list(type = "scale", scale = sc)
-    }
-  }
-  c(cond[c("Sx", "beta_ols", "s")], list(spec = spec, z_transforms = tr))
-}
-
-# Results of the evaluation on the X- and y-conditioned copy, in the data's units:
-# y = Xβ_ols + s(X S⁻¹ β* + Z b* + e*), so β = β_ols + s S⁻¹β*, b = s b*, σ = s σ*.
-unconditioned_result <- function(res, cond, spec) {
-  s <- cond$s
-  p <- spec$p
-  n <- length(spec$y)
-  if (p > 0L) {
-    Si <- solve(cond$Sx)
-    res$beta <- cond$beta_ols + s * drop(Si %*% res$beta)
-    res$vcov <- as.double(s^2 * Si %*% matrix(res$vcov, p, p) %*% t(Si))
-    res$ldRX2 <- res$ldRX2 + 2 * sum(log(abs(diag(cond$Sx))))
-    res$fitted <- drop(matrix(spec$X, ncol = p) %*% cond$beta_ols) + s * res$fitted
-  } else {
-    res$fitted <- s * res$fitted
-  }
-  res$sigma <- s * res$sigma
-  res$b <- lapply(res$b, `*`, s)
-  res$u <- lapply(res$u, `*`, s)
-  if (!is.null(res$condvar)) res$condvar <- lapply(res$condvar, `*`, s^2)
-  res$pwrss <- s^2 * res$pwrss
-  ldw <- if (is.null(spec$weights)) 0 else sum(log(spec$weights))
-  ldpsi <- if (is.null(res$ldPsi)) 0 else res$ldPsi
-  res$criterion <- if (isTRUE(spec$REML)) {
-    res$ldL2 + res$ldRX2 - ldw + ldpsi + (n - p) * (1 + log(2 * pi * res$pwrss / (n - p)))
-  } else {
-    res$ldL2 - ldw + ldpsi + n * (1 + log(2 * pi * res$pwrss / n))
-  }
-  res
-}
-
-# θ of the original model from θ* of the conditioned one (see conditioned_spec()).
-unconditioned_theta <- function(res, transforms) {
-  theta <- res$theta
-  if (is.null(transforms)) return(theta)
-  for (i in seq_along(transforms)) {
-    tr <- transforms[[i]]
-    if (is.null(tr)) next
-    here <- res$theta_term == i
-    rows <- res$theta_row[here]
-    cols <- res$theta_col[here]
-    k <- max(rows)
-    if (tr$type == "scale") {
-      theta[here] <- theta[here] / tr$scale[rows]
-      next
-    }
-    lam <- term_lambda(list(term = res$theta_term, row = res$theta_row, col = res$theta_col), theta, i, k)
-    Si <- solve(tr$S)
-    C <- Si %*% tcrossprod(lam) %*% t(Si)
-    theta[here] <- semidefinite_chol(C)[cbind(rows, cols)]
-  }
-  theta
-}
-
-# Lower Cholesky factor that tolerates a semidefinite matrix (zero pivots give zero columns).
-semidefinite_chol <- function(C) {
-  k <- nrow(C)
-  L <- matrix(0, k, k)
-  for (j in seq_len(k)) {
-    d <- C[j, j] - sum(L[j, seq_len(j - 1L)]^2)
-    L[j, j] <- if (d > 1e-14 * max(abs(diag(C)))) sqrt(d) else 0
-    if (j < k) for (i in (j + 1L):k) {
-      L[i, j] <- if (L[j, j] > 0) (C[i, j] - sum(L[i, seq_len(j - 1L)] * L[j, seq_len(j - 1L)])) / L[j, j] else 0
-    }
-  }
-  L
-}
-
 #' Fit a linear mixed-effects model
 #'
 #' Fits `formula` by REML or maximum likelihood with the profiled criterion of
-#' Bates et al. (2015), in Rust. The formula uses lme4's syntax.
+#' Bates et al. (2015), in Rust. The formula and the arguments are lme4's
+#' `lmer()`'s, so a script can switch by replacing `lmer(` with `lmm(`.
 #'
 #' @param formula a two-sided formula with random-effects terms such as `(1 | g)`,
 #'   `(x | g)`, `(x || g)`, `(1 | a/b)`; a string is accepted.
 #' @param data a data frame (a matrix or list is converted).
 #' @param REML fit by REML (default) or maximum likelihood.
-#' @param subset,weights,na.action,offset as in [stats::lm()].
+#' @param control [lmm_control()] settings, or lme4's `lmerControl()` (see
+#'   [lmm_control()] for what of it is used).
+#' @param start starting θ: a numeric vector, or a list with element `theta` (as lme4).
+#' @param verbose print the criterion at every evaluation when positive.
+#' @param subset,weights,na.action,offset as in [stats::lm()]; with
+#'   `na.action = na.exclude`, fitted values, residuals and predictions are padded
+#'   with `NA` where rows were dropped.
 #' @param contrasts an optional list of contrasts for factors in the fixed part.
+#' @param devFunOnly return the profiled criterion (REML criterion or ML deviance)
+#'   as a function of θ instead of fitting.
 #' @param correlation `NULL` (independent residuals) or a correlation structure:
 #'   nlme's `corAR1()`, `corCAR1()`, `corCompSymm()`, or [corRandomWalk()]. Its
 #'   groups must be nested in every random-effects grouping factor; without a group
 #'   in its `form`, the grouping factor with the most levels is used, as nlme uses
 #'   the innermost.
-#' @param control [lmm_control()] settings.
-#' @return an object of class `"lmm"`.
+#' @return an object of class `"lmm"`, or a function with `devFunOnly = TRUE`.
 #' @examples
 #' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
 #' fm
+#' dev <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy, devFunOnly = TRUE)
+#' dev(c(1, 0, 1))
 #' @export
-lmm <- function(formula, data = NULL, REML = TRUE, subset, weights, na.action, offset,
-                contrasts = NULL, correlation = NULL, control = lmm_control()) {
+lmm <- function(formula, data = NULL, REML = TRUE, control = lmm_control(), start = NULL, verbose = 0L,
+                subset, weights, na.action, offset, contrasts = NULL, devFunOnly = FALSE, correlation = NULL) {
   mc <- match.call()
-  if (!inherits(control, "lmm_control")) mixedrs_abort("'control' must come from lmm_control()")
+  data <- tryCatch(data, error = function(e) mixedrs_abort(paste0("bad 'data': ", conditionMessage(e))))
+  control <- as_lmm_control(control)
   if (!is.logical(REML) || length(REML) != 1L || is.na(REML)) mixedrs_abort("'REML' must be TRUE or FALSE")
   if (missing(formula)) mixedrs_abort("'formula' is missing")
   if (is.character(formula)) formula <- stats::as.formula(formula, env = parent.frame())
@@ -288,58 +49,70 @@ lmm <- function(formula, data = NULL, REML = TRUE, subset, weights, na.action, o
   mf_call$data <- data
   check_correlation(correlation)
   model <- build_model(formula, mf_call, parent.frame(), contrasts, control, correlation)
-  res <- engine_fit(model, REML, control)
+  if (!is.null(start)) control$start <- start_theta(start, length(initial_theta(model)))
+  if (isTRUE(devFunOnly)) return(make_devfun(model, REML, control))
+  res <- engine_fit(model, REML, control, verbose = verbose)
+  # as lme4, the call holds the formula with (x || g) expanded, so update() edits it
+  mc$formula <- model$formula
   fit <- package_fit(model, res, REML, mc, control)
-  if (!fit$optinfo$converged) {
-    warning(structure(class = c("mixedrs_convergence_warning", "warning", "condition"),
-                      list(message = paste("Model failed to converge:", fit$optinfo$message), call = NULL)))
-  }
-  if (isSingular(fit)) message("boundary (singular) fit: see help('isSingular')")
+  convergence_checks(fit)
   fit
 }
 
-# θ names as lme4 gives them ("g.(Intercept)", "g.x.(Intercept)"), from the
-# engine's layout of θ: term, row and column of each element in that term's Λ.
-theta_names <- function(terms, layout) {
-  vapply(seq_len(nrow(layout)), function(i) {
-    t <- terms[[layout$term[i]]]
-    r <- layout$row[i]
-    c <- layout$col[i]
-    if (r == c) paste(t$group, t$cnms[r], sep = ".") else paste(t$group, t$cnms[r], t$cnms[c], sep = ".")
-  }, "")
+# θ from lme4's `start`: a numeric vector, or a list with `theta` (and `fixef`,
+# which an LMM does not use: β is profiled out).
+start_theta <- function(start, ntheta) {
+  if (is.list(start)) {
+    if (!all(vapply(start, is.numeric, NA))) mixedrs_abort("all elements of start must be numeric")
+    bad <- setdiff(names(start), c("theta", "fixef"))
+    if (length(bad)) mixedrs_abort(paste("incorrect components in start list:", paste(bad, collapse = ", ")))
+    start <- start$theta
+    if (is.null(start)) return(NULL)
+  }
+  if (!is.numeric(start)) mixedrs_abort("'start' must be NULL, a numeric vector or named list of such vectors")
+  if (length(start) != ntheta) mixedrs_abort(sprintf("incorrect number of theta components (!=%d)", ntheta))
+  if (!all(is.finite(start))) mixedrs_abort("'start' must be finite")
+  unname(as.double(start))
 }
 
-# Give the engine's plain list its names, shapes and class.
-package_fit <- function(model, res, REML, call, control) {
-  X <- model$X
-  p <- ncol(X)
-  b <- Map(function(t, bt) {
-    matrix(bt, nrow = nlevels(t$factor), byrow = TRUE, dimnames = list(levels(t$factor), t$cnms))
-  }, model$terms, res$b)
-  layout <- data.frame(term = res$theta_term, row = res$theta_row, col = res$theta_col)
-  # unnamed here: n row names cost more than the fit on large data; fitted() and
-  # residuals() add them
-  fitted <- if (is.null(model$offset)) res$fitted else res$fitted + model$offset
-  structure(list(
-    call = call,
-    formula = model$formula,
-    REML = REML,
-    model = model,
-    theta = stats::setNames(res$theta, theta_names(model$terms, layout)),
-    theta_layout = layout,
-    lower = ifelse(layout$row == layout$col, 0, -Inf),
-    beta = stats::setNames(res$beta, colnames(X)),
-    sigma = res$sigma,
-    b = b,
-    u = res$u,
-    vcov = matrix(res$vcov, p, p, dimnames = list(colnames(X), colnames(X))),
-    devcomp = c(ldL2 = res$ldL2, ldRX2 = res$ldRX2, pwrss = res$pwrss, criterion = res$criterion, ldPsi = res$ldPsi),
-    fitted = fitted,
-    cache = new.env(parent = emptyenv()),
-    correlation = package_correlation(model$cor, res$cor_phi),
-    cor_eta = if (is.null(model$cor)) numeric(0) else res$cor_eta,
-    optinfo = list(evaluations = res$evaluations, gradients = res$gradients, converged = res$converged,
-                   message = res$message, grad_norm = res$grad_norm),
-    control = control
-  ), class = "lmm")
+# lme4's convergence checks after the fit, each with the action the control asks for.
+convergence_checks <- function(fit) {
+  ctl <- fit$control
+  if (!fit$optinfo$converged && ctl$calc_derivs) {
+    act_on(ctl$checks$check.conv.grad, paste("Model failed to converge:", fit$optinfo$message),
+           class = "mixedrs_convergence")
+  }
+  if (isSingular(fit, tol = ctl$conv_tol$singular)) {
+    act_on(ctl$checks$check.conv.singular, "boundary (singular) fit: see help('isSingular')")
+  }
+}
+
+# The profiled criterion as a function of θ (lme4's devFunOnly = TRUE): the REML
+# criterion or the ML deviance. Its environment holds `lower` and the start, as lme4's
+# devfun's does, so lme4::optimizeLmer() can drive it.
+make_devfun <- function(model, REML, control) {
+  rho <- new.env(parent = environment(make_devfun))
+  rho$model <- model
+  rho$REML <- REML
+  rho$control <- control
+  theta0 <- if (is.null(control$start)) initial_theta(model) else control$start
+  rho$lower <- lower_bounds(model)
+  rho$pp <- list(theta = theta0)
+  devfun <- function(theta) {
+    if (length(theta) != length(lower)) mixedrs_abort(sprintf("theta must have length %d", length(lower)))
+    engine_fit(model, REML, control, theta = as.double(theta))$criterion
+  }
+  environment(devfun) <- rho
+  devfun
+}
+
+# lme4's bounds on θ: 0 for diagonal elements of Λ, -Inf below the diagonal.
+lower_bounds <- function(model) {
+  unlist(lapply(model$terms, function(t) {
+    k <- ncol(t$Z)
+    if (t$diagonal) return(rep(0, k))
+    m <- matrix(-Inf, k, k)
+    diag(m) <- 0
+    m[lower.tri(m, diag = TRUE)]
+  }))
 }

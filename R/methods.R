@@ -21,7 +21,20 @@ nlme::intervals
 stats::drop1
 
 #' @export
-fixef.lmm <- function(object, ...) object$beta
+fixef.lmm <- function(object, add.dropped = FALSE, ...) {
+  ff <- object$beta
+  dropped <- attr(object$model$X, "col.dropped")
+  if (!isTRUE(add.dropped) || is.null(dropped)) return(ff)
+  # back in the positions of the full model matrix, with NA where a column was dropped
+  p <- length(ff) + length(dropped)
+  out <- rep(NA_real_, p)
+  kept <- setdiff(seq_len(p), dropped)
+  out[kept] <- ff
+  nm <- character(p)
+  nm[kept] <- names(ff)
+  nm[dropped] <- names(dropped)
+  stats::setNames(out, nm)
+}
 
 # Unique grouping factors in term order, with the terms that use each.
 group_index <- function(object) {
@@ -236,7 +249,11 @@ as.data.frame.VarCorr.lmm <- function(x, row.names = NULL, optional = FALSE, ...
 sigma.lmm <- function(object, ...) object$sigma
 
 #' @export
-vcov.lmm <- function(object, correlation = FALSE, ...) object$vcov
+vcov.lmm <- function(object, correlation = FALSE, ...) {
+  v <- object$vcov
+  if (isTRUE(correlation)) attr(v, "correlation") <- stats::cov2cor(v)
+  v
+}
 
 #' @export
 nobs.lmm <- function(object, ...) object$model$n
@@ -341,8 +358,14 @@ isSingular.default <- function(x, tol = 1e-4) {
   mixedrs_abort("isSingular() has no method for this object")
 }
 
+# The fit's na.action (NULL without dropped rows), which napredict()/naresid() use
+# to pad results with NA under na.exclude.
+fit_na_action <- function(object) attr(object$model$frame, "na.action")
+
 #' @export
-fitted.lmm <- function(object, ...) stats::setNames(object$fitted, rownames(object$model$frame))
+fitted.lmm <- function(object, ...) {
+  stats::napredict(fit_na_action(object), stats::setNames(object$fitted, rownames(object$model$frame)))
+}
 
 #' @export
 residuals.lmm <- function(object, type = c("response", "pearson", "working", "deviance"),
@@ -350,9 +373,9 @@ residuals.lmm <- function(object, type = c("response", "pearson", "working", "de
   type <- match.arg(type)
   r <- object$model$y - object$fitted
   names(r) <- rownames(object$model$frame)
-  if (type == "pearson" && !is.null(object$model$weights)) r <- r * sqrt(object$model$weights)
+  if (type %in% c("pearson", "deviance") && !is.null(object$model$weights)) r <- r * sqrt(object$model$weights)
   if (scaled) r <- r / object$sigma
-  r
+  stats::naresid(fit_na_action(object), r)
 }
 
 #' @export
@@ -371,10 +394,52 @@ model.matrix.lmm <- function(object, type = c("fixed", "random"), ...) {
 }
 
 #' @export
-formula.lmm <- function(x, ...) x$formula
+formula.lmm <- function(x, fixed.only = FALSE, random.only = FALSE, ...) {
+  if (missing(fixed.only) && random.only) fixed.only <- FALSE
+  if (fixed.only && random.only) mixedrs_abort("can't specify 'only fixed' and 'only random' terms")
+  if (fixed.only) return(x$model$parsed$fixed)
+  if (random.only) {
+    f <- x$formula
+    bars <- find_bars(f[[3L]])
+    f[[3L]] <- Reduce(function(a, b) call("+", a, b), lapply(bars, function(b) call("(", b)))
+    return(f)
+  }
+  x$formula
+}
 
 #' @export
-model.frame.lmm <- function(formula, ...) formula$model$frame
+terms.lmm <- function(x, fixed.only = TRUE, random.only = FALSE, ...) {
+  if (missing(fixed.only) && random.only) fixed.only <- FALSE
+  if (fixed.only && random.only) mixedrs_abort("can't specify 'only fixed' and 'only random' terms")
+  if (fixed.only) {
+    tt <- x$model$fixed_terms
+    full <- attr(x$model$frame, "terms")
+    # the data classes of the fixed part's variables, as model.frame() gives them
+    dc <- attr(full, "dataClasses")
+    vars <- vapply(as.list(attr(tt, "variables"))[-1L], deparse1, "")
+    attr(tt, "dataClasses") <- dc[intersect(vars, names(dc))]
+    return(tt)
+  }
+  if (random.only) return(with_predvars(stats::terms(bars_to_plus_formula(formula.lmm(x, random.only = TRUE))), x$model$frame))
+  attr(x$model$frame, "terms")
+}
+
+bars_to_plus_formula <- function(f) {
+  f[[length(f)]] <- bars_to_plus(f[[length(f)]])
+  f
+}
+
+#' @export
+model.frame.lmm <- function(formula, fixed.only = FALSE, ...) {
+  fr <- formula$model$frame
+  if (!isTRUE(fixed.only)) return(fr)
+  tt <- terms.lmm(formula, fixed.only = TRUE)
+  vars <- vapply(as.list(attr(tt, "variables"))[-1L], deparse1, "")
+  keep <- names(fr) %in% vars
+  out <- fr[keep]
+  attr(out, "terms") <- tt
+  out
+}
 
 #' @export
 weights.lmm <- function(object, ...) {

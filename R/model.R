@@ -1,5 +1,5 @@
 # Building the model: model frame, fixed-effects matrix, random-effects terms,
-# and the lme4 input checks. Nothing here fits anything.
+# and lme4's input checks. Nothing here fits anything.
 
 # Evaluate a grouping expression in the model frame. `a:b` means the interaction of
 # two factors (levels "a1:b1", ... with the first factor slowest), as in lme4.
@@ -26,70 +26,119 @@ group_factor <- function(g, frame) {
   factor(f)
 }
 
-# One random-effects term as it goes to Rust, plus what R needs to label results.
-make_reterm <- function(lhs, group, double, frame) {
+# A terms object with the model frame's predvars for its variables, so that a
+# data-dependent basis (poly(), ns(), scale()) is evaluated on new data with the
+# coefficients it had in the fit, as lm() and lme4 do.
+with_predvars <- function(tt, frame) {
+  full <- attr(frame, "terms")
+  pv <- attr(full, "predvars")
+  if (is.null(pv)) return(tt)
+  vars <- as.list(attr(full, "variables"))[-1L]
+  pv <- stats::setNames(as.list(pv)[-1L], vapply(vars, deparse1, ""))
+  own <- as.list(attr(tt, "variables"))[-1L]
+  attr(tt, "predvars") <- as.call(c(list(as.name("list")), lapply(own, function(v) {
+    p <- pv[[deparse1(v)]]
+    if (is.null(p)) v else p
+  })))
+  tt
+}
+
+# The columns of one random-effects term's left-hand side, and its terms (with
+# predvars) for new data.
+lhs_columns <- function(lhs, frame, gname) {
+  tt <- with_predvars(stats::terms(stats::as.formula(call("~", lhs), env = environment(lhs_columns))), frame)
+  Z <- stats::model.matrix(tt, frame)
+  if (nrow(Z) != nrow(frame)) mixedrs_abort(sprintf("random-effects term for '%s' has missing values", gname))
+  if (!all_finite(Z)) mixedrs_abort(sprintf("random-effects model matrix for '%s' has infinite values", gname))
+  list(Z = unname(Z), cnms = colnames(Z), terms = tt)
+}
+
+# One random-effects term (lhs | group) as it goes to Rust, plus what R needs to
+# label results and to rebuild its columns on new data (`pieces`).
+make_reterm <- function(lhs, group, frame) {
   gname <- deparse1(group)
   f <- group_factor(group, frame)
   if (anyNA(f)) mixedrs_abort(sprintf("grouping factor '%s' has missing values", gname))
-  lhs_formula <- stats::as.formula(call("~", lhs), env = environment(make_reterm))
-  Z <- stats::model.matrix(lhs_formula, frame)
-  if (nrow(Z) != nrow(frame)) mixedrs_abort(sprintf("random-effects term for '%s' has missing values", gname))
-  if (!all_finite(Z)) mixedrs_abort(sprintf("random-effects model matrix for '%s' has infinite values", gname))
-  list(
-    assign = attr(Z, "assign"),
-    group = gname,
-    factor = f,
-    cnms = colnames(Z),
-    Z = unname(Z),
-    diagonal = FALSE,
-    double = double,
-    lhs_formula = lhs_formula
-  )
+  cols <- lhs_columns(lhs, frame, gname)
+  if (ncol(cols$Z) == 0L) mixedrs_abort(sprintf("random-effects term (%s | %s) has no columns", deparse1(lhs), gname))
+  list(group = gname, factor = f, cnms = cols$cnms, Z = cols$Z, diagonal = FALSE,
+       pieces = list(list(lhs = lhs, terms = cols$terms)))
 }
 
-# (x || g): lme4's expansion (1 | g) + (0 + a | g) + ..., each piece built from
-# its own formula (so a factor gets indicator columns). When every piece has a
-# single column they are merged into one term with a diagonal Λ: the same model,
-# with one block instead of several.
-expand_double <- function(term, frame) {
-  if (!term$double) return(list(term))
-  tt <- stats::terms(term$lhs_formula)
-  lhs <- lapply(attr(tt, "term.labels"), function(lab) str2lang(paste("0 +", lab)))
-  if (attr(tt, "intercept") == 1L) lhs <- c(list(1), lhs)
-  group <- str2lang(term$group)
-  pieces <- lapply(lhs, function(l) make_reterm(l, group, FALSE, frame))
-  if (length(pieces) == 1L || any(vapply(pieces, function(p) ncol(p$Z) != 1L, TRUE))) return(pieces)
-  merged <- pieces[[1L]]
-  merged$Z <- do.call(cbind, lapply(pieces, `[[`, "Z"))
-  merged$cnms <- unlist(lapply(pieces, `[[`, "cnms"))
-  merged$diagonal <- TRUE
-  list(merged)
-}
-
-check_grouping <- function(terms, n, control) {
+# Adjacent scalar terms on the same grouping factor, such as lme4's expansion of
+# (x || g) into (1 | g) + (0 + x | g), share one term with a diagonal Λ: the same
+# model and the same θ, with one block instead of several.
+merge_scalar_terms <- function(terms) {
+  out <- list()
   for (t in terms) {
-    nl <- nlevels(t$factor)
-    if (nl < 2L) {
-      mixedrs_abort(sprintf("grouping factors must have > 1 sampled level (problem: %s)", t$group))
+    last <- if (length(out)) out[[length(out)]] else NULL
+    if (!is.null(last) && ncol(t$Z) == 1L && (ncol(last$Z) == 1L || last$diagonal) &&
+        identical(last$group, t$group)) {
+      last$Z <- cbind(last$Z, t$Z)
+      last$cnms <- c(last$cnms, t$cnms)
+      last$pieces <- c(last$pieces, t$pieces)
+      last$diagonal <- TRUE
+      out[[length(out)]] <- last
+    } else {
+      out[[length(out) + 1L]] <- t
     }
-    if (control$check_nlev && nl >= n) {
-      mixedrs_abort(sprintf(
-        "number of levels of each grouping factor must be < number of observations (problems: %s)", t$group))
-    }
-    q <- nl * ncol(t$Z)
-    if (control$check_zdims && q >= n) {
-      mixedrs_abort(sprintf(paste0(
+  }
+  out
+}
+
+# A term as lme4 names it in its checks: "Days | Subject".
+term_label <- function(t) paste(paste(vapply(t$pieces, function(p) deparse1(p$lhs), ""), collapse = " + "), "|", t$group)
+
+# lme4's checks of the grouping factors and of Z's size, each with its action.
+check_grouping <- function(terms, n, control) {
+  ck <- control$checks
+  nl <- vapply(terms, function(t) nlevels(t$factor), 1L)
+  groups <- vapply(terms, `[[`, "", "group")
+  if (any(nl < 2L)) act_on(ck$check.nlev.gtr.1, "grouping factors must have > 1 sampled level")
+  if (any(nl >= n)) {
+    act_on(ck$check.nobs.vs.nlev, sprintf(
+      "number of levels of each grouping factor must be < number of observations (problems: %s)",
+      paste(unique(groups[nl >= n]), collapse = ", ")))
+  }
+  if (any(nl < 5L)) act_on(ck$check.nlev.gtreq.5, "grouping factors with < 5 sampled levels may give unreliable estimates")
+  for (t in terms) {
+    q <- nlevels(t$factor) * ncol(t$Z)
+    if (q >= n) {
+      act_on(ck$check.nobs.vs.nRE, sprintf(paste0(
         "number of observations (=%d) <= number of random effects (=%d) for term (%s);",
-        " the random-effects parameters and the residual variance are probably unidentifiable"),
-        n, q, paste(deparse1(t$lhs_formula[[2L]]), "|", t$group)))
+        " the random-effects parameters and the residual variance (or scale parameter) are probably unidentifiable"),
+        n, q, term_label(t)))
+    }
+  }
+  if (ck$check.nobs.vs.rankZ != "ignore") {
+    small_only <- grepl("Small$", ck$check.nobs.vs.rankZ)
+    q <- sum(vapply(terms, function(t) nlevels(t$factor) * ncol(t$Z), 1))
+    if (!(small_only && q * n > 1e6)) {
+      rz <- Matrix::rankMatrix(sparse_z(terms, n), method = "qr")
+      if (rz >= n) {
+        act_on(ck$check.nobs.vs.rankZ, sprintf(paste0(
+          "number of observations (=%d) <= rank(Z) (=%d); the random-effects parameters and the",
+          " residual variance (or scale parameter) are probably unidentifiable"), n, as.integer(rz)))
+      }
     }
   }
 }
 
-# Drop aliased fixed-effect columns with lme4's message.
-drop_rank_deficient <- function(X) {
+# Z of all terms as one sparse n x q matrix (columns level by level within a term).
+sparse_z <- function(terms, n) {
+  blocks <- lapply(terms, function(t) {
+    k <- ncol(t$Z)
+    Matrix::sparseMatrix(i = rep(seq_len(n), k), j = (rep(as.integer(t$factor), k) - 1L) * k + rep(seq_len(k), each = n),
+                         x = as.vector(t$Z), dims = c(n, nlevels(t$factor) * k))
+  })
+  do.call(cbind, blocks)
+}
+
+# Drop aliased fixed-effect columns as lme4's check.rankX asks; the dropped columns
+# are kept in attr(, "col.dropped") (their positions, named), as lme4 keeps them.
+drop_rank_deficient <- function(X, action = "message+drop.cols") {
   p <- ncol(X)
-  if (p == 0L) return(X)
+  if (p == 0L || action == "ignore") return(X)
   # a p x p check first: a clearly full-rank X needs no QR of all n rows. Rows can
   # only add rank, so a clearly full-rank sample of evenly spaced rows settles it
   # (InstEval's 73,421 x 28: 23 ms for all rows, 2 for the sample); else all rows.
@@ -107,29 +156,63 @@ drop_rank_deficient <- function(X) {
   }
   if (clearly_full_rank(X)) return(X)
   qx <- qr(X, tol = 1e-7)
-  if (qx$rank < p) {
-    keep <- sort(qx$pivot[seq_len(qx$rank)])
-    nd <- p - qx$rank
-    message(sprintf("fixed-effect model matrix is rank deficient so dropping %d column%s / coefficient%s",
-                    nd, if (nd > 1) "s" else "", if (nd > 1) "s" else ""))
-    assign <- attr(X, "assign")
-    contr <- attr(X, "contrasts")
-    X <- X[, keep, drop = FALSE]
-    attr(X, "assign") <- assign[keep]
-    attr(X, "contrasts") <- contr
+  if (qx$rank == p) return(X)
+  if (action == "stop.deficient") {
+    mixedrs_abort(sprintf(paste0("the fixed-effects model matrix is column rank deficient (rank(X) = %d < %d = p);\n",
+                                 "the fixed effects will be jointly unidentifiable"), qx$rank, p))
   }
-  X
+  keep <- qx$pivot[seq_len(qx$rank)]
+  nd <- p - qx$rank
+  msg <- sprintf("fixed-effect model matrix is rank deficient so dropping %d column%s / coefficient%s",
+                 nd, if (nd > 1) "s" else "", if (nd > 1) "s" else "")
+  if (action == "message+drop.cols") message(msg)
+  if (action == "warn+drop.cols") warning(msg, call. = FALSE)
+  dropped <- qx$pivot[(qx$rank + 1L):p]
+  assign <- attr(X, "assign")
+  contr <- attr(X, "contrasts")
+  keep <- sort(keep)
+  out <- X[, keep, drop = FALSE]
+  attr(out, "assign") <- assign[keep]
+  attr(out, "contrasts") <- contr
+  attr(out, "col.dropped") <- stats::setNames(dropped, colnames(X)[dropped])
+  out
 }
 
-check_response <- function(y, name) {
-  if (is.logical(y) || is.factor(y) || is.character(y) || !is.numeric(y)) {
+# lme4's check.scaleX: continuous columns of X whose standard deviations differ by
+# more than a factor 1000 from each other or from 1.
+check_scale <- function(X, action) {
+  if (action == "ignore" || ncol(X) == 0L) return(invisible())
+  continuous <- vapply(seq_len(ncol(X)), function(j) {
+    r <- range(X[, j])
+    !(r[1L] >= 0 && r[2L] <= 1 && !any(X[, j] > 0 & X[, j] < 1))
+  }, TRUE)
+  if (!any(continuous)) return(invisible())
+  sds <- vapply(which(continuous), function(j) stats::sd(X[, j]), 0)
+  ratios <- abs(log(outer(sds, sds, "/")))
+  if (any(c(ratios[lower.tri(ratios)], abs(log(sds))) > log(1e3))) {
+    if (action %in% c("warning", "stop")) {
+      act_on(action, "Some predictor variables are on very different scales: consider rescaling")
+    } else if (action != "silent.rescale") {
+      # lmm() conditions badly scaled data itself, so nothing is rescaled by hand
+      act_on(if (action == "message+rescale") "message" else "warning",
+             "Some predictor variables are on very different scales: lmm() conditions them internally")
+    }
+  }
+  invisible()
+}
+
+check_response <- function(y, name, control) {
+  if (is.logical(y)) y <- as.double(y)
+  if (is.factor(y) || is.character(y) || !is.numeric(y)) {
     mixedrs_abort(sprintf("response '%s' must be numeric; lmm fits Gaussian models only", name))
   }
   if (is.matrix(y) && ncol(y) > 1L) mixedrs_abort("the response must be a vector, not a matrix")
   y <- as.double(y)
   r <- range(y)
   if (!all(is.finite(r))) mixedrs_abort(sprintf("response '%s' has infinite values", name))
-  if (r[1L] == r[2L]) mixedrs_abort(sprintf("response '%s' is constant", name))
+  if (r[1L] == r[2L]) {
+    act_on(control$checks$check.response.not.const, "Response is constant")
+  }
   y
 }
 
@@ -152,11 +235,14 @@ model_frame <- function(mf_call, env) {
   frame <- build(fast)
   if (any(vapply(frame, anyNA, TRUE))) {
     mf_call$drop.unused.levels <- TRUE
-    return(build(mf_call))
+    frame <- build(mf_call)
+    for (j in seq_along(frame)) if (is.character(frame[[j]])) frame[[j]] <- factor(frame[[j]])
+    return(frame)
   }
   for (j in seq_along(frame)) {
     f <- frame[[j]]
     if (is.factor(f) && any(tabulate(f, nlevels(f)) == 0L)) frame[[j]] <- f[, drop = TRUE]
+    if (is.character(f)) frame[[j]] <- factor(f)
   }
   frame
 }
@@ -176,14 +262,15 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
   yname <- deparse1(parsed$response)
   # the response is the frame's first column (model.response() would also build
   # n row names, which costs more than the rest of this function on large data)
-  y <- check_response(frame[[1L]], yname)
+  y <- check_response(frame[[1L]], yname, control)
 
-  fixed_terms <- stats::terms(parsed$fixed, data = frame)
+  fixed_terms <- with_predvars(stats::terms(parsed$fixed, data = frame), frame)
   X <- stats::model.matrix(fixed_terms, frame, contrasts.arg = contrasts)
   bad <- if (all_finite(X)) character(0) else colnames(X)[colSums(!is.finite(X)) > 0]
   if (length(bad)) mixedrs_abort(sprintf("fixed-effects model matrix has infinite values in column%s %s",
                                          if (length(bad) > 1) "s" else "", paste0("'", bad, "'", collapse = ", ")))
-  X <- drop_rank_deficient(X)
+  X <- drop_rank_deficient(X, control$checks$check.rankX)
+  check_scale(X, control$checks$check.scaleX)
 
   w <- stats::model.weights(frame)
   if (!is.null(w)) {
@@ -200,13 +287,11 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
     off <- as.double(off)
   }
 
-  terms <- unlist(lapply(parsed$bars, function(b) {
-    expand_double(make_reterm(b$lhs, b$group, b$double, frame), frame)
-  }), recursive = FALSE)
+  terms <- lapply(parsed$bars, function(b) make_reterm(b$lhs, b$group, frame))
   check_grouping(terms, n, control)
   # largest grouping factor first, ties in formula order (as lme4)
   ord <- order(vapply(terms, function(t) nlevels(t$factor), 1L), decreasing = TRUE, method = "radix")
-  terms <- terms[ord]
+  terms <- merge_scalar_terms(terms[ord])
 
   cor <- NULL
   if (!is.null(correlation)) {
@@ -214,36 +299,9 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
     cor <- cor_setup(correlation, frame, terms)
   }
 
-  list(formula = formula, parsed = parsed, frame = frame, X = X, y = y, fixed_terms = fixed_terms,
+  list(formula = parsed$expanded, parsed = parsed, frame = frame, X = X, y = y, fixed_terms = fixed_terms,
        cor = cor, correlation = correlation,
        weights = w, offset = off, terms = terms, n = n,
        # how the frame was built, so a fit can be redone with another formula (ranova)
        mf_call = orig_call, env = env, contrasts = contrasts)
-}
-
-# The plain list the Rust engine reads.
-rust_spec <- function(model, REML) {
-  y <- model$y
-  if (!is.null(model$offset)) y <- y - model$offset
-  list(
-    y = y,
-    X = as_double_matrix(model$X),
-    p = ncol(model$X),
-    weights = model$weights,
-    REML = isTRUE(REML),
-    cor = if (is.null(model$cor)) NULL else model$cor[c("type", "groups", "times", "start", "nugget")],
-    terms = lapply(model$terms, function(t) list(
-      # a factor is already the integer codes the engine reads; no copy
-      codes = t$factor,
-      nlevels = nlevels(t$factor),
-      Z = as_double_matrix(t$Z),
-      k = ncol(t$Z),
-      diagonal = t$diagonal
-    ))
-  )
-}
-
-# The engine reads a double vector with any attributes; copy only when the storage is not double.
-as_double_matrix <- function(m) {
-  if (is.double(m)) m else array(as.double(m), dim(m))
 }

@@ -20,8 +20,11 @@
 #' fm <- lmm(Reaction ~ Days + I(Days^2) + (Days | Subject), lme4::sleepstudy)
 #' drop1(fm)
 #' @export
-drop1.lmm <- function(object, scope, ddf = c("Satterthwaite", "Kenward-Roger"), ...) {
-  ddf <- check_ddf(ddf[1L], object)
+drop1.lmm <- function(object, scope, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), force_get_contrasts = FALSE,
+                      test = c("none", "Chisq"), k = 2, ...) {
+  ddf <- match.arg(ddf)
+  if (ddf == "lme4") return(drop1_lrt(object, scope, match.arg(test), k))
+  ddf <- check_ddf(ddf, object)
   tt <- fixed_terms(object)
   marg <- stats::drop.scope(tt)
   if (missing(scope)) {
@@ -31,14 +34,74 @@ drop1.lmm <- function(object, scope, ddf = c("Satterthwaite", "Kenward-Roger"), 
   } else if (!all(scope %in% marg)) {
     mixedrs_abort("Only marginal terms can be dropped from the model")
   }
+  X <- object$model$X
   Ls <- if (length(scope)) contrasts_marginal(object, scope) else list()
-  rows <- lapply(Ls, function(L) contest_md(object, L, ddf = ddf))
+  if (length(scope) && (!is.null(attr(X, "col.dropped")) || isTRUE(force_get_contrasts))) {
+    # with aliased columns, a term's hypothesis is what dropping it removes from X's
+    # column space: none at all when it is aliased with the rest (then NA, as lmerTest)
+    Ls <- lapply(stats::setNames(scope, scope), function(term) dropped_term_contrast(object, term))
+  }
+  rows <- lapply(Ls, function(L) {
+    if (anyNA(L)) return(f_table(NA_real_, NA_real_, NA_real_, NA_real_))
+    contest_md(object, L, ddf = ddf)
+  })
   tab <- do.call(rbind, c(list(f_table(numeric(0), numeric(0), numeric(0), numeric(0))), rows))
   rownames(tab) <- names(Ls)[vapply(rows, nrow, 1L) > 0L]
   method <- if (ddf == "Kenward-Roger") "Kenward-Roger's" else "Satterthwaite's"
   structure(tab, heading = c(paste("Single term deletions using", method, "method:"), "\nModel:",
                              deparse1(formula(object))),
             hypotheses = Ls, ddf = ddf, class = c("anova", "data.frame"))
+}
+
+# The contrast that dropping `term` tests: X's columns projected off the design
+# without it, orthonormalised; NA when dropping it changes nothing.
+dropped_term_contrast <- function(object, term) {
+  X <- object$model$X
+  tt <- fixed_terms(object)
+  reduced <- stats::drop.terms(tt, match(term, attr(tt, "term.labels")), keep.response = FALSE)
+  X0 <- suppressWarnings(stats::model.matrix(reduced, object$model$frame, contrasts.arg = attr(X, "contrasts")))
+  R <- stats::resid(stats::lm.fit(x = X0, y = unclass(X)))
+  R <- R[, colSums(abs(R)) > 1e-8, drop = FALSE]
+  if (ncol(R) == 0L) return(matrix(NA_real_, 1L, ncol(X), dimnames = list(NULL, colnames(X))))
+  Lt <- crossprod(X, R)
+  q <- qr(Lt)
+  Lt <- qr.Q(q)[, seq_len(q$rank), drop = FALSE]
+  L <- t(zapsmall(Lt))
+  colnames(L) <- colnames(X)
+  L
+}
+
+# lme4's drop1() (ddf = "lme4"): AIC of ML refits without each term, with
+# likelihood-ratio tests when test = "Chisq".
+drop1_lrt <- function(object, scope, test, k) {
+  tt <- fixed_terms(object)
+  if (missing(scope)) scope <- stats::drop.scope(tt)
+  if (!all(scope %in% attr(tt, "term.labels"))) mixedrs_abort("scope is not a subset of term labels")
+  aic <- function(fit) stats::setNames(extractAIC(fit, k = k), c("df", "AIC"))
+  ans <- matrix(NA_real_, length(scope) + 1L, 2L, dimnames = list(c("<none>", scope), c("df", "AIC")))
+  ans[1L, ] <- aic(object)
+  for (i in seq_along(scope)) {
+    f <- stats::update(formula(object), stats::as.formula(paste("~ . -", scope[i])))
+    environment(f) <- environment(formula(object))
+    fit <- refit_formula(object, f)
+    if (stats::nobs(fit) != stats::nobs(object)) mixedrs_abort("number of rows in use has changed: remove missing values?")
+    ans[i + 1L, ] <- aic(fit)
+  }
+  dfs <- ans[1L, 1L] - ans[, 1L]
+  dfs[1L] <- NA
+  aod <- data.frame(npar = dfs, AIC = ans[, 2L])
+  if (test == "Chisq") {
+    dev <- ans[, 2L] - k * ans[, 1L]
+    dev <- dev - dev[1L]
+    dev[1L] <- NA
+    pv <- rep(NA_real_, length(dev))
+    ok <- !is.na(dev)
+    pv[ok] <- p_value("chisq", pmax(dev[ok], 0), dfs[ok])
+    aod$LRT <- dev
+    aod[["Pr(Chi)"]] <- pv
+  }
+  structure(aod, heading = c("Single term deletions", "\nModel:", deparse1(formula(object))),
+            class = c("anova", "data.frame"))
 }
 
 #' @rdname drop1.lmm
@@ -121,6 +184,9 @@ get_model <- function(x, ...) UseMethod("get_model")
 #' @export
 get_model.lmm_step <- function(x, ...) attr(x, "model")
 
+#' @export
+get_model.default <- function(x, ...) lmertest_generic("get_model")(x, ...)
+
 #' Backward elimination
 #'
 #' A generic version of [stats::step()] (which is not generic), as lmerTest provides:
@@ -134,4 +200,10 @@ get_model.lmm_step <- function(x, ...) attr(x, "model")
 step <- function(object, ...) UseMethod("step")
 
 #' @export
-step.default <- function(object, ...) stats::step(object, ...)
+step.default <- function(object, ...) {
+  # lmerTest's step() handles lme4 fits (and hands everything else to stats::step())
+  if (isNamespaceLoaded("lmerTest") || (inherits(object, "merMod") && requireNamespace("lmerTest", quietly = TRUE))) {
+    return(lmerTest::step(object, ...))
+  }
+  stats::step(object, ...)
+}

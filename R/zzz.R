@@ -1,36 +1,21 @@
-# Register our methods on lme4's generics when lme4 is loaded, so that lme4's own
-# helpers (getME(), ngrps(), isSingular()) work on lmm fits in either load order.
+# Register our methods on lme4's and lmerTest's generics when those packages load,
+# so that their own helpers (getME(), refit(), bootMer(), contest(), ...) work on
+# lmm fits in either load order.
 
-getME_lmm <- function(object, name, ...) {
-  switch(name,
-    theta = object$theta,
-    lower = object$lower,
-    beta = object$beta,
-    sigma = object$sigma,
-    n = nobs(object),
-    X = object$model$X,
-    y = object$model$y,
-    cnms = stats::setNames(lapply(object$model$terms, `[[`, "cnms"),
-                           vapply(object$model$terms, `[[`, "", "group")),
-    flist = lapply(group_index(object), function(ii) object$model$terms[[ii[1L]]]$factor),
-    REML = as.integer(object$REML),
-    devcomp = list(cmp = object$devcomp),
-    mixedrs_abort(sprintf("getME(): '%s' is not available for lmm fits", name))
-  )
-}
+lme4_generics <- c("getME", "refit", "refitML", "isREML", "isLMM", "isGLMM", "isNLMM", "ngrps")
 
 register_lme4_methods <- function(...) {
   ns <- asNamespace("lme4")
-  registerS3method("getME", "lmm", getME_lmm, envir = ns)
-  registerS3method("ngrps", "lmm", ngrps.lmm, envir = ns)
+  for (g in lme4_generics) registerS3method(g, "lmm", get(paste0(g, ".lmm"), mode = "function"), envir = ns)
 }
 
-# lmerTest's contest(), step() and get_model() generics dispatch to ours too
-# (its ranova() is not generic: call mixedrs::ranova()).
+# lmerTest's generics dispatch to ours too (its ranova() is not generic: ours defers
+# to it for lme4 fits).
+lmertest_generics <- c("contest", "contest1D", "contestMD", "step", "ls_means", "lsmeansLT", "difflsmeans")
+
 register_lmertest_methods <- function(...) {
   ns <- asNamespace("lmerTest")
-  registerS3method("contest", "lmm", contest.lmm, envir = ns)
-  registerS3method("step", "lmm", step.lmm, envir = ns)
+  for (g in lmertest_generics) registerS3method(g, "lmm", get(paste0(g, ".lmm"), mode = "function"), envir = ns)
   registerS3method("get_model", "lmm_step", get_model.lmm_step, envir = ns)
 }
 

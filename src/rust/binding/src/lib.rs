@@ -178,7 +178,21 @@ fn read_any_model(objects: &SpecObjects) -> std::result::Result<Model<'_>, Error
     }
 }
 
+/// lme4's `verbose` trace: one line per criterion evaluation.
+fn print_evaluation(count: usize, value: f64, x: &[f64]) {
+    let x: Vec<String> = x.iter().map(|v| format!("{:.6}", v)).collect();
+    rprintln!("evaluation {:>4}: criterion = {:.8}  at ({})", count, value, x.join(", "));
+}
+
 fn read_control(ctl: &HashMap<&str, Robj>) -> std::result::Result<FitControl, Error> {
+    let max_evals = match ctl.get("max_evals") {
+        Some(r) if !r.is_null() => Some(int(ctl, "max_evals")?),
+        _ => None,
+    };
+    let verbose = match ctl.get("verbose") {
+        Some(r) if !r.is_null() => int(ctl, "verbose")? > 0,
+        _ => false,
+    };
     Ok(FitControl {
         max_iter: int(ctl, "max_iter")? as u64,
         max_restarts: int(ctl, "max_restarts")?,
@@ -186,6 +200,8 @@ fn read_control(ctl: &HashMap<&str, Robj>) -> std::result::Result<FitControl, Er
         boundary_tol: real(ctl, "boundary_tol")?,
         start: opt_reals(ctl, "start")?,
         interrupt: Some(interrupted),
+        max_evals,
+        trace: if verbose { Some(print_evaluation) } else { None },
     })
 }
 

@@ -32,11 +32,17 @@ pub struct FitControl {
     /// Polled about every 100 ms during optimisation; returning true stops the fit
     /// with [`MixedError::Interrupted`]. The R binding passes a Ctrl-C check.
     pub interrupt: Option<fn() -> bool>,
+    /// A user's limit on criterion evaluations per BFGS search (lme4's maxfun); past it
+    /// the search stops unconverged.
+    pub max_evals: Option<usize>,
+    /// Called with the evaluation count, the value and the point at every evaluation
+    /// (lme4's `verbose`; the R binding prints them).
+    pub trace: Option<fn(usize, f64, &[f64])>,
 }
 
 impl Default for FitControl {
     fn default() -> Self {
-        FitControl { max_iter: 500, max_restarts: 4, grad_tol: 1e-7, boundary_tol: 1e-4, start: None, interrupt: None }
+        FitControl { max_iter: 500, max_restarts: 4, grad_tol: 1e-7, boundary_tol: 1e-4, start: None, interrupt: None, max_evals: None, trace: None }
     }
 }
 
@@ -75,6 +81,10 @@ pub trait Objective {
     /// stands for (its norm, unless these are a transform of them).
     fn step_length(&self, _x: &[f64], d: &[f64]) -> f64 {
         norm(d)
+    }
+    /// The parameters x stands for, for traces (x itself unless rescaled).
+    fn point(&self, x: &[f64]) -> Vec<f64> {
+        x.to_vec()
     }
 }
 
@@ -188,6 +198,11 @@ impl<O: Objective + ?Sized> Objective for Rescaled<'_, O> {
     fn step_length(&self, x: &[f64], d: &[f64]) -> f64 {
         norm(&d.iter().zip(x).enumerate().map(|(i, (d, &xi))| d * self.scale.slope(i, xi)).collect::<Vec<_>>())
     }
+    fn point(&self, x: &[f64]) -> Vec<f64> {
+        let mut theta = vec![0.0; x.len()];
+        self.scale.to_theta(x, &mut theta);
+        theta
+    }
 }
 
 /// [`minimize_objective`] on [`SearchScale`]'s x: starts and returns θ.
@@ -254,6 +269,7 @@ struct Tracked<'o, O: Objective + ?Sized> {
     last_grad: RefCell<Option<(Vec<f64>, Vec<f64>)>>,
     best: RefCell<(f64, Vec<f64>)>,
     interrupt: Option<fn() -> bool>,
+    trace: Option<fn(usize, f64, &[f64])>,
     last_check: Cell<Instant>,
     interrupted: Cell<bool>,
     /// Evaluations allowed inside BFGS runs; past it the run is stopped (not an error).
@@ -278,6 +294,7 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
             last_grad: RefCell::new(None),
             best: RefCell::new((f64::INFINITY, vec![0.0; n])),
             interrupt: None,
+            trace: None,
             last_check: Cell::new(Instant::now()),
             interrupted: Cell::new(false),
             budget: Cell::new(usize::MAX),
@@ -313,6 +330,9 @@ impl<'o, O: Objective + ?Sized> Tracked<'o, O> {
         self.check()?;
         self.evals.set(self.evals.get() + 1);
         let v = self.obj.borrow_mut().value(x)?;
+        if let Some(trace) = self.trace {
+            trace(self.evals.get(), v, &self.obj.borrow().point(x));
+        }
         {
             // copied into a buffer made once: no allocation per evaluation
             let mut last = self.last_value.borrow_mut();
@@ -471,9 +491,10 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
     let n = x0.len();
     let mut problem = Tracked::new(obj, n);
     problem.interrupt = control.interrupt;
+    problem.trace = control.trace;
     // a generous cap: BFGS with central differences needs about (2n + 4) evaluations per
     // iteration; pathological line searches must not run away
-    problem.budget.set(((control.max_iter as usize).saturating_mul(2 * n + 6)).max(2000));
+    problem.budget.set(control.max_evals.unwrap_or_else(|| ((control.max_iter as usize).saturating_mul(2 * n + 6)).max(2000)));
     let f0 = problem.eval(x0)?;
     if n == 0 {
         return Ok(Minimum { x: vec![], f: f0, grad_norm: Some(0.0), evaluations: 1, gradients: 0, converged: true, message: "nothing to optimise".into() });
@@ -513,7 +534,7 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
             break;
         }
         if problem.over_budget.get() {
-            message = String::from("evaluation limit reached");
+            message = String::from(if control.max_evals.is_some() { "maximum number of function evaluations exceeded" } else { "evaluation limit reached" });
             break;
         }
         match run {

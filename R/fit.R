@@ -1,0 +1,48 @@
+# Packaging the engine's result as an lmm fit: names, shapes and class, as lme4's
+# mkMerMod packages its optimum.
+
+# θ names as lme4 gives them ("g.(Intercept)", "g.x.(Intercept)"), from the
+# engine's layout of θ: term, row and column of each element in that term's Λ.
+theta_names <- function(terms, layout) {
+  vapply(seq_len(nrow(layout)), function(i) {
+    t <- terms[[layout$term[i]]]
+    r <- layout$row[i]
+    c <- layout$col[i]
+    if (r == c) paste(t$group, t$cnms[r], sep = ".") else paste(t$group, t$cnms[r], t$cnms[c], sep = ".")
+  }, "")
+}
+
+# Give the engine's plain list its names, shapes and class.
+package_fit <- function(model, res, REML, call, control) {
+  X <- model$X
+  p <- ncol(X)
+  b <- Map(function(t, bt) {
+    matrix(bt, nrow = nlevels(t$factor), byrow = TRUE, dimnames = list(levels(t$factor), t$cnms))
+  }, model$terms, res$b)
+  layout <- data.frame(term = res$theta_term, row = res$theta_row, col = res$theta_col)
+  # unnamed here: n row names cost more than the fit on large data; fitted() and
+  # residuals() add them
+  fitted <- if (is.null(model$offset)) res$fitted else res$fitted + model$offset
+  structure(list(
+    call = call,
+    formula = model$formula,
+    REML = REML,
+    model = model,
+    theta = stats::setNames(res$theta, theta_names(model$terms, layout)),
+    theta_layout = layout,
+    lower = stats::setNames(ifelse(layout$row == layout$col, 0, -Inf), theta_names(model$terms, layout)),
+    beta = stats::setNames(res$beta, colnames(X)),
+    sigma = res$sigma,
+    b = b,
+    u = res$u,
+    vcov = matrix(res$vcov, p, p, dimnames = list(colnames(X), colnames(X))),
+    devcomp = c(ldL2 = res$ldL2, ldRX2 = res$ldRX2, pwrss = res$pwrss, criterion = res$criterion, ldPsi = res$ldPsi),
+    fitted = fitted,
+    cache = new.env(parent = emptyenv()),
+    correlation = package_correlation(model$cor, res$cor_phi),
+    cor_eta = if (is.null(model$cor)) numeric(0) else res$cor_eta,
+    optinfo = list(evaluations = res$evaluations, gradients = res$gradients, converged = res$converged,
+                   message = res$message, grad_norm = res$grad_norm),
+    control = control
+  ), class = "lmm")
+}
