@@ -62,21 +62,54 @@ contrasts_marginal <- function(object, which) {
   lapply(stats::setNames(which, which), function(term) I[cols[[term]], , drop = FALSE])
 }
 
-contrasts_type2 <- function(object) {
+# lmerTest's type II ("unfolded"): marginal hypotheses for the terms no other term
+# contains, the type II contrast for the rest; `unfolded = FALSE` is its "2b", the
+# type II contrast for every term.
+contrasts_type2 <- function(object, unfolded = TRUE, which = NULL) {
   X <- object$model$X
   tt <- fixed_terms(object)
   labels <- attr(tt, "term.labels")
-  if (ncol(X) <= 1L || length(labels) <= 1L) return(contrasts_type1(object))
+  if (is.null(which) && (ncol(X) <= 1L || length(labels) <= 1L)) return(contrasts_type1(object))
   contained <- containment(tt, data_classes(object))
-  marginal <- labels[lengths(contained) == 0L]
+  marginal <- if (unfolded) labels[lengths(contained) == 0L] else character(0)
+  if (!is.null(which)) marginal <- intersect(marginal, which)
   cols <- term_columns(tt, X)
   out <- contrasts_marginal(object, marginal)
-  for (term in setdiff(labels, marginal)) {
+  for (term in setdiff(if (is.null(which)) labels else which, marginal)) {
     move <- unlist(cols[c(term, contained[[term]])])
     Xnew <- cbind(X[, -move, drop = FALSE], X[, move, drop = FALSE])
     owner <- c(rep("", ncol(X) - length(move)), rep(c(term, contained[[term]]), lengths(cols[c(term, contained[[term]])])))
     Lc <- doolittle_t(crossprod(Xnew))
     out[[term]] <- Lc[owner == term, colnames(X), drop = FALSE]
+  }
+  out[if (is.null(which)) labels else which]
+}
+
+# lmerTest's "yates" hypotheses: marginal for terms no other term contains, the
+# differences of equally weighted marginal means (Yates's weighted squares of means)
+# for factor terms that others contain, type II for the remaining (numeric) terms.
+contrasts_yates <- function(object) {
+  tt <- fixed_terms(object)
+  labels <- attr(tt, "term.labels")
+  contained <- containment(tt, data_classes(object))
+  marginal <- labels[lengths(contained) == 0L]
+  yates <- intersect(setdiff(labels, marginal), factor_terms(object))
+  type2 <- setdiff(labels, c(marginal, yates))
+  out <- c(if (length(marginal)) contrasts_marginal(object, marginal),
+           if (length(type2)) contrasts_type2(object, unfolded = FALSE, which = type2))
+  XX <- full_rank_free_design(object)
+  N <- null_space(XX)
+  keep <- match(colnames(object$model$X), colnames(XX))
+  for (term in yates) {
+    means <- lsmeans_contrasts(object, term)[[term]]
+    if (length(N) && any(abs(rowSums(means %*% N)) >= sqrt(.Machine$double.eps))) {
+      warning(sprintf("Yates contrast is not uniquely defined for: %s", term), call. = FALSE)
+    }
+    levs <- rownames(means)
+    diffs <- rbind(-1, diag(length(levs) - 1L))
+    L <- t(diffs) %*% means
+    rownames(L) <- paste(levs[-1L], levs[1L], sep = " - ")
+    out[[term]] <- L[, keep, drop = FALSE]
   }
   out[labels]
 }
@@ -179,14 +212,27 @@ contrasts_type3 <- function(object) {
 
 fixed_anova <- function(object, type, ddf) {
   type <- as.character(type)[1L]
-  type <- switch(type, "1" = , I = "I", "2" = , II = "II", "3" = , III = "III",
-                 mixedrs_abort(sprintf("anova(): type '%s' is not one of \"III\", \"II\", \"I\"", type)))
-  Ls <- switch(type, I = contrasts_type1(object), II = contrasts_type2(object), III = contrasts_type3(object))
+  type <- switch(type, "1" = , I = "I", "2" = , II = "II", "3" = , III = "III", marginal = "marginal",
+                 "2b" = "IIb", yates = "yates",
+                 mixedrs_abort(sprintf("anova(): type '%s' is not one of \"III\", \"II\", \"I\", \"marginal\", \"2b\", \"yates\"", type)))
+  labels <- attr(fixed_terms(object), "term.labels")
+  few <- ncol(object$model$X) <= 1L || length(labels) <= 1L
+  Ls <- switch(type, I = contrasts_type1(object), II = contrasts_type2(object), III = contrasts_type3(object),
+               marginal = if (few) contrasts_type1(object) else contrasts_marginal(object, labels),
+               IIb = if (few) contrasts_type1(object) else contrasts_type2(object, unfolded = FALSE),
+               yates = if (few) contrasts_type1(object) else contrasts_yates(object))
   rows <- lapply(Ls, function(L) contest_md(object, L, ddf = ddf))
   tab <- do.call(rbind, c(list(f_table(numeric(0), numeric(0), numeric(0), numeric(0))), rows))
   rownames(tab) <- names(Ls)[vapply(rows, nrow, 1L) > 0L]
+  # terms without a hypothesis (aliased) get a row of NA, as lmerTest gives them
+  if (length(missing_terms <- setdiff(names(Ls), rownames(tab)))) {
+    na_rows <- tab[rep(NA_integer_, length(missing_terms)), , drop = FALSE]
+    rownames(na_rows) <- missing_terms
+    tab <- rbind(tab, na_rows)
+  }
   method <- if (ddf == "Kenward-Roger") "Kenward-Roger's" else "Satterthwaite's"
-  structure(tab, heading = paste("Type", type, "Analysis of Variance Table with", method, "method"),
+  title <- switch(type, marginal = "Marginal", IIb = "Type IIb", yates = "Yates", paste("Type", type))
+  structure(tab, heading = paste(title, "Analysis of Variance Table with", method, "method"),
             hypotheses = Ls, class = c("anova", "data.frame"))
 }
 
@@ -322,7 +368,7 @@ lrt_anova <- function(fits, names, refit) {
 ranova <- function(model, reduce.terms = TRUE, ...) UseMethod("ranova")
 
 #' @export
-ranova.default <- function(model, reduce.terms = TRUE, ...) lmertest_generic("ranova")(model, reduce.terms = reduce.terms, ...)
+ranova.default <- function(model, reduce.terms = TRUE, ...) defer_function("lmerTest", "ranova")(model, reduce.terms = reduce.terms, ...)
 
 #' @rdname ranova
 #' @export

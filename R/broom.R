@@ -197,7 +197,7 @@ augment.lmm <- function(x, data = NULL, newdata = NULL, ...) {
   if (!identical(rn, as.character(seq_len(nrow(out))))) out <- cbind(.rownames = rn, out, stringsAsFactors = FALSE)
   w <- weights.lmm(x)
   off <- if (is.null(x$model$offset)) rep(0, nobs(x)) else x$model$offset
-  hat <- hatvalues.lmm(x)
+  hat <- leverages(x)
   pres <- unname((x$model$y - x$fitted) * sqrt(w))
   p <- qr(x$model$X)$rank
   cook <- (pres / (1 - hat))^2 * hat / (sigma(x)^2 * p)
@@ -215,36 +215,4 @@ augment.lmm <- function(x, data = NULL, newdata = NULL, ...) {
   out$.wtres <- pres
   rownames(out) <- NULL
   as_tibble_if(out)
-}
-
-#' Leverages of an lmm fit
-#'
-#' The diagonal of the hat matrix that maps y to the fitted values (fixed effects
-#' plus conditional modes), as `lme4::hatvalues()` computes it for merMod fits.
-#' @param model an `lmm` fit without correlated residuals.
-#' @param ... unused.
-#' @examples
-#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
-#' summary(hatvalues(fm))
-#' @export
-hatvalues.lmm <- function(model, ...) {
-  check_no_correlation(model, "hatvalues()")
-  n <- nobs(model)
-  sw <- sqrt(weights.lmm(model))
-  # W = √w [ZΛ X]; h = diag(W (WᵀW + diag(1_q, 0_p))⁻¹ Wᵀ), with sparse Z
-  blocks <- lapply(seq_along(model$model$terms), function(ti) {
-    t <- model$model$terms[[ti]]
-    k <- ncol(t$Z)
-    nl <- nlevels(t$factor)
-    lam <- term_lambda(model$theta_layout, model$theta, ti, k)
-    ZL <- t$Z %*% lam
-    Matrix::sparseMatrix(i = rep(seq_len(n), k), j = (rep(as.integer(t$factor), k) - 1L) * k + rep(seq_len(k), each = n),
-                         x = as.vector(ZL), dims = c(n, nl * k))
-  })
-  W <- cbind(do.call(cbind, blocks), Matrix::Matrix(model$model$X, sparse = TRUE)) * sw
-  q <- ncol(W) - ncol(model$model$X)
-  M <- Matrix::crossprod(W) + Matrix::Diagonal(ncol(W), c(rep(1, q), rep(0, ncol(model$model$X))))
-  ch <- Matrix::Cholesky(Matrix::forceSymmetric(M), perm = TRUE, LDL = FALSE)
-  CL <- Matrix::solve(ch, Matrix::solve(ch, Matrix::t(W), system = "P"), system = "L")
-  unname(Matrix::colSums(CL^2))
 }

@@ -78,7 +78,7 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
 
 # Where the ML profile of each parameter in `which` (indices into [sd/cor, sigma,
 # beta]) reaches ζ = -z and ζ = z, solved in Rust; also the ML estimates.
-profile_ends <- function(object, z, which) {
+profile_ends <- function(object, z, which, covariances = FALSE) {
   if (!is.null(object$correlation)) {
     mixedrs_abort("likelihood profiles are not available for fits with correlated residuals; use method = \"Wald\" or intervals()",
                   kind = "not_available")
@@ -87,7 +87,7 @@ profile_ends <- function(object, z, which) {
   call_rust(lmm_profile_rs, rust_spec(object$model, REML = FALSE),
             list(max_iter = ctl$max_iter, max_restarts = ctl$max_restarts, grad_tol = ctl$grad_tol,
                  boundary_tol = ctl$boundary_tol, start = unname(object$theta),
-                 z = z, which = as.integer(which - 1L)))
+                 z = z, which = as.integer(which - 1L), covariances = isTRUE(covariances)))
 }
 
 select_parm <- function(parm, all_names, nvp, missing_parm) {

@@ -2,13 +2,6 @@
 # contest1D(), contestMD(), ls_means() (lsmeansLT(), difflsmeans()) and show_tests().
 # The generics are exported here too; for other classes each defers to lmerTest.
 
-lmertest_generic <- function(name) {
-  if (!requireNamespace("lmerTest", quietly = TRUE)) {
-    mixedrs_abort(sprintf("%s() has no method for this object (and lmerTest is not installed)", name))
-  }
-  getExportedValue("lmerTest", name)
-}
-
 #' Tests of linear contrasts of the fixed effects
 #'
 #' `contest(m, L)` tests `L %*% beta = rhs`, as lmerTest's `contest()`: with
@@ -37,7 +30,7 @@ lmertest_generic <- function(name) {
 contest <- function(model, L, ...) UseMethod("contest")
 
 #' @export
-contest.default <- function(model, L, ...) lmertest_generic("contest")(model, L, ...)
+contest.default <- function(model, L, ...) defer_method("lmerTest", "contest", model)(model, L, ...)
 
 #' @rdname contest
 #' @export
@@ -67,7 +60,7 @@ contest.lmm <- function(model, L, rhs = 0, joint = TRUE, collect = TRUE, confint
 contest1D <- function(model, L, ...) UseMethod("contest1D")
 
 #' @export
-contest1D.default <- function(model, L, ...) lmertest_generic("contest1D")(model, L, ...)
+contest1D.default <- function(model, L, ...) defer_method("lmerTest", "contest1D", model)(model, L, ...)
 
 #' @rdname contest
 #' @export
@@ -78,6 +71,10 @@ contest1D.lmm <- function(model, L, rhs = 0, ddf = c("Satterthwaite", "Kenward-R
   if (is.matrix(L)) {
     if (min(dim(L)) != 1L) mixedrs_abort("contest1D(): 'L' must be a vector or a one-row matrix")
     L <- drop(L)
+  }
+  if (length(L) == 0L && length(model$beta) == 0L) {
+    cols <- c("Estimate", "Std. Error", "df", "t value", if (confint) c("lower", "upper"), "Pr(>|t|)")
+    return(as.data.frame(matrix(numeric(0), 0L, length(cols), dimnames = list(NULL, cols)), check.names = FALSE))
   }
   if (!is.numeric(L) || length(L) != length(model$beta)) {
     mixedrs_abort(sprintf("contrast has length %d, but the model has %d fixed effects", length(L), length(model$beta)))
@@ -97,7 +94,7 @@ contest1D.lmm <- function(model, L, rhs = 0, ddf = c("Satterthwaite", "Kenward-R
 contestMD <- function(model, L, ...) UseMethod("contestMD")
 
 #' @export
-contestMD.default <- function(model, L, ...) lmertest_generic("contestMD")(model, L, ...)
+contestMD.default <- function(model, L, ...) defer_method("lmerTest", "contestMD", model)(model, L, ...)
 
 #' @rdname contest
 #' @export
@@ -105,7 +102,7 @@ contestMD.lmm <- function(model, L, rhs = 0, ddf = c("Satterthwaite", "Kenward-R
                           eps = sqrt(.Machine$double.eps), ...) {
   ddf <- match.arg(ddf)
   ddf <- check_ddf(ddf, model)
-  if (!is.matrix(L)) L <- matrix(L, nrow = 1L)
+  if (!is.matrix(L)) L <- matrix(L, ncol = length(L))
   if (anyNA(L)) return(f_table(NA_real_, NA_real_, NA_real_, NA_real_))
   contest_md(model, L, rhs = rhs, ddf = ddf, eps = eps)
 }
@@ -157,7 +154,7 @@ null_space <- function(A, tol = 1e-8) {
 ls_means <- function(model, ...) UseMethod("ls_means")
 
 #' @export
-ls_means.default <- function(model, ...) lmertest_generic("ls_means")(model, ...)
+ls_means.default <- function(model, ...) defer_method("lmerTest", "ls_means", model)(model, ...)
 
 #' @rdname ls_means
 #' @export
@@ -190,7 +187,7 @@ ls_means.lmm <- function(model, which = NULL, level = 0.95, ddf = c("Satterthwai
 lsmeansLT <- function(model, ...) UseMethod("lsmeansLT")
 
 #' @export
-lsmeansLT.default <- function(model, ...) lmertest_generic("lsmeansLT")(model, ...)
+lsmeansLT.default <- function(model, ...) defer_method("lmerTest", "lsmeansLT", model)(model, ...)
 
 #' @rdname ls_means
 #' @export
@@ -204,7 +201,7 @@ lsmeansLT.lmm <- function(model, which = NULL, level = 0.95, ddf = c("Satterthwa
 difflsmeans <- function(model, ...) UseMethod("difflsmeans")
 
 #' @export
-difflsmeans.default <- function(model, ...) lmertest_generic("difflsmeans")(model, ...)
+difflsmeans.default <- function(model, ...) defer_method("lmerTest", "difflsmeans", model)(model, ...)
 
 #' @rdname ls_means
 #' @export
@@ -311,4 +308,19 @@ show_tests.default <- function(object, fractions = FALSE, names = TRUE, ...) {
   if (is.null(tests)) mixedrs_abort("'object' does not have an 'hypotheses' attribute")
   if (fractions) tests <- lapply(tests, MASS::fractions)
   if (names) tests else lapply(tests, unname)
+}
+
+#' Satterthwaite's F test of a contrast, as lmerTest's calcSatterth()
+#'
+#' @param model an `lmm` fit (other fits are handed to lmerTest).
+#' @param L a contrast matrix with one column per fixed effect.
+#' @return a list with `denom`, `Fstat`, `pvalue` and `ndf`, as lmerTest's.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' calcSatterth(fm, cbind(0, 1))
+#' @export
+calcSatterth <- function(model, L) {
+  if (!inherits(model, "lmm")) return(defer_function("lmerTest", "calcSatterth")(model, L))
+  x <- contestMD.lmm(model, L)
+  list(denom = x[["DenDF"]], Fstat = as.matrix(x[["F value"]]), pvalue = as.matrix(x[["Pr(>F)"]]), ndf = x[["NumDF"]])
 }

@@ -53,8 +53,19 @@ lmm_control <- function(max_iter = 500L, max_restarts = 4L, grad_tol = 1e-7, bou
     mixedrs_abort("lmm_control(): max_iter, max_restarts, grad_tol and boundary_tol must be single non-negative numbers")
   }
   checks <- default_checks
-  checks$check.nobs.vs.nlev <- if (isTRUE(check_nlev)) "stop" else "ignore"
-  checks$check.nobs.vs.nRE <- if (isTRUE(check_zdims)) "stop" else "ignore"
+  # lme4's global defaults, options(lmerControl = list(check.* = ...)), for the checks
+  # not given here
+  opts <- getOption("lmerControl")
+  if (length(opts)) {
+    ok <- intersect(names(opts), names(default_checks))
+    ignored <- setdiff(names(opts), ok)
+    if (length(ignored)) {
+      warning("some options in 'getOption(\"lmerControl\")' ignored : ", paste(ignored, collapse = ", "), call. = FALSE)
+    }
+    for (nm in ok) checks[[nm]] <- if (is.list(opts[[nm]])) opts[[nm]]$action else opts[[nm]]
+  }
+  if (!missing(check_nlev)) checks$check.nobs.vs.nlev <- if (isTRUE(check_nlev)) "stop" else "ignore"
+  if (!missing(check_zdims)) checks$check.nobs.vs.nRE <- if (isTRUE(check_zdims)) "stop" else "ignore"
   dots <- list(...)
   if (length(dots)) {
     bad <- setdiff(names(dots), names(default_checks))
@@ -152,6 +163,7 @@ from_lmer_control <- function(ctl) {
     ours$optimize <- FALSE
   } else if (is.character(opt)) {
     opt <- opt[length(opt)]
+    if (identical(opt, "none")) mixedrs_abort("deprecated use of optimizer=='none'; use NULL instead")
     found <- exists(opt, mode = "function") ||
       (requireNamespace("lme4", quietly = TRUE) && exists(opt, envir = asNamespace("lme4"), mode = "function"))
     if (!found) mixedrs_abort(sprintf("couldn't find optimizer function %s", opt))

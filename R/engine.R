@@ -89,8 +89,17 @@ engine_control <- function(control, start = control$start, ...) {
          boundary_tol = control$boundary_tol, start = start, max_evals = control$max_evals), list(...))
 }
 
-# lme4's starting θ: 1 on the diagonal of every Λ, 0 below it.
+# lme4's starting θ: 1 on the diagonal of every Λ, 0 below it; for a model of random
+# intercepts only, the square roots of the between-group variance ratios of y, as
+# lme4 (1.1-31) starts them.
 initial_theta <- function(model) {
+  scalar <- vapply(model$terms, function(t) ncol(t$Z) == 1L && identical(t$cnms, "(Intercept)"), TRUE)
+  if (all(scalar)) {
+    y <- model$y
+    v <- vapply(model$terms, function(t) stats::var(stats::ave(y, t$factor)), 0)
+    ve <- stats::var(y) - sum(v)
+    if (!is.na(ve) && ve > 0) return(sqrt(v / ve))
+  }
   unlist(lapply(model$terms, function(t) {
     k <- ncol(t$Z)
     if (t$diagonal) return(rep(1, k))

@@ -125,7 +125,7 @@ contest_md <- function(object, L, rhs = 0, ddf = "Satterthwaite", eps = sqrt(.Ma
   if (ncol(L) != length(object$beta)) mixedrs_abort(sprintf("contrast matrix has %d columns, but the model has %d fixed effects", ncol(L), length(object$beta)))
   if (length(rhs) == 1L) rhs <- rep(rhs, nrow(L))
   if (length(rhs) != nrow(L)) mixedrs_abort("'rhs' must have one value per row of L")
-  if (nrow(L) == 0L) return(f_table(numeric(0), numeric(0), numeric(0), numeric(0)))
+  if (nrow(L) == 0L || ncol(L) == 0L) return(f_table(numeric(0), numeric(0), numeric(0), numeric(0)))
   if (ddf == "Kenward-Roger") return(kr_ftest(object, L, rhs))
   if (nrow(L) == 1L) {
     r <- contest_1d(object, L[1L, ], rhs = rhs, ddf = ddf)
@@ -163,6 +163,10 @@ ginv <- function(X, tol = sqrt(.Machine$double.eps)) {
 # The coefficient table of summary(): one t test per fixed effect.
 coef_table <- function(object, ddf) {
   p <- length(object$beta)
+  if (p == 0L) {
+    cols <- if (ddf == "lme4") c("Estimate", "Std. Error", "t value") else c("Estimate", "Std. Error", "df", "t value", "Pr(>|t|)")
+    return(matrix(numeric(0), 0L, length(cols), dimnames = list(NULL, cols)))
+  }
   if (ddf == "lme4") {
     se <- sqrt(diag(object$vcov))
     return(cbind(Estimate = object$beta, `Std. Error` = se, `t value` = object$beta / se))

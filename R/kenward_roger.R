@@ -100,6 +100,14 @@ kr_ftest <- function(object, L, rhs) {
   kr <- kr_info(object)
   q <- qr(L)$rank
   if (q < nrow(L) && !all(rhs == 0)) warning("Contrast is rank deficient and test may be affected")
+  if (q == 0L) return(f_table(numeric(0), numeric(0), numeric(0), numeric(0)))
+  if (q < nrow(L)) {
+    # the same hypothesis on an orthonormal basis B of L's row space: Bβ = B β₀ with
+    # β₀ = L⁺ rhs
+    B <- t(qr.Q(qr(t(L)))[, seq_len(q), drop = FALSE])
+    rhs <- drop(B %*% ginv(L) %*% rhs)
+    L <- B
+  }
   parts <- kr_df_parts(kr, L, q)
   beta <- unname(object$beta)
   if (!all(rhs == 0)) beta <- beta - drop(ginv(L) %*% rhs)

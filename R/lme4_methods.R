@@ -52,17 +52,27 @@ lme4_zt <- function(object, terms = lme4_terms(object)) {
 # Λᵀ (block diagonal, upper triangular blocks) and lme4's Lind: the θ index of each
 # stored element of Λᵀ.
 lme4_lambdat <- function(object, terms = lme4_terms(object)) {
-  blocks <- lapply(terms, function(t) {
+  rows <- cols <- idx <- list()
+  off <- 0L
+  for (t in terms) {
     k <- length(t$cnms)
     nl <- nlevels(t$factor)
-    pattern <- matrix(0, k, k)
-    pattern[lower.tri(pattern, diag = TRUE)] <- t$theta
-    one <- Matrix::Matrix(t(pattern), sparse = TRUE)
-    Matrix::kronecker(Matrix::Diagonal(nl), one)
-  })
-  idx <- methods::as(Matrix::bdiag(blocks), "CsparseMatrix")
-  lind <- as.integer(idx@x)
-  lt <- idx
+    # Λᵀ's stored elements, column by column: column i holds row i of Λ, (i, j) for j ≤ i
+    pairs <- do.call(rbind, lapply(seq_len(k), function(i) cbind(r = seq_len(i), c = i)))
+    th <- vapply(seq_len(nrow(pairs)), function(a) {
+      m <- matrix(0L, k, k)
+      m[lower.tri(m, diag = TRUE)] <- t$theta
+      m[pairs[a, "c"], pairs[a, "r"]]
+    }, 1L)
+    base <- off + (seq_len(nl) - 1L) * k
+    rows[[length(rows) + 1L]] <- as.vector(outer(pairs[, "r"], base, `+`))
+    cols[[length(cols) + 1L]] <- as.vector(outer(pairs[, "c"], base, `+`))
+    idx[[length(idx) + 1L]] <- rep(th, nl)
+    off <- off + nl * k
+  }
+  lind <- unlist(idx)
+  lt <- Matrix::sparseMatrix(i = unlist(rows), j = unlist(cols), x = as.double(lind), dims = c(off, off))
+  lind <- as.integer(lt@x)
   lt@x <- unname(object$theta)[lind]
   list(Lambdat = lt, Lind = lind)
 }
@@ -89,7 +99,7 @@ lme4_lambdat <- function(object, terms = lme4_terms(object)) {
 getME <- function(object, name, ...) UseMethod("getME")
 
 #' @export
-getME.default <- function(object, name, ...) lme4_generic("getME")(object, name, ...)
+getME.default <- function(object, name, ...) defer_method("lme4", "getME", object)(object, name, ...)
 
 getME_names <- c("X", "Z", "Zt", "Ztlist", "mmList", "y", "mu", "u", "b", "Gp", "Tp", "L", "Lambda", "Lambdat",
                  "Lind", "Tlist", "A", "RX", "RZX", "sigma", "flist", "fixef", "beta", "theta", "ST", "REML",
@@ -248,14 +258,6 @@ lme4_devcomp <- function(object) {
   list(cmp = cmp, dims = dims)
 }
 
-# A generic of lme4's, or an error naming what is missing.
-lme4_generic <- function(name) {
-  if (!requireNamespace("lme4", quietly = TRUE)) {
-    mixedrs_abort(sprintf("%s() has no method for this object (and lme4 is not installed)", name))
-  }
-  getExportedValue("lme4", name)
-}
-
 #' Refit an lmm with a new response, or by maximum likelihood
 #'
 #' As lme4's `refit()` and `refitML()`: the same model (formula, data, weights,
@@ -274,15 +276,17 @@ lme4_generic <- function(name) {
 refit <- function(object, newresp, ...) UseMethod("refit")
 
 #' @export
-refit.default <- function(object, newresp, ...) lme4_generic("refit")(object, newresp, ...)
+refit.default <- function(object, newresp, ...) defer_method("lme4", "refit", object)(object, newresp, ...)
 
 #' @rdname refit
 #' @export
 refit.lmm <- function(object, newresp = NULL, ...) {
   model <- object$model
   if (!is.null(newresp)) {
-    if (is.data.frame(newresp)) {
-      if (ncol(newresp) != 1L) mixedrs_abort("refit(): 'newresp' as a data frame must have one column")
+    if (is.data.frame(newresp) || is.list(newresp)) {
+      if (length(newresp) != 1L) {
+        mixedrs_abort("refit not implemented for 'newresp' lists of several responses: refit one column at a time")
+      }
       newresp <- newresp[[1L]]
     }
     if (is.matrix(newresp) && ncol(newresp) == 1L) newresp <- drop(newresp)
@@ -309,7 +313,7 @@ refit.lmm <- function(object, newresp = NULL, ...) {
 refitML <- function(object, ...) UseMethod("refitML")
 
 #' @export
-refitML.default <- function(object, ...) lme4_generic("refitML")(object, ...)
+refitML.default <- function(object, ...) defer_method("lme4", "refitML", object)(object, ...)
 
 #' @rdname refit
 #' @export
@@ -333,7 +337,7 @@ refitML.lmm <- function(object, ...) {
 #' @export
 isREML <- function(x, ...) UseMethod("isREML")
 #' @export
-isREML.default <- function(x, ...) lme4_generic("isREML")(x, ...)
+isREML.default <- function(x, ...) defer_method("lme4", "isREML", x)(x, ...)
 #' @rdname isREML
 #' @export
 isREML.lmm <- function(x, ...) isTRUE(x$REML)
@@ -342,7 +346,7 @@ isREML.lmm <- function(x, ...) isTRUE(x$REML)
 #' @export
 isLMM <- function(x, ...) UseMethod("isLMM")
 #' @export
-isLMM.default <- function(x, ...) lme4_generic("isLMM")(x, ...)
+isLMM.default <- function(x, ...) defer_method("lme4", "isLMM", x)(x, ...)
 #' @rdname isREML
 #' @export
 isLMM.lmm <- function(x, ...) TRUE
@@ -351,7 +355,7 @@ isLMM.lmm <- function(x, ...) TRUE
 #' @export
 isGLMM <- function(x, ...) UseMethod("isGLMM")
 #' @export
-isGLMM.default <- function(x, ...) lme4_generic("isGLMM")(x, ...)
+isGLMM.default <- function(x, ...) defer_method("lme4", "isGLMM", x)(x, ...)
 #' @rdname isREML
 #' @export
 isGLMM.lmm <- function(x, ...) FALSE
@@ -360,7 +364,7 @@ isGLMM.lmm <- function(x, ...) FALSE
 #' @export
 isNLMM <- function(x, ...) UseMethod("isNLMM")
 #' @export
-isNLMM.default <- function(x, ...) lme4_generic("isNLMM")(x, ...)
+isNLMM.default <- function(x, ...) defer_method("lme4", "isNLMM", x)(x, ...)
 #' @rdname isREML
 #' @export
 isNLMM.lmm <- function(x, ...) FALSE

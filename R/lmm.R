@@ -47,6 +47,8 @@ lmm <- function(formula, data = NULL, REML = TRUE, control = lmm_control(), star
   }
   mf_call <- mc[c(1L, match(c("subset", "weights", "na.action", "offset"), names(mc), 0L))]
   mf_call$data <- data
+  # the default na.action made explicit, so equivalent fits are equal objects
+  if (is.null(mf_call$na.action)) mf_call$na.action <- as.name(getOption("na.action", "na.omit"))
   check_correlation(correlation)
   model <- build_model(formula, mf_call, parent.frame(), contrasts, control, correlation)
   if (!is.null(start)) control$start <- start_theta(start, length(initial_theta(model)))
@@ -54,6 +56,8 @@ lmm <- function(formula, data = NULL, REML = TRUE, control = lmm_control(), star
   res <- engine_fit(model, REML, control, verbose = verbose)
   # as lme4, the call holds the formula with (x || g) expanded, so update() edits it
   mc$formula <- model$formula
+  # the start is where this fit began, not a setting for refits
+  control$start <- NULL
   fit <- package_fit(model, res, REML, mc, control)
   convergence_checks(fit)
   fit

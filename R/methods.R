@@ -71,7 +71,7 @@ ranef.lmm <- function(object, condVar = TRUE, drop = FALSE, whichel = NULL, ...)
       if (ncol(df) == 1L) stats::setNames(df[[1L]], rownames(df)) else df
     })
   }
-  structure(out, class = "ranef.lmm")
+  structure(out, class = c("ranef.lmm", "ranef.mer"))
 }
 
 # lme4's postVar for one grouping factor: a k x k x levels array when the factor
@@ -139,15 +139,16 @@ as.data.frame.ranef.lmm <- function(x, ...) {
 coef.lmm <- function(object, ...) {
   fe <- fixef(object)
   re <- ranef(object, condVar = FALSE)
+  # as lme4: random-effects columns missing from the fixed part come first, at 0
+  missing_cols <- setdiff(unlist(lapply(re, names)), names(fe))
+  fe <- c(stats::setNames(rep(0, length(missing_cols)), missing_cols), fe)
   out <- lapply(re, function(r) {
     val <- as.data.frame(matrix(fe, nrow(r), length(fe), byrow = TRUE,
                                 dimnames = list(rownames(r), names(fe))), check.names = FALSE)
-    for (nm in names(r)) {
-      if (nm %in% names(val)) val[[nm]] <- val[[nm]] + r[[nm]] else val[[nm]] <- r[[nm]]
-    }
+    for (nm in names(r)) val[[nm]] <- val[[nm]] + r[[nm]]
     val
   })
-  structure(out, class = "coef.lmm")
+  structure(out, class = c("coef.lmm", "coef.mer"))
 }
 
 #' @export
@@ -332,10 +333,7 @@ ngrps.lmm <- function(object, ...) {
 }
 
 #' @export
-ngrps.default <- function(object, ...) {
-  if (requireNamespace("lme4", quietly = TRUE)) return(lme4::ngrps(object, ...))
-  mixedrs_abort("ngrps() has no method for this object")
-}
+ngrps.default <- function(object, ...) defer_method("lme4", "ngrps", object)(object, ...)
 
 #' Is the fit singular?
 #'
@@ -368,9 +366,10 @@ fitted.lmm <- function(object, ...) {
 }
 
 #' @export
-residuals.lmm <- function(object, type = c("response", "pearson", "working", "deviance"),
+residuals.lmm <- function(object, type = c("response", "pearson", "working", "deviance", "partial"),
                           scaled = FALSE, ...) {
   type <- match.arg(type)
+  if (type == "partial") mixedrs_abort("partial residuals are not implemented yet", kind = "not_available")
   r <- object$model$y - object$fitted
   names(r) <- rownames(object$model$frame)
   if (type %in% c("pearson", "deviance") && !is.null(object$model$weights)) r <- r * sqrt(object$model$weights)

@@ -48,7 +48,9 @@ with_predvars <- function(tt, frame) {
 lhs_columns <- function(lhs, frame, gname) {
   tt <- with_predvars(stats::terms(stats::as.formula(call("~", lhs), env = environment(lhs_columns))), frame)
   Z <- stats::model.matrix(tt, frame)
-  if (nrow(Z) != nrow(frame)) mixedrs_abort(sprintf("random-effects term for '%s' has missing values", gname))
+  if (nrow(Z) != nrow(frame) || anyNA(Z)) {
+    mixedrs_abort("NA in Z (random-effects model matrix): please use na.action='na.omit' or na.action='na.exclude'")
+  }
   if (!all_finite(Z)) mixedrs_abort(sprintf("random-effects model matrix for '%s' has infinite values", gname))
   list(Z = unname(Z), cnms = colnames(Z), terms = tt)
 }
@@ -209,7 +211,7 @@ check_response <- function(y, name, control) {
   if (is.matrix(y) && ncol(y) > 1L) mixedrs_abort("the response must be a vector, not a matrix")
   y <- as.double(y)
   r <- range(y)
-  if (!all(is.finite(r))) mixedrs_abort(sprintf("response '%s' has infinite values", name))
+  if (!all(is.finite(r))) mixedrs_abort(sprintf("NA/NaN/Inf in 'y': the response '%s' has missing or infinite values", name))
   if (r[1L] == r[2L]) {
     act_on(control$checks$check.response.not.const, "Response is constant")
   }
@@ -264,10 +266,18 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
   # n row names, which costs more than the rest of this function on large data)
   y <- check_response(frame[[1L]], yname, control)
 
+  # the random-effects terms first, as lme4 checks Z before X
+  terms <- lapply(parsed$bars, function(b) make_reterm(b$lhs, b$group, frame))
+  check_grouping(terms, n, control)
+  # largest grouping factor first, ties in formula order (as lme4)
+  ord <- order(vapply(terms, function(t) nlevels(t$factor), 1L), decreasing = TRUE, method = "radix")
+  terms <- merge_scalar_terms(terms[ord])
+
   fixed_terms <- with_predvars(stats::terms(parsed$fixed, data = frame), frame)
   X <- stats::model.matrix(fixed_terms, frame, contrasts.arg = contrasts)
+  if (nrow(X) != n) mixedrs_abort("NA/NaN/Inf in the fixed-effects model matrix: some of its variables have missing values")
   bad <- if (all_finite(X)) character(0) else colnames(X)[colSums(!is.finite(X)) > 0]
-  if (length(bad)) mixedrs_abort(sprintf("fixed-effects model matrix has infinite values in column%s %s",
+  if (length(bad)) mixedrs_abort(sprintf("NA/NaN/Inf in the fixed-effects model matrix (column%s %s)",
                                          if (length(bad) > 1) "s" else "", paste0("'", bad, "'", collapse = ", ")))
   X <- drop_rank_deficient(X, control$checks$check.rankX)
   check_scale(X, control$checks$check.scaleX)
@@ -286,12 +296,6 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
     if (any(!is.finite(off))) mixedrs_abort("offset must be finite")
     off <- as.double(off)
   }
-
-  terms <- lapply(parsed$bars, function(b) make_reterm(b$lhs, b$group, frame))
-  check_grouping(terms, n, control)
-  # largest grouping factor first, ties in formula order (as lme4)
-  ord <- order(vapply(terms, function(t) nlevels(t$factor), 1L), decreasing = TRUE, method = "radix")
-  terms <- merge_scalar_terms(terms[ord])
 
   cor <- NULL
   if (!is.null(correlation)) {

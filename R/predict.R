@@ -143,5 +143,5 @@ newdata_term <- function(t, newdata) {
   group <- tryCatch(group_factor(str2lang(t$group), newdata), error = function(e) {
     mixedrs_abort(sprintf("grouping variable for '%s' not found in newdata", t$group))
   })
-  list(Z = Z[, t$cnms, drop = FALSE], group = as.character(group))
+  list(Z = Z[, t$cnms, drop = FALSE], group = as.character(group), factor = group)
 }

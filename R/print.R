@@ -11,10 +11,19 @@ data_name <- function(object) {
   if (is.null(d)) NULL else deparse1(d)
 }
 
-print_header <- function(object, ddf = "lme4") {
+# lme4's header: title, formula, and the data, weights, offset, control (summary
+# only, when not the default) and subset as the call gave them.
+print_header <- function(object, ddf = "lme4", long = FALSE) {
   cat(method_title(object, ddf), "\n", sep = "")
   cat("Formula: ", deparse1(object$formula), "\n", sep = "")
+  cl <- object$call
   if (!is.null(dn <- data_name(object))) cat("   Data: ", dn, "\n", sep = "")
+  if (!is.null(cl$weights)) cat("Weights: ", deparse1(cl$weights), "\n", sep = "")
+  if (!is.null(cl$offset)) cat(" Offset: ", deparse1(cl$offset), "\n", sep = "")
+  if (long && length(cl$control) && !deparse1(cl$control) %in% c("lmerControl()", "lmm_control()")) {
+    cat("Control: ", deparse1(cl$control), "\n", sep = "")
+  }
+  if (!is.null(cl$subset)) cat(" Subset: ", deparse1(cl$subset), "\n", sep = "")
 }
 
 aic_table <- function(object) {
@@ -97,7 +106,16 @@ print.lmm <- function(x, digits = max(3, getOption("digits") - 3), ...) {
 #' summary(fm, ddf = "Kenward-Roger")$coefficients
 #' @method summary lmm
 #' @export
-summary.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), ...) {
+summary.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"),
+                        correlation = (length(object$beta) <= 12L), ...) {
+  if (...length() > 0L) {
+    nd <- ...names()
+    warning(paste0("additional arguments ignored", if (length(nd)) paste0(": ", paste(sQuote(nd), collapse = ", ")) else ""),
+            call. = FALSE)
+  }
+  if (!(is.logical(correlation) && length(correlation) == 1L && !is.na(correlation))) {
+    mixedrs_abort("'correlation' must be TRUE or FALSE")
+  }
   ddf <- check_ddf(ddf, object)
   coefs <- coef_table(object, ddf)
   if (ddf == "Kenward-Roger") object_vcov <- kr_info(object)$vcov_adj else object_vcov <- object$vcov
@@ -118,14 +136,15 @@ summary.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger", "lme4"
     sigma = object$sigma,
     logLik = logLik(object),
     REML = object$REML,
+    correlation = correlation,
     object = object
   ), class = "summary.lmm")
 }
 
 #' @export
-print.summary.lmm <- function(x, digits = max(3, getOption("digits") - 3),
+print.summary.lmm <- function(x, digits = max(3, getOption("digits") - 3), correlation = NULL,
                               signif.stars = getOption("show.signif.stars"), ...) {
-  print_header(x$object, x$ddf)
+  print_header(x$object, x$ddf, long = TRUE)
   cat("\n")
   print_aic(x$AICtab, 1)
   cat("\n")
@@ -147,14 +166,27 @@ print.summary.lmm <- function(x, digits = max(3, getOption("digits") - 3),
     cat("Fixed effects:\n")
     stats::printCoefmat(cf, digits = digits, signif.stars = signif.stars, ...)
     p <- nrow(cf)
-    if (p > 1L && p <= 12L) {
+    # as lme4: by default shown when summary() computed it and p <= 12; print()'s
+    # correlation = TRUE shows it anyway
+    if (is.null(correlation)) {
+      correlation <- isTRUE(x$correlation) && p <= 12L
+      if (!correlation && p > 12L) {
+        message(sprintf(paste("\nCorrelation matrix not shown by default, as p = %d > 12.",
+                              "Use print(summary(x), correlation=TRUE)  or",
+                              "    vcov(x)        if you need it\n", sep = "\n"), p))
+      }
+    }
+    else if (!is.logical(correlation)) mixedrs_abort("'correlation' must be NULL or logical")
+    else if (correlation && !isTRUE(x$correlation)) {
+      message("\nCorrelation of fixed effects could have been required in summary()")
+    }
+    if (correlation && p > 1L) {
       cat("\nCorrelation of Fixed Effects:\n")
       v <- x$vcov
       corr <- v / outer(sqrt(diag(v)), sqrt(diag(v)))
-      rn <- abbreviate(rownames(cf), minlength = 6L)
       cc <- format(round(corr, 3), nsmall = 3)
       cc[!lower.tri(cc)] <- ""
-      dimnames(cc) <- list(rownames(cf), rn)
+      dimnames(cc) <- list(abbreviate(rownames(cf), minlength = 11L), abbreviate(rownames(cf), minlength = 6L))
       print(cc[-1L, -p, drop = FALSE], quote = FALSE)
     }
   } else {

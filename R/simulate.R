@@ -42,20 +42,27 @@ check_no_correlation <- function(object, what) {
 #'
 #' As lme4's `simulate()`: with `re.form = NA` (or `~0`, the default) new random
 #' effects are drawn for every replicate; with `re.form = NULL` (or `use.u = TRUE`)
-#' the conditional modes are kept and only the residuals are new. The draws are
-#' made in Rust from a seed taken from R's RNG, so `set.seed(1); simulate(m)` and
-#' `simulate(m, seed = 1)` are reproducible.
+#' the conditional modes are kept and only the residuals are new; a formula such as
+#' `~ (1 | Subject)` keeps the conditional modes of the terms it names and draws the
+#' others. The draws are made in Rust from a seed taken from R's RNG, so
+#' `set.seed(1); simulate(m)` and `simulate(m, seed = 1)` are reproducible, and
+#' `simulate(m, newdata = <the data>, seed = s)` equals `simulate(m, seed = s)`.
 #' @param object an `lmm` fit.
 #' @param nsim number of replicates.
 #' @param seed optional seed for R's RNG (restored afterwards).
 #' @param use.u keep the conditional modes of the random effects.
-#' @param re.form `NA` or `~0` (new random effects) or `NULL` (conditional).
+#' @param re.form `NA` or `~0` (new random effects), `NULL` (conditional), or a formula
+#'   naming the terms to condition on.
 #' @param newdata optional data frame to simulate at: new random effects are drawn for
-#'   every level it contains (or, with `use.u = TRUE`, the fitted ones are used).
-#' @param allow.new.levels with `use.u = TRUE` and `newdata`, levels not in the fit get
-#'   random effect 0 instead of an error (as in `predict()`).
+#'   every level it contains (or, for terms conditioned on, the fitted ones are used).
+#' @param newparams not supported (lme4's alternative parameters).
+#' @param allow.new.levels for terms conditioned on, levels not in the fit get random
+#'   effect 0 instead of an error (as in `predict()`).
+#' @param na.action with `na.exclude`, rows the fit dropped are padded with `NA`
+#'   (the fit's own `na.action` by default).
 #' @param ... unused.
-#' @return a data frame with columns `sim_1`, ..., with the seed in attr "seed".
+#' @return a data frame with columns `sim_1`, ..., with the seed in attr "seed" and
+#'   the fit's na.action in attr "na.action".
 #' @examples
 #' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
 #' y <- simulate(fm, 3, seed = 1)
@@ -63,59 +70,87 @@ check_no_correlation <- function(object, what) {
 #' simulate(fm, 2, seed = 1, newdata = data.frame(Days = 0, Subject = "new"))
 #' @export
 simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form = NA, newdata = NULL,
-                         allow.new.levels = FALSE, ...) {
+                         newparams = NULL, allow.new.levels = FALSE, na.action = stats::na.pass, ...) {
   check_no_correlation(object, "simulate()")
+  if (!is.null(newparams)) mixedrs_abort("simulate(newparams =) is not available for lmm fits", kind = "not_available")
   if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
-  if (is.null(re.form)) use.u <- TRUE
+  if (!missing(use.u) && !missing(re.form)) mixedrs_abort("should specify only one of 'use.u' and 're.form'")
+  if (isTRUE(use.u)) re.form <- NULL
   nsim <- as.integer(nsim)
-  if (!is.null(newdata)) return(simulate_newdata(object, nsim, seed, use.u, newdata, allow.new.levels))
-  with_r_seed(seed, {
-    res <- call_rust(lmm_simulate_rs, rust_spec(object$model, object$REML), fit_params(object),
-                     list(nsim = nsim, seed = rust_seed(), use_u = isTRUE(use.u)))
-    n <- nobs(object)
-    y <- matrix(res$y, n, nsim)
-    if (!is.null(object$model$offset)) y <- y + object$model$offset
-    out <- as.data.frame(y)
-    names(out) <- paste0("sim_", seq_len(nsim))
-    rownames(out) <- rownames(object$model$frame)
-    out
+  model <- object$model
+  selected <- re_selection(object, re.form)
+  conditioned <- vapply(seq_along(model$terms), function(i) {
+    k <- length(model$terms[[i]]$cnms)
+    if (length(selected[[i]]) > 0L && length(selected[[i]]) < k) {
+      mixedrs_abort("simulate(): re.form must name whole random-effects terms", kind = "not_available")
+    }
+    length(selected[[i]]) == k
+  }, TRUE)
+  if (is.null(newdata)) {
+    mu <- fixed_part(object)
+    for (i in which(conditioned)) {
+      t <- model$terms[[i]]
+      mu <- mu + term_contribution(t$Z, as.integer(t$factor), object$b[[i]])
+    }
+    free <- lapply(model$terms[!conditioned], function(t) sim_term(t$Z, t$factor, t$diagonal))
+    weights <- model$weights
+    rows <- rownames(model$frame)
+  } else {
+    if (!is.data.frame(newdata)) mixedrs_abort("'newdata' must be a data frame")
+    if (nrow(newdata) == 0L) mixedrs_abort("'newdata' has no rows")
+    fx <- newdata_fixed(object, newdata)
+    if (anyNA(fx$X)) mixedrs_abort("'newdata' has missing values in the fixed-effects variables")
+    mu <- drop(fx$X %*% object$beta)
+    if (!is.null(fx$offset)) mu <- mu + fx$offset
+    free <- list()
+    for (i in seq_along(model$terms)) {
+      t <- model$terms[[i]]
+      zt <- newdata_term(t, newdata)
+      if (anyNA(zt$Z)) mixedrs_abort(sprintf("'newdata' has missing values for the term of '%s'", t$group))
+      if (conditioned[i]) {
+        lev <- match(zt$group, levels(t$factor))
+        if (anyNA(lev) && !allow.new.levels) {
+          mixedrs_abort(sprintf("new levels detected in newdata: %s", paste(unique(zt$group[is.na(lev)]), collapse = ", ")))
+        }
+        contrib <- term_contribution(zt$Z, ifelse(is.na(lev), 1L, lev), object$b[[i]])
+        contrib[is.na(lev)] <- 0
+        mu <- mu + contrib
+      } else {
+        if (anyNA(zt$factor)) mixedrs_abort(sprintf("'newdata' has missing values for the term of '%s'", t$group))
+        free[[length(free) + 1L]] <- sim_term(zt$Z, zt$factor, t$diagonal)
+      }
+    }
+    weights <- NULL
+    rows <- rownames(newdata)
+  }
+  n <- length(mu)
+  # the fixed part (and the terms conditioned on) enter as one column with coefficient 1
+  spec <- list(y = rep(0, n), X = matrix(as.double(mu), n, 1L), p = 1L, weights = weights, REML = FALSE,
+               cor = NULL, terms = free)
+  params <- list(theta = unname(as.double(object$theta[object$theta_layout$term %in% which(!conditioned)])),
+                 beta = 1, sigma = as.double(object$sigma), b = lapply(free, function(t) rep(0, t$nlevels * t$k)))
+  out <- with_r_seed(seed, {
+    res <- call_rust(lmm_simulate_rs, spec, params, list(nsim = nsim, seed = rust_seed(), use_u = FALSE))
+    as.data.frame(matrix(res$y, n, nsim))
   })
+  seed_attr <- attr(out, "seed")
+  names(out) <- paste0("sim_", seq_len(nsim))
+  rownames(out) <- rows
+  fit_na <- if (is.null(newdata)) fit_na_action(object) else NULL
+  if (!missing(na.action) && !is.null(fit_na)) class(fit_na) <- class(attr(na.action(NA), "na.action"))
+  if (!is.null(fit_na)) {
+    padded <- as.data.frame(lapply(out, function(v) stats::napredict(fit_na, stats::setNames(v, rows))))
+    rownames(padded) <- names(stats::napredict(fit_na, stats::setNames(out[[1L]], rows)))
+    out <- padded
+  }
+  structure(out, na.action = fit_na, seed = seed_attr)
 }
 
-# simulate() at new data: the engine draws from a model built on newdata (its own
-# levels, so every level gets a fresh random effect); use.u = TRUE keeps the fitted
-# random effects and adds residual noise to predict().
-simulate_newdata <- function(object, nsim, seed, use.u, newdata, allow.new.levels) {
-  if (!is.data.frame(newdata)) mixedrs_abort("'newdata' must be a data frame")
-  n <- nrow(newdata)
-  if (n == 0L) mixedrs_abort("'newdata' has no rows")
-  if (use.u) {
-    mu <- predict.lmm(object, newdata, re.form = NULL, allow.new.levels = allow.new.levels)
-    out <- with_r_seed(seed, as.data.frame(matrix(mu + object$sigma * stats::rnorm(n * nsim), n, nsim)))
-  } else {
-    fx <- newdata_fixed(object, newdata)
-    X <- fx$X
-    if (anyNA(X)) mixedrs_abort("'newdata' has missing values in the fixed-effects variables")
-    terms <- lapply(object$model$terms, function(t) {
-      zt <- newdata_term(t, newdata)
-      Z <- zt$Z
-      g <- factor(zt$group)
-      if (anyNA(g) || anyNA(Z)) mixedrs_abort(sprintf("'newdata' has missing values for the term of '%s'", t$group))
-      list(codes = as.integer(g), nlevels = nlevels(g), Z = as_double_matrix(unname(Z)), k = ncol(Z), diagonal = t$diagonal)
-    })
-    spec <- list(y = rep(0, n), X = as_double_matrix(unname(X)), p = ncol(X), weights = NULL, REML = FALSE, cor = NULL,
-                 terms = terms)
-    params <- fit_params(object)
-    params$b <- lapply(terms, function(t) rep(0, t$nlevels * t$k))
-    out <- with_r_seed(seed, {
-      res <- call_rust(lmm_simulate_rs, spec, params, list(nsim = nsim, seed = rust_seed(), use_u = FALSE))
-      as.data.frame(matrix(res$y, n, nsim))
-    })
-    if (!is.null(fx$offset)) out[] <- lapply(out, `+`, fx$offset)
-  }
-  names(out) <- paste0("sim_", seq_len(nsim))
-  rownames(out) <- rownames(newdata)
-  out
+# One random-effects term as the engine's simulation reads it.
+sim_term <- function(Z, f, diagonal) {
+  f <- droplevels(as.factor(f))
+  list(codes = as.integer(f), nlevels = nlevels(f), Z = as_double_matrix(unname(as.matrix(Z))), k = ncol(Z),
+       diagonal = diagonal)
 }
 
 #' Parametric bootstrap of an lmm fit
@@ -174,8 +209,8 @@ bootstrap_r <- function(object, nsim, FUN, type, seed) {
   sims <- if (type == "parametric") {
     simulate.lmm(object, nsim = nsim, seed = seed)
   } else {
-    r <- stats::residuals(object)
-    f <- stats::fitted(object)
+    r <- unname(object$model$y - object$fitted)
+    f <- unname(object$fitted)
     with_r_seed(seed, as.data.frame(replicate(nsim, f + sample(r, replace = TRUE))))
   }
   t0 <- FUN(object)

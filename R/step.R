@@ -109,6 +109,12 @@ drop1_lrt <- function(object, scope, test, k) {
 step.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger"), alpha.random = 0.1, alpha.fixed = 0.05,
                      reduce.fixed = TRUE, reduce.random = TRUE, keep, ...) {
   ddf <- match.arg(ddf)
+  # lmerTest's arguments from before its version 3
+  dots <- names(list(...))
+  for (nm in c("type", "fixed.calc", "lsmeans.calc", "difflsmeans.calc", "test.effs")) {
+    if (any(pmatch(dots, nm, nomatch = 0L) > 0L)) warning(paste0("Argument '", nm, "' is deprecated and ignored."), call. = FALSE)
+  }
+  if (any(pmatch(dots, "keep.effs", nomatch = 0L) > 0L)) warning("Argument 'keep.effs' is deprecated: use 'keep' instead", call. = FALSE)
   if (!reduce.random) alpha.random <- 1
   if (!reduce.fixed) alpha.fixed <- 1
   if (missing(keep)) keep <- character(0)
@@ -148,7 +154,9 @@ step.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger"), alpha.ra
       fixed_removed <- rbind(fixed_removed, aov[drop_term, ])
       f <- stats::update(formula(model), stats::as.formula(paste(". ~ . -", drop_term)))
       environment(f) <- environment(formula(model))
+      n0 <- stats::nobs(model)
       model <- refit_formula(model, f)
+      if (stats::nobs(model) != n0) mixedrs_abort("number of rows in use has changed: remove missing values?")
       aov <- drop1(model, ddf = ddf)
     }
     if (is.null(fixed_removed)) fixed_removed <- aov[0L, ]
@@ -159,7 +167,8 @@ step.lmm <- function(object, ddf = c("Satterthwaite", "Kenward-Roger"), alpha.ra
   }
   class(fixed_tab) <- c("anova", "data.frame")
   attr(fixed_tab, "heading") <- c("Backward reduced fixed-effect table:", paste("Degrees of freedom method:", ddf, "\n"))
-  structure(list(random = random_tab, fixed = fixed_tab), model = model, class = "lmm_step")
+  structure(list(random = random_tab, fixed = fixed_tab), model = model,
+            drop1 = if (inherits(model, "lmm")) drop1.lmm(model, ddf = ddf) else NULL, class = "lmm_step")
 }
 
 #' @export
@@ -185,7 +194,7 @@ get_model <- function(x, ...) UseMethod("get_model")
 get_model.lmm_step <- function(x, ...) attr(x, "model")
 
 #' @export
-get_model.default <- function(x, ...) lmertest_generic("get_model")(x, ...)
+get_model.default <- function(x, ...) defer_method("lmerTest", "get_model", x)(x, ...)
 
 #' Backward elimination
 #'
@@ -201,9 +210,7 @@ step <- function(object, ...) UseMethod("step")
 
 #' @export
 step.default <- function(object, ...) {
-  # lmerTest's step() handles lme4 fits (and hands everything else to stats::step())
-  if (isNamespaceLoaded("lmerTest") || (inherits(object, "merMod") && requireNamespace("lmerTest", quietly = TRUE))) {
-    return(lmerTest::step(object, ...))
-  }
+  # lmerTest's step() method for lme4 fits; everything else goes to stats::step()
+  if (inherits(object, "merMod")) return(defer_method("lmerTest", "step", object)(object, ...))
   stats::step(object, ...)
 }

@@ -3,7 +3,7 @@
 use extendr_api::prelude::*;
 use mixedrs_core::correlation::varpar_derivatives_correlated;
 use mixedrs_core::{
-    fit, fit_correlated, profile_confint, varpar_derivatives, CorKind, CorStruct, CorrelatedModel, CovForm, FitControl, LinearMixedModel, MixedError,
+    fit, fit_correlated, profile_confint_scaled, varpar_derivatives, CorKind, CorStruct, CorrelatedModel, CovForm, FitControl, LinearMixedModel, MixedError,
     ReTerm,
 };
 use mixedrs_core::{bootstrap, simulate, BootControl, BootType, FittedParams};
@@ -320,7 +320,11 @@ fn run_profile(spec: List, control: List) -> std::result::Result<List, Error> {
         .iter()
         .map(|&w| w.max(0) as usize)
         .collect();
-    let r = profile_confint(&mut model, z, &which, &fc).map_err(to_r_error)?;
+    let covariances = match ctl.get("covariances") {
+        Some(r) if !r.is_null() => flag(&ctl, "covariances")?,
+        _ => false,
+    };
+    let r = profile_confint_scaled(&mut model, z, &which, &fc, covariances).map_err(to_r_error)?;
     let (lo, hi): (Vec<f64>, Vec<f64>) = r.intervals.into_iter().unzip();
     Ok(List::from_names_and_values(
         ["theta", "deviance", "estimates", "lower", "upper"],

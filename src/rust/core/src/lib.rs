@@ -23,7 +23,7 @@ pub use error::{MixedError, Result};
 pub use fit::{fit, Fit};
 pub use model::LinearMixedModel;
 pub use optimize::{minimize, FitControl, Minimum, OptimSummary};
-pub use profile::{profile_confint, ProfileResult};
+pub use profile::{profile_confint, profile_confint_scaled, ProfileResult};
 pub use varpar::{varpar_derivatives, varpar_derivatives_richardson, VarparDerivatives};
 pub use reterm::{CovForm, ReTerm};
 pub use simulate::{bootstrap, simulate, BootControl, BootResult, BootType, FittedParams};

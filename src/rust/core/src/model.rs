@@ -70,7 +70,7 @@ pub struct LinearMixedModel<'d> {
 
 fn cholesky_error(nt: usize, p: usize, j: usize, col: usize) -> MixedError {
     if j == nt && col < p {
-        MixedError::Numerical("fixed-effect model matrix is rank deficient at this theta".into())
+        MixedError::Numerical("fixed-effect model matrix is rank deficient: its downdated cross-product is not positive definite at this theta".into())
     } else if j == nt {
         MixedError::Numerical("the residual sum of squares is zero: the model fits the data exactly".into())
     } else {

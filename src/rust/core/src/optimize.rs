@@ -534,7 +534,10 @@ pub fn minimize_objective<O: Objective + ?Sized>(obj: &mut O, x0: &[f64], contro
             break;
         }
         if problem.over_budget.get() {
-            message = String::from(if control.max_evals.is_some() { "maximum number of function evaluations exceeded" } else { "evaluation limit reached" });
+            message = match control.max_evals {
+                Some(m) => format!("failure to converge in {} evaluations: maximum number of function evaluations exceeded", m),
+                None => String::from("evaluation limit reached"),
+            };
             break;
         }
         match run {

@@ -208,6 +208,13 @@ pub struct ProfileResult {
 }
 
 pub fn profile_confint(model: &mut LinearMixedModel, z: f64, which: &[usize], control: &FitControl) -> Result<ProfileResult> {
+    profile_confint_scaled(model, z, which, control, false)
+}
+
+/// [`profile_confint`], with the correlations profiled as covariances (σ² ΛΛᵀ's
+/// off-diagonal elements; lme4's `prof.scale = "varcov"`) when `covariances` is set.
+/// Standard deviations are profiled as they are: a variance's profile is the sd's squared.
+pub fn profile_confint_scaled(model: &mut LinearMixedModel, z: f64, which: &[usize], control: &FitControl, covariances: bool) -> Result<ProfileResult> {
     if model.reml {
         return Err(MixedError::Input("profiles use the ML deviance; build the model with REML = FALSE".into()));
     }
@@ -216,9 +223,16 @@ pub fn profile_confint(model: &mut LinearMixedModel, z: f64, which: &[usize], co
     let sigma = model.sigma();
     let beta = model.beta();
     let vcov = model.vcov_unscaled();
-    let phi_hat = theta_to_sdcor(model, &opt.theta, sigma);
+    let mut phi_hat = theta_to_sdcor(model, &opt.theta, sigma);
     let kinds = sdcor_kinds(model);
     let nphi = phi_hat.len();
+    if covariances {
+        for w in 0..nphi {
+            if kinds[w] == ParKind::Cor {
+                phi_hat[w] = covariance_of(model, &opt.theta, sigma, w);
+            }
+        }
+    }
     let mut estimates = phi_hat.clone();
     estimates.extend(&beta);
     let mut intervals = Vec::with_capacity(which.len());
@@ -226,7 +240,9 @@ pub fn profile_confint(model: &mut LinearMixedModel, z: f64, which: &[usize], co
         if w >= estimates.len() {
             return Err(MixedError::Input(format!("parameter index {} is out of range", w + 1)));
         }
-        let iv = if w < nphi {
+        let iv = if w < nphi && covariances && kinds[w] == ParKind::Cor {
+            profile_covariance(model, &opt.theta, sigma, &phi_hat, w, base, z)?
+        } else if w < nphi {
             profile_varpar(model, &opt.theta, &phi_hat, &kinds, w, base, z)?
         } else {
             let j = w - nphi;
@@ -286,6 +302,20 @@ impl VarparProfile<'_, '_> {
                     }
                 }
                 v.extend(&theta[o1..]);
+                v
+            }
+            Target::Sd { term, row } => {
+                // σ = x/‖row of Λ‖, so the row must not start at zero (a singular fit's
+                // sd at its bound): start it small, where x's first steps put σ near σ̂
+                let t = &self.model.terms[term];
+                let o0 = self.offsets[term];
+                let mut v = theta.to_vec();
+                let norm: f64 = t.theta_layout().iter().enumerate().filter(|(_, &(i, _))| i == row).map(|(a, _)| v[o0 + a] * v[o0 + a]).sum::<f64>().sqrt();
+                if !(norm > 1e-12) {
+                    if let Some(a) = t.theta_layout().iter().position(|&(i, j)| i == row && j == row) {
+                        v[o0 + a] = 3e-4;
+                    }
+                }
                 v
             }
             _ => theta.to_vec(),
@@ -392,6 +422,93 @@ fn profile_varpar(model: &mut LinearMixedModel, theta_hat: &[f64], phi_hat: &[f6
         ends[e] = solve_side(&side, scale, |x| {
             let m = minimize(|inner: &[f64]| prof.deviance(inner, x), &start, &ctl)?;
             start = m.x;
+            Ok((x - phi_hat[w]).signum() * (m.f - base).max(0.0).sqrt())
+        })?;
+    }
+    Ok((ends[0], ends[1]))
+}
+
+/// σ² (ΛΛᵀ)ᵢⱼ of the correlation φ_w sits on.
+fn covariance_of(model: &LinearMixedModel, theta: &[f64], sigma: f64, w: usize) -> f64 {
+    match locate(model, w) {
+        Target::Cor { term, row, col } => {
+            let off: usize = model.terms[..term].iter().map(|t| t.ntheta()).sum();
+            let t = &model.terms[term];
+            let mut lam = vec![0.0; t.k * t.k];
+            t.fill_lambda(&theta[off..off + t.ntheta()], &mut lam);
+            sigma * sigma * (0..t.k).map(|a| lam[row + a * t.k] * lam[col + a * t.k]).sum::<f64>()
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// The profile of a covariance c = σ² sᵢ sⱼ ρᵢⱼ (s the relative sds): the inner
+/// problem runs over the other terms' θ, the term's relative sds and other
+/// correlations (through tanh), and log σ, with ρᵢⱼ = c / (σ² sᵢ sⱼ). Points where that
+/// is not a correlation are outside the model and count as +∞.
+fn profile_covariance(model: &mut LinearMixedModel, theta_hat: &[f64], sigma_hat: f64, phi_hat: &[f64], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
+    let (term, row, col) = match locate(model, w) {
+        Target::Cor { term, row, col } => (term, row, col),
+        _ => return Err(MixedError::internal("profile", "a covariance profile needs a correlation")),
+    };
+    let o0: usize = model.terms[..term].iter().map(|t| t.ntheta()).sum();
+    let o1 = o0 + model.terms[term].ntheta();
+    let t = model.terms[term].clone();
+    let k = t.k;
+    let (sd, cor) = term_sdcor(&t, &theta_hat[o0..o1]);
+    let mut start: Vec<f64> = theta_hat[..o0].to_vec();
+    start.extend(&sd);
+    for &(i, j) in t.theta_layout() {
+        if i != j && !(i == row && j == col) {
+            start.push(cor[i + j * k].clamp(-0.999999, 0.999999).atanh());
+        }
+    }
+    start.extend(&theta_hat[o1..]);
+    start.push(sigma_hat.ln());
+    let ntail = theta_hat.len() - o1;
+    let mut deviance = |inner: &[f64], x: f64| -> Result<f64> {
+        let m = inner.len();
+        let sigma = inner[m - 1].exp();
+        let s: Vec<f64> = inner[o0..o0 + k].iter().map(|v| v.abs()).collect();
+        let rho = x / (sigma * sigma * s[row] * s[col]);
+        if !(rho.abs() < 1.0) {
+            return Ok(1e300);
+        }
+        let mut c = vec![0.0; k * k];
+        let mut a = o0 + k;
+        for &(i, j) in t.theta_layout() {
+            if i == j {
+                c[i + i * k] = 1.0;
+            } else {
+                let v = if i == row && j == col {
+                    rho
+                } else {
+                    a += 1;
+                    inner[a - 1].tanh()
+                };
+                c[i + j * k] = v;
+                c[j + i * k] = v;
+            }
+        }
+        let th_term = match term_theta(&t, &s, &c) {
+            Ok(v) => v,
+            Err(_) => return Ok(1e300),
+        };
+        let mut theta = inner[..o0].to_vec();
+        theta.extend(th_term);
+        theta.extend(&inner[a..a + ntail]);
+        let d = model.deviance_at(&theta, sigma, false)?;
+        Ok(if d.is_finite() { d } else { 1e300 })
+    };
+    let ctl = inner_control();
+    let scale = 0.15 * phi_hat[w].abs().max(1e-3 * sigma_hat * sigma_hat);
+    let mut ends = [f64::NAN; 2];
+    for (e, target) in [-z, z].into_iter().enumerate() {
+        let mut inner = start.clone();
+        let side = Side { est: phi_hat[w], target, lower: f64::NEG_INFINITY, upper: f64::INFINITY };
+        ends[e] = solve_side(&side, scale, |x| {
+            let m = minimize(|v: &[f64]| deviance(v, x), &inner, &ctl)?;
+            inner = m.x;
             Ok((x - phi_hat[w]).signum() * (m.f - base).max(0.0).sqrt())
         })?;
     }
