@@ -77,6 +77,11 @@ contrasts_type2 <- function(object, unfolded = TRUE, which = NULL) {
   out <- contrasts_marginal(object, marginal)
   for (term in setdiff(if (is.null(which)) labels else which, marginal)) {
     move <- unlist(cols[c(term, contained[[term]])])
+    if (length(cols[[term]]) == 0L) {
+      # an aliased term: no columns, no hypothesis
+      out[[term]] <- matrix(0, 0L, ncol(X), dimnames = list(NULL, colnames(X)))
+      next
+    }
     Xnew <- cbind(X[, -move, drop = FALSE], X[, move, drop = FALSE])
     owner <- c(rep("", ncol(X) - length(move)), rep(c(term, contained[[term]]), lengths(cols[c(term, contained[[term]])])))
     Lc <- doolittle_t(crossprod(Xnew))

@@ -35,6 +35,8 @@ format_perc <- function(probs, digits = 3) {
 #' @param quiet suppress the "Computing ..." message.
 #' @param nsim,boot.type,seed for `method = "boot"`: replicates of [bootstrap()],
 #'   the interval type, and a seed.
+#' @param FUN for `method = "boot"`: a function of a fit returning the statistics to
+#'   give intervals for (as lme4's); the variance parameters and fixed effects when NULL.
 #' @param ... unused.
 #' @examples
 #' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
@@ -44,7 +46,7 @@ format_perc <- function(probs, digits = 3) {
 #' @export
 confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald", "boot"),
                         oldNames = TRUE, quiet = FALSE, nsim = 500, boot.type = c("perc", "basic", "norm"),
-                        seed = NULL, ...) {
+                        seed = NULL, FUN = NULL, ...) {
   method <- match.arg(method)
   if (!is.numeric(level) || length(level) != 1L || !(level > 0 && level < 1)) {
     mixedrs_abort("'level' must be a single number between 0 and 1")
@@ -55,6 +57,13 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
   all_names <- c(vnames, names(object$beta))
   which <- select_parm(parm, all_names, length(vnames), missing(parm))
   out <- matrix(NA_real_, length(which), 2L, dimnames = list(all_names[which], cn))
+  if (method == "boot" && !is.null(FUN)) {
+    # lme4: intervals for what FUN returns, from parametric bootstrap refits
+    if (!quiet) message("Computing bootstrap confidence intervals ...")
+    bt <- bootstrap(object, nsim = nsim, FUN = FUN, seed = seed, progress = FALSE)
+    return(confint.lmm_boot(bt, parm = if (missing(parm)) seq_len(ncol(bt$t)) else parm, level = level,
+                            type = match.arg(boot.type)))
+  }
   if (method == "boot") {
     if (!quiet) message("Computing bootstrap confidence intervals ...")
     bt <- bootstrap(object, nsim = nsim, seed = seed, oldNames = oldNames, progress = interactive())

@@ -8,6 +8,9 @@ is_bar <- function(e) {
 
 is_double_bar <- function(e) is.call(e) && identical(e[[1L]], as.name("||"))
 
+# The name of a call's function ("" for pkg::fun or other computed heads).
+call_name <- function(e) if (is.name(e[[1L]])) as.character(e[[1L]]) else ""
+
 strip_parens <- function(e) {
   while (is.call(e) && identical(e[[1L]], as.name("("))) e <- e[[2L]]
   e
@@ -38,7 +41,7 @@ find_bars <- function(e) {
   if (!is.call(e)) return(list())
   if (identical(e[[1L]], as.name("("))) return(find_bars(strip_parens(e)))
   if (is_bar(e)) return(list(e))
-  op <- as.character(e[[1L]])
+  op <- call_name(e)
   if (op %in% c("+", "-")) return(unlist(lapply(as.list(e)[-1L], find_bars), recursive = FALSE))
   list()
 }
@@ -47,7 +50,7 @@ find_bars <- function(e) {
 drop_bars <- function(e) {
   if (!is.call(e)) return(e)
   if (is_bar(strip_parens(e))) return(NULL)
-  op <- as.character(e[[1L]])
+  op <- call_name(e)
   if (op == "(") {
     inner <- drop_bars(e[[2L]])
     if (is.null(inner)) return(NULL)

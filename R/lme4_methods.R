@@ -253,8 +253,9 @@ lme4_devcomp <- function(object) {
            dev = if (object$REML) NA else dev_crit(object, FALSE),
            sigmaML = sqrt(dc[["pwrss"]] / n), sigmaREML = sqrt(dc[["pwrss"]] / (n - p)), tolPwrss = NA)
   q <- sum(vapply(object$model$terms, function(t) nlevels(t$factor) * ncol(t$Z), 1))
-  dims <- c(N = n, n = n, p = p, nmp = n - p, nth = length(object$theta), q = q, nAGQ = NA_integer_,
-            compDev = 1L, useSc = 1L, reTrms = 1L, REML = if (object$REML) p else 0L, GLMM = 0L, NLMM = 0L)
+  dims <- c(N = n, n = n, p = p, nmp = n - p, q = q, nth = length(object$theta), useSc = 1L,
+            reTrms = length(lme4_terms(object)),
+            spFe = 0L, REML = if (object$REML) p else 0L, GLMM = 0L, NLMM = 0L)
   list(cmp = cmp, dims = dims)
 }
 

@@ -86,8 +86,11 @@ print.lmm <- function(x, digits = max(3, getOption("digits") - 3), ...) {
   cat("Random effects:\n")
   print(format_varcorr(VarCorr(x), digits = digits), quote = FALSE)
   print_groups(x)
+  # correlated residuals: nlme's block for the correlation structure
+  if (!is.null(x$correlation)) print(x$correlation)
   cat("Fixed Effects:\n")
-  print.default(format(fixef(x), digits = digits), print.gap = 2L, quote = FALSE)
+  if (length(fixef(x))) print.default(format(fixef(x), digits = digits), print.gap = 2L, quote = FALSE)
+  else cat("No fixed effect coefficients\n")
   if (!x$optinfo$converged) cat("optimizer warning:", x$optinfo$message, "\n")
   invisible(x)
 }

@@ -79,20 +79,32 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
   nsim <- as.integer(nsim)
   model <- object$model
   selected <- re_selection(object, re.form)
-  conditioned <- vapply(seq_along(model$terms), function(i) {
+  # per term: the columns conditioned on (their fitted b) and the columns drawn; a
+  # term with a full Λ cannot be split, a diagonal one can
+  for (i in seq_along(model$terms)) {
     k <- length(model$terms[[i]]$cnms)
-    if (length(selected[[i]]) > 0L && length(selected[[i]]) < k) {
+    if (length(selected[[i]]) > 0L && length(selected[[i]]) < k && !model$terms[[i]]$diagonal) {
       mixedrs_abort("simulate(): re.form must name whole random-effects terms", kind = "not_available")
     }
-    length(selected[[i]]) == k
-  }, TRUE)
+  }
+  lay <- object$theta_layout
+  free_theta <- numeric(0)
+  add_free <- function(Z, f, i, cols) {
+    t <- model$terms[[i]]
+    here <- which(lay$term == i)
+    free_theta <<- c(free_theta, if (t$diagonal) object$theta[here][cols] else object$theta[here])
+    sim_term(Z[, cols, drop = FALSE], f, t$diagonal && length(cols) > 1L)
+  }
+  free <- list()
   if (is.null(newdata)) {
     mu <- fixed_part(object)
-    for (i in which(conditioned)) {
+    for (i in seq_along(model$terms)) {
       t <- model$terms[[i]]
-      mu <- mu + term_contribution(t$Z, as.integer(t$factor), object$b[[i]])
+      cond <- selected[[i]]
+      if (length(cond)) mu <- mu + term_contribution(t$Z[, cond, drop = FALSE], as.integer(t$factor), object$b[[i]][, cond, drop = FALSE])
+      drawn <- setdiff(seq_along(t$cnms), cond)
+      if (length(drawn)) free[[length(free) + 1L]] <- add_free(t$Z, t$factor, i, drawn)
     }
-    free <- lapply(model$terms[!conditioned], function(t) sim_term(t$Z, t$factor, t$diagonal))
     weights <- model$weights
     rows <- rownames(model$frame)
   } else {
@@ -102,22 +114,24 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
     if (anyNA(fx$X)) mixedrs_abort("'newdata' has missing values in the fixed-effects variables")
     mu <- drop(fx$X %*% object$beta)
     if (!is.null(fx$offset)) mu <- mu + fx$offset
-    free <- list()
     for (i in seq_along(model$terms)) {
       t <- model$terms[[i]]
       zt <- newdata_term(t, newdata)
       if (anyNA(zt$Z)) mixedrs_abort(sprintf("'newdata' has missing values for the term of '%s'", t$group))
-      if (conditioned[i]) {
+      cond <- selected[[i]]
+      if (length(cond)) {
         lev <- match(zt$group, levels(t$factor))
         if (anyNA(lev) && !allow.new.levels) {
           mixedrs_abort(sprintf("new levels detected in newdata: %s", paste(unique(zt$group[is.na(lev)]), collapse = ", ")))
         }
-        contrib <- term_contribution(zt$Z, ifelse(is.na(lev), 1L, lev), object$b[[i]])
+        contrib <- term_contribution(zt$Z[, cond, drop = FALSE], ifelse(is.na(lev), 1L, lev), object$b[[i]][, cond, drop = FALSE])
         contrib[is.na(lev)] <- 0
         mu <- mu + contrib
-      } else {
+      }
+      drawn <- setdiff(seq_along(t$cnms), cond)
+      if (length(drawn)) {
         if (anyNA(zt$factor)) mixedrs_abort(sprintf("'newdata' has missing values for the term of '%s'", t$group))
-        free[[length(free) + 1L]] <- sim_term(zt$Z, zt$factor, t$diagonal)
+        free[[length(free) + 1L]] <- add_free(zt$Z, zt$factor, i, drawn)
       }
     }
     weights <- NULL
@@ -127,7 +141,7 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
   # the fixed part (and the terms conditioned on) enter as one column with coefficient 1
   spec <- list(y = rep(0, n), X = matrix(as.double(mu), n, 1L), p = 1L, weights = weights, REML = FALSE,
                cor = NULL, terms = free)
-  params <- list(theta = unname(as.double(object$theta[object$theta_layout$term %in% which(!conditioned)])),
+  params <- list(theta = unname(as.double(free_theta)),
                  beta = 1, sigma = as.double(object$sigma), b = lapply(free, function(t) rep(0, t$nlevels * t$k)))
   out <- with_r_seed(seed, {
     res <- call_rust(lmm_simulate_rs, spec, params, list(nsim = nsim, seed = rust_seed(), use_u = FALSE))
@@ -207,7 +221,7 @@ bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "r
 # The slow path for a user FUN: responses from Rust, refits and FUN in R.
 bootstrap_r <- function(object, nsim, FUN, type, seed) {
   sims <- if (type == "parametric") {
-    simulate.lmm(object, nsim = nsim, seed = seed)
+    simulate.lmm(object, nsim = nsim, seed = seed, na.action = stats::na.omit)
   } else {
     r <- unname(object$model$y - object$fitted)
     f <- unname(object$fitted)

@@ -93,3 +93,75 @@ test_that("ranova() matches lmerTest, reduced and removed terms", {
     }
   }
 })
+
+test_that("type III with a numeric x factor interaction matches lmerTest (cake)", {
+  cake <- lme4::cake
+  f <- fit_lmertest(angle ~ recipe * temp + (1 | recipe:replicate), cake)
+  for (ddf in c("Satterthwaite", "Kenward-Roger")) {
+    a <- anova(f$ours, ddf = ddf)
+    b <- anova(f$ref, ddf = ddf)
+    expect_equal(a[["Sum Sq"]], b[["Sum Sq"]], tolerance = TOL_DF, label = ddf)
+    expect_equal(a$DenDF, b$DenDF, tolerance = TOL_DF, label = ddf)
+    expect_equal(a[["F value"]], b[["F value"]], tolerance = TOL_DF, label = ddf)
+  }
+  # the hypotheses themselves, as lmerTest's show_tests() prints them
+  expect_equal(show_tests(anova(f$ours)), lmerTest::show_tests(anova(f$ref)), tolerance = 1e-8)
+})
+
+test_that("type III needs no factor: numeric terms only", {
+  f <- fit_lmertest(Reaction ~ Days + I(Days^2) + (1 | Subject), lme4::sleepstudy)
+  a <- anova(f$ours)
+  b <- anova(f$ref)
+  expect_equal(rownames(a), rownames(b))
+  expect_equal(a$DenDF, b$DenDF, tolerance = TOL_DF)
+  expect_equal(a[["F value"]], b[["F value"]], tolerance = TOL_DF)
+})
+
+test_that("lmerTest's other anova types: marginal, 2b and yates", {
+  cake <- lme4::cake
+  cake$temperature <- factor(cake$temperature, ordered = FALSE)
+  f <- fit_lmertest(angle ~ recipe * temperature + (1 | recipe:replicate), cake)
+  for (type in c("marginal", "2b", "yates")) {
+    a <- suppressWarnings(suppressMessages(anova(f$ours, type = type)))
+    b <- suppressWarnings(suppressMessages(anova(f$ref, type = type)))
+    expect_equal(rownames(a), rownames(b), label = type)
+    expect_equal(attr(a, "heading"), attr(b, "heading"), label = type)
+    ok <- !is.na(b$DenDF)
+    expect_equal(a$DenDF[ok], b$DenDF[ok], tolerance = TOL_DF, label = type)
+    expect_equal(a[["F value"]][ok], b[["F value"]][ok], tolerance = TOL_DF, label = type)
+    expect_equal(is.na(a$DenDF), is.na(b$DenDF), label = type)
+  }
+})
+
+test_that("anova() of several fits takes model.names and refuses fits it cannot compare", {
+  ss <- lme4::sleepstudy
+  m0 <- lmm(Reaction ~ Days + (1 | Subject), ss, REML = FALSE)
+  m1 <- lmm(Reaction ~ Days + (Days | Subject), ss, REML = FALSE)
+  a <- anova(m0, m1, model.names = c("small", "big"))
+  expect_equal(rownames(a), c("small", "big"))
+  expect_error(anova(m0, m1, model.names = c("a", "b", "c")), "different lengths", class = "mixedrs_input_error")
+  l1 <- nlme::lme(Reaction ~ Days, random = ~ Days | Subject, data = ss, method = "ML")
+  expect_error(anova(m0, l1), "cannot compare", class = "mixedrs_input_error")
+  # a reference lme4 fit is compared, never dropped
+  r1 <- lme4::lmer(Reaction ~ Days + (Days | Subject), ss, REML = FALSE)
+  a2 <- anova(m0, r1)
+  expect_equal(nrow(a2), 2L)
+  expect_equal(a2$Chisq[2], a$Chisq[2], tolerance = 1e-5)
+  expect_warning(do.call(anova, list(m0, m1)), "generic names")
+})
+
+test_that("ranova() reduces (0 + x | g) and no-intercept poly() terms as lmerTest does", {
+  ss <- lme4::sleepstudy
+  for (f in list(Reaction ~ Days + (0 + Days | Subject), Reaction ~ Days + (0 + poly(Days, 2) | Subject),
+                 Reaction ~ Days + (Days || Subject), Reaction ~ Days + (Days + I(Days^2) | Subject))) {
+    x <- fit_lmertest(f, ss)
+    a <- suppressMessages(ranova(x$ours))
+    b <- suppressMessages(lmerTest::ranova(x$ref))
+    lab <- deparse1(f)
+    expect_equal(rownames(a), rownames(b), label = lab)
+    expect_equal(a$npar, b$npar, label = lab)
+    expect_equal(a$Df, b$Df, label = lab)
+    expect_equal(a$LRT, b$LRT, tolerance = TOL_LRT, label = lab)
+    expect_equal(is.na(a[["Pr(>Chisq)"]]), is.na(b[["Pr(>Chisq)"]]), label = lab)
+  }
+})

@@ -43,3 +43,58 @@ test_that("Wald intervals and parm selection follow lme4", {
   expect_error(confint(f$ours, parm = "nope"), class = "mixedrs_input_error")
   expect_error(confint(f$ours, level = 2), class = "mixedrs_input_error")
 })
+
+test_that("profile intervals on a singular fit: the bound is 0 and the other ends are exact (lme4 interpolates)", {
+  set.seed(102)
+  J <- 10; nj <- 5
+  x <- rnorm(J * nj); z <- rnorm(J)
+  u <- MASS::mvrnorm(J, c(0, 0), diag(c(1 / 18, 1 / 18)))
+  d <- data.frame(X = x, Z = rep(z, each = nj), group = rep(1:J, each = nj))
+  d$Y <- rep(1 + 0.3 * z + u[, 1], each = nj) + rep(0.3 + 0.3 * z + u[, 2], each = nj) * x + rnorm(J * nj, 0, sqrt(0.5))
+  m <- suppressMessages(lmm(Y ~ X + Z + X:Z + (X || group), d))
+  expect_true(isSingular(m))
+  ci <- suppressMessages(confint(m, quiet = TRUE))
+  expect_equal(ci[".sig01", 1], 0)
+  # each end is where the ML deviance with that value fixed is 1.96^2 above the
+  # optimum, computed by lme4 itself (a fixed effect fixed through an offset)
+  dev0 <- deviance(suppressMessages(lme4::lmer(Y ~ X + Z + X:Z + (X || group), d, REML = FALSE, control = TIGHT_LME4)))
+  for (b in ci["X", ]) {
+    d$off <- b * d$X
+    r <- suppressMessages(lme4::lmer(Y ~ Z + X:Z + (X || group) + offset(off), d, REML = FALSE, control = TIGHT_LME4))
+    expect_equal(sqrt(deviance(r) - dev0), stats::qnorm(0.975), tolerance = 1e-4)
+  }
+})
+
+test_that("confint() of a profile, logProf(), varianceProf() and prof.scale = 'varcov' agree with lme4", {
+  ss <- lme4::sleepstudy
+  m <- lmm(Reaction ~ Days + (Days | Subject), ss)
+  r <- lme4::lmer(Reaction ~ Days + (Days | Subject), ss)
+  pm <- profile(m, which = "theta_")
+  pr <- suppressWarnings(profile(r, which = "theta_", delta.cutoff = 1 / 40))
+  expect_equal(confint(pm), confint(m, parm = "theta_", quiet = TRUE), tolerance = 1e-10)
+  expect_equal(unname(confint(pm)), unname(confint(pr)), tolerance = TOL_CI)
+  lp <- confint(logProf(pm))
+  expect_equal(unname(lp[c(1, 3, 4), ]), unname(log(confint(pm)[c(1, 3, 4), ])), tolerance = 1e-10)
+  expect_equal(unname(lp[2, ]), unname(confint(pm)[2, ]), tolerance = 1e-10)   # a correlation stays
+  # the standard deviations are renamed as lme4 renames them (lme4 also takes the log
+  # of the correlation, which gives NaN; we leave correlations alone)
+  expect_equal(levels(logProf(pm)$.par)[-2], suppressWarnings(levels(logProf(pr)$.par))[-2])
+  expect_equal(unname(confint(varianceProf(pm))[c(1, 3, 4), ]), unname(confint(pm)[c(1, 3, 4), ]^2), tolerance = 1e-10)
+  # covariance profiles, solved in Rust
+  pv <- profile(m, which = "theta_", prof.scale = "varcov", signames = FALSE)
+  prv <- suppressWarnings(profile(r, which = "theta_", prof.scale = "varcov", signames = FALSE, delta.cutoff = 1 / 40))
+  expect_equal(as.character(unique(pv$.par)), as.character(unique(prv$.par)))
+  expect_equal(unname(confint(pv)), unname(suppressWarnings(confint(prv))), tolerance = 5e-3)
+  ad <- as.data.frame(pm)
+  expect_equal(names(ad), c(".zeta", ".par", ".focal"))
+})
+
+test_that("confint(method = 'boot', FUN = ) gives intervals for FUN's statistics, as lme4", {
+  m <- lmm(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
+  ci <- confint(m, method = "boot", FUN = function(f) c(slope = fixef(f)[["Days"]]), nsim = 60, seed = 1, quiet = TRUE)
+  expect_equal(rownames(ci), "slope")
+  expect_true(ci[1, 1] < fixef(m)[["Days"]] && fixef(m)[["Days"]] < ci[1, 2])
+  w <- confint(m, parm = "Days", method = "Wald")
+  # 60 replicates: within a third of the Wald interval's width of it
+  expect_lt(max(abs(ci - w)), diff(w[1, ]) / 3)
+})

@@ -28,7 +28,12 @@ test_that("each bad input gets a classed, named error", {
   expect_error(lmm(Reaction ~ Days + (1 | nosuchvar), sleepstudy), class = "mixedrs_input_error")
   expect_error(lmm(Reaction ~ Days + (1 | Subject), "not data"), "data", class = "mixedrs_input_error")
   expect_error(lmm(Reaction ~ Days + (1 | Subject), sleepstudy, REML = NA), "REML", class = "mixedrs_input_error")
-  expect_error(lmm(Reaction ~ Days + (1 | Subject), sleepstudy, control = list()), "lmm_control", class = "mixedrs_input_error")
+  expect_error(lmm(Reaction ~ Days + (1 | Subject), sleepstudy, control = 5), "lmm_control", class = "mixedrs_input_error")
+  expect_error(suppressWarnings(lmm(Reaction ~ Days + (1 | Subject), sleepstudy, control = list(max_iter = -1))),
+               "non-negative", class = "mixedrs_input_error")
+  expect_error(lmm(Reaction ~ Days + (1 | Subject), sleepstudy, control = lmm_control(check.rankX = "maybe")),
+               "invalid control level", class = "mixedrs_input_error")
+  expect_error(lmm_control(nonsense = 1), "unknown setting", class = "mixedrs_input_error")
 })
 
 test_that("a data matrix is converted to a data frame", {

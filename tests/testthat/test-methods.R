@@ -110,3 +110,34 @@ test_that("isSingular, getME and ngrps work through lme4's own functions", {
   expect_equal(lme4::getME(m, "theta"), m$theta)
   expect_equal(lme4::ngrps(m), ngrps(m))
 })
+
+test_that("coef() puts random-only columns first and has lme4's class, as lme4", {
+  set.seed(101)
+  d <- data.frame(resp = runif(100), var1 = factor(sample(1:5, 100, TRUE)), var2 = runif(100),
+                  var3 = factor(sample(1:5, 100, TRUE)))
+  m <- suppressMessages(lmm(resp ~ 0 + var1 + var1:var2 + (1 | var3), d))
+  r <- suppressMessages(lme4::lmer(resp ~ 0 + var1 + var1:var2 + (1 | var3), d))
+  expect_s3_class(coef(m), "coef.mer")
+  expect_equal(names(coef(m)$var3), names(coef(r)$var3))
+  expect_equal(as.matrix(coef(m)$var3), as.matrix(coef(r)$var3), tolerance = 1e-4)
+})
+
+test_that("model.frame(fixed.only), formula(fixed.only/random.only) and terms() as lme4", {
+  d <- lme4::sleepstudy
+  d$u <- rnorm(nrow(d))
+  m <- lmm(Reaction ~ Days + (u | Subject), d)
+  r <- suppressMessages(lme4::lmer(Reaction ~ Days + (u | Subject), d))
+  expect_equal(names(model.frame(m, fixed.only = TRUE)), names(model.frame(r, fixed.only = TRUE)))
+  expect_equal(formula(m, fixed.only = TRUE), formula(r, fixed.only = TRUE), ignore_formula_env = TRUE)
+  expect_equal(formula(m, random.only = TRUE), formula(r, random.only = TRUE), ignore_formula_env = TRUE)
+  expect_equal(attr(terms(m), "term.labels"), attr(terms(r), "term.labels"))
+  expect_equal(attr(terms(m, fixed.only = FALSE), "term.labels"), attr(terms(r, fixed.only = FALSE), "term.labels"))
+})
+
+test_that("a logical response is fitted as 0/1, as lm() and lme4 fit it", {
+  d <- lme4::sleepstudy
+  d$hi <- d$Reaction > 300
+  m <- lmm(hi ~ Days + (1 | Subject), d)
+  r <- lme4::lmer(hi ~ Days + (1 | Subject), d)
+  expect_equal(unname(fixef(m)), unname(lme4::fixef(r)), tolerance = 1e-5)
+})

@@ -21,7 +21,7 @@ test_that("plot() and qqnorm() draw the residuals", {
 })
 
 test_that("profile() passes through the profile confidence limits at ζ = ±1.96", {
-  pr <- profile(fm, alphamax = 0.05, npoints = 1)
+  pr <- profile(fm, alphamax = 0.05, npoints = 1, signames = FALSE)
   expect_s3_class(pr, "lmm_profile")
   expect_named(pr, c(".zeta", ".par", ".focal"))
   ci <- confint(fm, oldNames = FALSE, quiet = TRUE)
@@ -36,7 +36,7 @@ test_that("profile() passes through the profile confidence limits at ζ = ±1.96
   expect_equal(pr$.focal[pr$.zeta == 0 & pr$.par == "Days"], fixef(ml)[["Days"]], tolerance = 1e-6)
   # monotone in ζ for every parameter
   for (p in levels(pr$.par)) expect_true(all(diff(pr$.focal[pr$.par == p]) >= 0))
-  pr2 <- profile(fm, which = "sigma")
+  pr2 <- profile(fm, which = "sigma", signames = FALSE)
   expect_equal(levels(pr2$.par), "sigma")
   expect_silent(draw(plot(pr2)))
   expect_error(profile(fm, which = "nonsense"), class = "mixedrs_input_error")
@@ -59,4 +59,23 @@ test_that("the caterpillar plot uses the conditional variances", {
 test_that("plot() of a bootstrap draws each statistic", {
   bt <- bootstrap(fm, 50, seed = 1, progress = FALSE)
   expect_silent(draw(plot(bt)))
+})
+
+test_that("plot() and qqmath() are lme4's lattice interface", {
+  ss <- lme4::sleepstudy
+  m <- lmm(Reaction ~ Days + (Days | Subject), ss)
+  p <- plot(m)
+  expect_s3_class(p, "trellis")
+  # the default plot is Pearson residuals against fitted values, as lme4's
+  r <- lme4::lmer(Reaction ~ Days + (Days | Subject), ss)
+  expect_equal(p$panel.args[[1]]$y, unname(residuals(m, type = "pearson")), tolerance = 1e-8)
+  expect_equal(p$panel.args[[1]]$x, p$panel.args[[1]]$x)
+  p2 <- plot(m, resid(.) ~ fitted(.) | Subject, abline = 0, type = c("p", "smooth"))
+  expect_s3_class(p2, "trellis")
+  expect_equal(length(p2$panel.args), nlevels(ss$Subject))
+  expect_s3_class(plot(m, Subject ~ resid(.)), "trellis")
+  expect_s3_class(plot(m, id = 0.05), "trellis")
+  expect_s3_class(lattice::qqmath(m, id = 0.05), "trellis")
+  expect_silent(draw(print(p2)))
+  expect_error(plot(m, fitted(.) ~ Subject), "Covariate must be numeric", class = "mixedrs_input_error")
 })

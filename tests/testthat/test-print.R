@@ -29,3 +29,27 @@ test_that("summary has lmerTest's lines (Satterthwaite df and p-values)", {
     expect_equal(gsub("\\s+", " ", paste(b[1:2], collapse = "")), gsub("\\s+", " ", paste0(title, " [lmerModLmerTest]")))
   }
 })
+
+test_that("the header shows Weights, Offset and Subset lines and lme4's correlation rules", {
+  d <- lme4::sleepstudy
+  d$w <- rep(c(1, 2), 90)
+  m <- lmm(Reaction ~ Days + (Days | Subject), d, weights = w, subset = (Days != 3))
+  out <- capture.output(summary(m))
+  expect_true(any(grepl("^Weights: w", out)))
+  expect_true(any(grepl("^ Subset: \\(Days != 3\\)", out)))
+  expect_true(any(grepl("Correlation of Fixed Effects", out)))
+  expect_false(any(grepl("Correlation of Fixed Effects", capture.output(summary(m, correlation = FALSE)))))
+  expect_message(capture.output(print(summary(m, correlation = FALSE), correlation = TRUE)), "could have been required")
+  expect_warning(summary(m, nonsense = 1), "additional arguments ignored")
+  # more than 12 fixed effects: not shown by default, with lme4's message
+  d$f <- factor(rep(1:14, length.out = nrow(d)))
+  m2 <- lmm(Reaction ~ f + (1 | Subject), d)
+  expect_message(capture.output(summary(m2)), "Correlation matrix not shown by default")
+})
+
+test_that("print() of a fit with correlated residuals shows nlme's correlation block", {
+  m <- lmm(distance ~ age + (1 | Subject), nlme::Orthodont, correlation = nlme::corAR1())
+  out <- capture.output(print(m))
+  expect_true(any(grepl("Correlation Structure: AR\\(1\\)", out)))
+  expect_true(any(grepl("Phi", out)))
+})

@@ -116,3 +116,27 @@ test_that("simulate(newdata =) draws new random effects for the levels of newdat
   expect_equal(dim(su), c(4L, 2L))
   expect_error(simulate(m, 1, newdata = nd, use.u = TRUE), class = "mixedrs_input_error")
 })
+
+test_that("simulate(newdata = <the data>) gives the same draws as simulate(), as in lme4", {
+  for (f in list(distance ~ age + (age | Subject), distance ~ age + (1 | Subject) + (0 + age | Subject))) {
+    m <- lmm(f, nlme::Orthodont)
+    expect_equal(simulate(m, 3, newdata = nlme::Orthodont, seed = 101), simulate(m, 3, seed = 101),
+                 ignore_attr = TRUE)
+  }
+  m <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  expect_equal(simulate(m, 2, use.u = TRUE, newdata = lme4::sleepstudy, seed = 4), simulate(m, 2, use.u = TRUE, seed = 4),
+               ignore_attr = TRUE)
+})
+
+test_that("a partial re.form conditions on the terms it names and draws the others", {
+  ss <- lme4::sleepstudy
+  m <- lmm(Reaction ~ Days + (1 | Subject) + (0 + Days | Subject), ss)
+  s <- simulate(m, 4000, seed = 1, re.form = ~ (1 | Subject))
+  # conditional mean: fixed part + the Subject intercepts; variance adds the slopes' and σ²
+  mu <- predict(m, re.form = ~ (1 | Subject))
+  v <- VarCorr(m)
+  var_expected <- attr(v[[2L]], "stddev")^2 * ss$Days^2 + sigma(m)^2
+  expect_lt(max(abs(rowMeans(s) - mu) / sqrt(var_expected / 4000)), 4.5)
+  expect_equal(unname(apply(s, 1, var)), var_expected, tolerance = 0.1)
+  expect_error(simulate(m, use.u = TRUE, re.form = NA), "only one", class = "mixedrs_input_error")
+})

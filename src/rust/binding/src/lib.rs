@@ -6,7 +6,7 @@ use mixedrs_core::{
     fit, fit_correlated, profile_confint_scaled, varpar_derivatives, CorKind, CorStruct, CorrelatedModel, CovForm, FitControl, LinearMixedModel, MixedError,
     ReTerm,
 };
-use mixedrs_core::{bootstrap, simulate, BootControl, BootType, FittedParams};
+use mixedrs_core::{bootstrap, simulate, simulate_fixed, BootControl, BootType, FittedParams};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::os::raw::{c_int, c_void};
@@ -352,10 +352,23 @@ fn seed_of(map: &HashMap<&str, Robj>) -> std::result::Result<u64, Error> {
 
 fn run_simulate(spec: List, params: List, control: List) -> std::result::Result<List, Error> {
     let objects = spec_objects(spec)?;
-    let model = read_model(&objects)?;
     let par = read_params(params)?;
     let ctl = named(control);
-    let sims = simulate(&model, &par, flag(&ctl, "use_u")?, int(&ctl, "nsim")?, seed_of(&ctl)?);
+    let sims = if objects.terms.is_empty() {
+        // every random-effects term conditioned on: only the residuals are drawn
+        let (x, p, y) = (reals_ref(&objects.map, "X")?, int(&objects.map, "p")?, reals_ref(&objects.map, "y")?);
+        if par.beta.len() != p || x.len() != p * y.len() {
+            return Err(input("X, beta and y do not match"));
+        }
+        let weights = match objects.map.get("weights") {
+            Some(w) if !w.is_null() => Some(reals_ref(&objects.map, "weights")?),
+            _ => None,
+        };
+        simulate_fixed(x, y.len(), &par.beta, weights, par.sigma, int(&ctl, "nsim")?, seed_of(&ctl)?)
+    } else {
+        let model = read_model(&objects)?;
+        simulate(&model, &par, flag(&ctl, "use_u")?, int(&ctl, "nsim")?, seed_of(&ctl)?)
+    };
     let flat: Vec<f64> = sims.into_iter().flatten().collect();
     Ok(List::from_names_and_values(["y"], [Robj::from(flat)])?)
 }

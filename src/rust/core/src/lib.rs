@@ -26,4 +26,4 @@ pub use optimize::{minimize, FitControl, Minimum, OptimSummary};
 pub use profile::{profile_confint, profile_confint_scaled, ProfileResult};
 pub use varpar::{varpar_derivatives, varpar_derivatives_richardson, VarparDerivatives};
 pub use reterm::{CovForm, ReTerm};
-pub use simulate::{bootstrap, simulate, BootControl, BootResult, BootType, FittedParams};
+pub use simulate::{bootstrap, simulate, simulate_fixed, BootControl, BootResult, BootType, FittedParams};

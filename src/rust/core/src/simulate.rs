@@ -78,6 +78,24 @@ pub fn simulate_one(model: &LinearMixedModel, par: &FittedParams, use_u: bool, r
     y
 }
 
+/// `nsim` responses Xβ + σe/√w from a model without random effects to draw (every
+/// term conditioned on), with the same generator per replicate as [`simulate`].
+pub fn simulate_fixed(x: &[f64], n: usize, beta: &[f64], weights: Option<&[f64]>, sigma: f64, nsim: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mu = crate::fit::x_beta(x, n, beta);
+    (0..nsim)
+        .map(|r| {
+            let mut rng = StdRng::seed_from_u64(replicate_seed(seed, r as u64));
+            mu.iter()
+                .enumerate()
+                .map(|(o, m)| {
+                    let e: f64 = rng.sample(StandardNormal);
+                    m + sigma * e / weights.map_or(1.0, |w| w[o].sqrt())
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// `nsim` simulated responses, replicate r from `replicate_seed(seed, r)`.
 pub fn simulate(model: &LinearMixedModel, par: &FittedParams, use_u: bool, nsim: usize, seed: u64) -> Vec<Vec<f64>> {
     (0..nsim)
