@@ -48,6 +48,8 @@ scale_actions <- c("warning", "stop", "silent.rescale", "message+rescale", "warn
 lmm_control <- function(max_iter = 500L, max_restarts = 4L, grad_tol = 1e-7, boundary_tol = 1e-4,
                         check_nlev = TRUE, check_zdims = TRUE, start = NULL, optimize = TRUE,
                         calc.derivs = TRUE, ...) {
+  # the defaults (the common case, built at every lmm() call) are made once
+  if (nargs() == 0L && is.null(getOption("lmerControl")) && !is.null(control_cache$default)) return(control_cache$default)
   num_ok <- function(x) is.numeric(x) && length(x) == 1L && is.finite(x) && x >= 0
   if (!num_ok(max_iter) || !num_ok(max_restarts) || !num_ok(grad_tol) || !num_ok(boundary_tol)) {
     mixedrs_abort("lmm_control(): max_iter, max_restarts, grad_tol and boundary_tol must be single non-negative numbers")
@@ -76,13 +78,17 @@ lmm_control <- function(max_iter = 500L, max_restarts = 4L, grad_tol = 1e-7, bou
     checks[names(dots)] <- dots
   }
   checks <- validate_checks(checks)
-  structure(list(max_iter = as.integer(max_iter), max_restarts = as.integer(max_restarts),
+  out <- structure(list(max_iter = as.integer(max_iter), max_restarts = as.integer(max_restarts),
                  grad_tol = as.double(grad_tol), boundary_tol = as.double(boundary_tol),
                  start = if (is.null(start)) NULL else as.double(start),
                  optimize = !isFALSE(optimize), calc_derivs = !isFALSE(calc.derivs), max_evals = NULL,
                  checks = checks, conv_tol = list(grad = 2e-3, singular = 1e-4, hess = 1e-6)),
             class = "lmm_control")
+  if (nargs() == 0L && is.null(getOption("lmerControl"))) control_cache$default <- out
+  out
 }
+
+control_cache <- new.env(parent = emptyenv())
 
 validate_checks <- function(checks) {
   for (nm in names(checks)) {

@@ -20,6 +20,7 @@ package_fit <- function(model, res, REML, call, control) {
     matrix(bt, nrow = nlevels(t$factor), byrow = TRUE, dimnames = list(levels(t$factor), t$cnms))
   }, model$terms, res$b)
   layout <- data.frame(term = res$theta_term, row = res$theta_row, col = res$theta_col)
+  tn <- theta_names(model$terms, layout)
   # unnamed here: n row names cost more than the fit on large data; fitted() and
   # residuals() add them
   fitted <- if (is.null(model$offset)) res$fitted else res$fitted + model$offset
@@ -28,9 +29,9 @@ package_fit <- function(model, res, REML, call, control) {
     formula = model$formula,
     REML = REML,
     model = model,
-    theta = stats::setNames(res$theta, theta_names(model$terms, layout)),
+    theta = stats::setNames(res$theta, tn),
     theta_layout = layout,
-    lower = stats::setNames(ifelse(layout$row == layout$col, 0, -Inf), theta_names(model$terms, layout)),
+    lower = stats::setNames(ifelse(layout$row == layout$col, 0, -Inf), tn),
     beta = stats::setNames(res$beta, colnames(X)),
     sigma = res$sigma,
     b = b,

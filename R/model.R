@@ -32,7 +32,8 @@ group_factor <- function(g, frame) {
 with_predvars <- function(tt, frame) {
   full <- attr(frame, "terms")
   pv <- attr(full, "predvars")
-  if (is.null(pv)) return(tt)
+  # nothing data-dependent in the formula: the variables are their own predvars
+  if (is.null(pv) || identical(pv, attr(full, "variables"))) return(tt)
   vars <- as.list(attr(full, "variables"))[-1L]
   pv <- stats::setNames(as.list(pv)[-1L], vapply(vars, deparse1, ""))
   own <- as.list(attr(tt, "variables"))[-1L]
@@ -184,12 +185,15 @@ drop_rank_deficient <- function(X, action = "message+drop.cols") {
 # more than a factor 1000 from each other or from 1.
 check_scale <- function(X, action) {
   if (action == "ignore" || ncol(X) == 0L) return(invisible())
-  continuous <- vapply(seq_len(ncol(X)), function(j) {
-    r <- range(X[, j])
-    !(r[1L] >= 0 && r[2L] <= 1 && !any(X[, j] > 0 & X[, j] < 1))
-  }, TRUE)
-  if (!any(continuous)) return(invisible())
-  sds <- vapply(which(continuous), function(j) stats::sd(X[, j]), 0)
+  # a heuristic, so on large data an evenly spaced sample of rows is enough (a 0/1
+  # column is 0/1 in any sample); rows by subsetting, as X's row names are deferred
+  n <- nrow(X)
+  rows <- if (n > 20000L) unique(as.integer(round(seq(1, n, length.out = 20000L)))) else seq_len(n)
+  Xs <- unname(X[rows, , drop = FALSE])
+  binary <- colSums(Xs == 0 | Xs == 1) == nrow(Xs)
+  if (all(binary)) return(invisible())
+  cont <- Xs[, !binary, drop = FALSE]
+  sds <- sqrt(colSums((cont - rep(colMeans(cont), each = nrow(cont)))^2) / (nrow(cont) - 1))
   ratios <- abs(log(outer(sds, sds, "/")))
   if (any(c(ratios[lower.tri(ratios)], abs(log(sds))) > log(1e3))) {
     if (action %in% c("warning", "stop")) {
@@ -220,7 +224,7 @@ check_response <- function(y, name, control) {
 
 # No NA, NaN or Inf in a numeric vector or matrix, without an n-long temporary
 # (on large data every temporary costs R's garbage collector a pass).
-all_finite <- function(x) length(x) == 0L || all(is.finite(range(x)))
+all_finite <- function(x) length(x) == 0L || (is.finite(min(x)) && is.finite(max(x)))
 
 # lme4's model frame: NA handling by na.action and unused factor levels dropped.
 # When no variable has an NA, the frame is built with na.pass and the unused levels
