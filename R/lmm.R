@@ -47,8 +47,11 @@ lmm <- function(formula, data = NULL, REML = TRUE, control = lmm_control(), star
   }
   mf_call <- mc[c(1L, match(c("subset", "weights", "na.action", "offset"), names(mc), 0L))]
   mf_call$data <- data
-  # the default na.action made explicit, so equivalent fits are equal objects
+  # the default na.action made explicit and the arguments in one order, so that
+  # equivalent fits are equal objects
   if (is.null(mf_call$na.action)) mf_call$na.action <- as.name(getOption("na.action", "na.omit"))
+  args <- as.list(mf_call)[-1L]
+  mf_call <- as.call(c(as.list(mf_call)[1L], args[intersect(c("data", "subset", "weights", "na.action", "offset"), names(args))]))
   check_correlation(correlation)
   model <- build_model(formula, mf_call, parent.frame(), contrasts, control, correlation)
   if (!is.null(start)) control$start <- start_theta(start, length(initial_theta(model)))
