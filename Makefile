@@ -7,7 +7,7 @@ DEB_PACKAGES = r-base-dev r-cran-lme4 r-cran-lmertest r-cran-nlme r-cran-pbkrtes
                r-cran-testthat r-cran-knitr r-cran-rmarkdown r-cran-emmeans pandoc \
                r-cran-broom.mixed r-cran-roxygen2 r-cran-png chromium xz-utils
 
-.PHONY: setup deps install demo test cargo-test r-test check docs vendor bench fuzz
+.PHONY: setup deps install reinstall demo test cargo-test r-test check docs vendor bench fuzz
 
 setup: deps install
 
@@ -25,16 +25,26 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "All Debian packages present."; fi
 
+# Build and install only when the sources changed: the installed package carries the
+# hash of the sources it was built from (tools/source-hash.sh), and an install whose
+# hash matches is kept. `make reinstall` forces it.
 # An install that was killed (a stopped session, a cancelled CI job) leaves
 # 00LOCK-<directory> in the library and every later install fails; remove it when
 # no other R CMD INSTALL is running.
 install:
 	@lib=$$(Rscript -e 'cat(.libPaths()[1])'); \
+	hash=$$(tools/source-hash.sh); \
+	if [ -f "$$lib/mixedrs/source-hash" ] && [ "$$(cat "$$lib/mixedrs/source-hash")" = "$$hash" ]; then \
+	  echo "mixedrs is installed from these sources already ($$lib); not rebuilding."; exit 0; fi; \
 	for lock in "$$lib/00LOCK-$$(basename "$$PWD")" "$$lib/00LOCK-mixedrs"; do \
 	  if [ -d "$$lock" ] && ! pgrep -f 'tools:::[.]install_packages' >/dev/null; then \
 	    echo "Removing a stale install lock: $$lock"; rm -rf "$$lock"; fi; \
-	done
-	R CMD INSTALL --no-multiarch .
+	done; \
+	R CMD INSTALL --no-multiarch . && echo "$$hash" > "$$lib/mixedrs/source-hash"
+
+reinstall:
+	@lib=$$(Rscript -e 'cat(.libPaths()[1])'); rm -f "$$lib/mixedrs/source-hash"
+	$(MAKE) install
 
 # the workshop vignette and the performance vignette rendered to HTML, then the
 # side-by-side tables on the console

@@ -206,7 +206,7 @@ augment.lmm <- function(x, data = NULL, newdata = NULL, ...) {
   out$.resid <- unname(x$model$y - x$fitted)
   out$.hat <- hat
   out$.cooksd <- cook
-  out$.fixed <- drop(x$model$X %*% x$beta) + off
+  out$.fixed <- x_beta(x$model$X, x$beta) + off
   out$.mu <- unname(x$fitted)
   out$.offset <- off
   out$.sqrtXwt <- rep(1, nobs(x))

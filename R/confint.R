@@ -92,11 +92,9 @@ profile_ends <- function(object, z, which, covariances = FALSE) {
     mixedrs_abort("likelihood profiles are not available for fits with correlated residuals; use method = \"Wald\" or intervals()",
                   kind = "not_available")
   }
-  ctl <- object$control
-  call_rust(lmm_profile_rs, rust_spec(object$model, REML = FALSE),
-            list(max_iter = ctl$max_iter, max_restarts = ctl$max_restarts, grad_tol = ctl$grad_tol,
-                 boundary_tol = ctl$boundary_tol, start = unname(object$theta),
-                 z = z, which = as.integer(which - 1L), covariances = isTRUE(covariances)))
+  ctl <- engine_control(object$control, start = unname(object$theta), z = z,
+                        which = as.integer(which - 1L), covariances = isTRUE(covariances))
+  call_rust(engine_profile_rs, fit_engine(object), ctl)
 }
 
 select_parm <- function(parm, all_names, nvp, missing_parm) {

@@ -24,6 +24,8 @@ package_fit <- function(model, res, REML, call, control) {
   # unnamed here: n row names cost more than the fit on large data; fitted() and
   # residuals() add them
   fitted <- if (is.null(model$offset)) res$fitted else res$fitted + model$offset
+  cache <- new.env(parent = emptyenv())
+  cache$engine <- res$handle
   structure(list(
     call = call,
     formula = model$formula,
@@ -37,13 +39,29 @@ package_fit <- function(model, res, REML, call, control) {
     b = b,
     u = res$u,
     vcov = matrix(res$vcov, p, p, dimnames = list(colnames(X), colnames(X))),
-    devcomp = c(ldL2 = res$ldL2, ldRX2 = res$ldRX2, pwrss = res$pwrss, criterion = res$criterion, ldPsi = res$ldPsi),
+    # each term's Λ at θ̂ (θ → Λ is the engine's)
+    lambda = Map(function(t, lam) matrix(lam, ncol(t$Z), ncol(t$Z)), model$terms, res$lambdas),
+    # both criteria from the engine's parts, whichever was optimised
+    devcomp = c(ldL2 = res$ldL2, ldRX2 = res$ldRX2, pwrss = res$pwrss, criterion = res$criterion,
+                REML = res$criterion_reml, ML = res$criterion_ml, ldPsi = res$ldPsi),
     fitted = fitted,
-    cache = new.env(parent = emptyenv()),
+    cache = cache,
     correlation = package_correlation(model$cor, res$cor_phi),
     cor_eta = if (is.null(model$cor)) numeric(0) else res$cor_eta,
     optinfo = list(evaluations = res$evaluations, gradients = res$gradients, converged = res$converged,
                    message = res$message, grad_norm = res$grad_norm),
     control = control
   ), class = "lmm")
+}
+
+# lme4's convergence checks after the fit, each with the action the control asks for.
+convergence_checks <- function(fit) {
+  ctl <- fit$control
+  if (!fit$optinfo$converged && ctl$calc_derivs) {
+    act_on(ctl$checks$check.conv.grad, paste("Model failed to converge:", fit$optinfo$message),
+           class = "mixedrs_convergence")
+  }
+  if (isSingular(fit, tol = ctl$conv_tol$singular)) {
+    act_on(ctl$checks$check.conv.singular, "boundary (singular) fit: see help('isSingular')")
+  }
 }

@@ -9,20 +9,15 @@ ddf_methods <- c("Satterthwaite", "Kenward-Roger", "lme4")
 varpar_info <- function(object) {
   cache <- object$cache
   if (is.environment(cache) && !is.null(cache$varpar)) return(cache$varpar)
-  # Satterthwaite's df do not depend on how the variance parameters are expressed, so
-  # the derivatives are taken where they are well scaled and mapped back: σ in units of
-  # σ̂ (so the Hessian's eigenvalue check means the same for y in any unit), and, when X
-  # or y are badly scaled, on a copy with X and y conditioned (θ keeps its meaning).
-  spec <- rust_spec(object$model, object$REML)
+  # Satterthwaite's df do not depend on how the variance parameters are expressed; the
+  # engine takes the derivatives where they are well scaled (σ in units of σ̂, so the
+  # eigenvalue check below means the same for y in any unit; badly scaled X or y
+  # conditioned) and maps the Jacobian back to (θ, σ).
   theta <- as.double(full_theta(object))
   sigma <- as.double(object$sigma)
-  cond <- if (ill_conditioned(spec)) condition_xy(spec) else NULL
-  s <- if (is.null(cond)) 1 else cond$s
-  res <- call_rust(lmm_varpar_rs, if (is.null(cond)) spec else cond$spec, theta, sigma / s)
+  res <- call_rust(engine_varpar_rs, fit_engine(object), theta, sigma)
   k1 <- length(theta) + 1L
-  # the engine's σ* = σ/s; u = σ/σ̂ has dσ*/du = σ̂/s
-  d <- c(rep(1, k1 - 1L), sigma / s)
-  h <- matrix(res$hessian, k1, k1) * outer(d, d)
+  h <- matrix(res$hessian, k1, k1)
   eig <- eigen(h, symmetric = TRUE)
   tol <- 1e-8
   neg <- eig$values < -tol
@@ -42,11 +37,7 @@ varpar_info <- function(object) {
   # back to (θ, σ): dσ/du = σ̂
   ds <- c(rep(1, k1 - 1L), sigma)
   p <- length(object$beta)
-  Si <- if (is.null(cond) || p == 0L) diag(1, p) else solve(cond$Sx)
-  jacobian <- lapply(seq_len(k1), function(i) {
-    J <- s^2 * Si %*% matrix(res$jacobian[[i]], p, p) %*% t(Si)
-    if (i == k1) J / s else J
-  })
+  jacobian <- lapply(res$jacobian, function(J) matrix(J, p, p))
   info <- list(vcov_varpar = 2 * h_inv * outer(ds, ds), jacobian = jacobian, vcov = unname(object$vcov))
   if (is.environment(cache)) cache$varpar <- info
   info

@@ -27,7 +27,7 @@ leverages <- function(model) {
     t <- model$model$terms[[ti]]
     k <- ncol(t$Z)
     nl <- nlevels(t$factor)
-    lam <- term_lambda(model$theta_layout, model$theta, ti, k)
+    lam <- model$lambda[[ti]]
     ZL <- t$Z %*% lam
     Matrix::sparseMatrix(i = rep(seq_len(n), k), j = (rep(as.integer(t$factor), k) - 1L) * k + rep(seq_len(k), each = n),
                          x = as.vector(ZL), dims = c(n, nl * k))

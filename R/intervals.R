@@ -11,12 +11,12 @@ nlme_scale <- function(object, v) {
   theta <- v[seq_len(nth)]
   eta <- v[nth + seq_len(ncor)]
   sigma <- v[nth + ncor + 1L]
-  lay <- object$theta_layout
+  lams <- term_lambdas(object, theta)
   out <- numeric(0)
   for (ti in seq_along(object$model$terms)) {
     t <- object$model$terms[[ti]]
     k <- length(t$cnms)
-    C <- tcrossprod(term_lambda(lay, theta, ti, k))
+    C <- tcrossprod(lams[[ti]])
     sd <- sigma * sqrt(diag(C))
     out <- c(out, log(sd))
     if (!t$diagonal && k > 1L) {

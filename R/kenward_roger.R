@@ -18,7 +18,7 @@ kr_info <- function(object) {
   for (ti in seq_along(object$model$terms)) {
     t <- object$model$terms[[ti]]
     here <- object$theta_layout$term == ti
-    vc <- object$sigma^2 * tcrossprod(term_lambda(object$theta_layout, object$theta, ti, ncol(t$Z)))
+    vc <- object$sigma^2 * tcrossprod(object$lambda[[ti]])
     # A[[a]]: n × levels, column l holds Z[, a] on the rows of level l
     ind <- outer(as.integer(t$factor), seq_len(nlevels(t$factor)), "==")
     A <- lapply(seq_len(ncol(t$Z)), function(a) ind * t$Z[, a])

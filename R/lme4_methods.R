@@ -13,26 +13,19 @@ lme4_terms <- function(object) {
     t <- object$model$terms[[ti]]
     idx <- which(lay$term == ti)
     u <- matrix(object$u[[ti]], nrow = nlevels(t$factor), byrow = TRUE)
+    lam <- object$lambda[[ti]]
     if (t$diagonal) {
       for (j in seq_along(t$cnms)) {
         out[[length(out) + 1L]] <- list(group = t$group, cnms = t$cnms[j], factor = t$factor, Z = t$Z[, j, drop = FALSE],
                                         theta = idx[j], u = u[, j, drop = FALSE], b = object$b[[ti]][, j, drop = FALSE],
-                                        label = paste(deparse1(t$pieces[[j]]$lhs), "|", t$group))
+                                        lambda = lam[j, j, drop = FALSE], label = paste(deparse1(t$pieces[[j]]$lhs), "|", t$group))
       }
     } else {
       out[[length(out) + 1L]] <- list(group = t$group, cnms = t$cnms, factor = t$factor, Z = t$Z, theta = idx, u = u,
-                                      b = object$b[[ti]], label = term_label(t))
+                                      b = object$b[[ti]], lambda = lam, label = term_label(t))
     }
   }
   out
-}
-
-# Λ of one lme4 term (k x k lower triangular) from θ.
-lme4_term_lambda <- function(term, theta) {
-  k <- length(term$cnms)
-  lam <- matrix(0, k, k)
-  lam[lower.tri(lam, diag = TRUE)] <- theta[term$theta]
-  lam
 }
 
 # Zᵀ as lme4 lays it out: term by term, levels within a term, a term's columns
@@ -157,7 +150,7 @@ getME.lmm <- function(object, name, ...) {
     Lambda = Matrix::t(lme4_lambdat(object, terms)$Lambdat),
     Lambdat = lme4_lambdat(object, terms)$Lambdat,
     Lind = lme4_lambdat(object, terms)$Lind,
-    Tlist = stats::setNames(lapply(terms, lme4_term_lambda, theta = theta), vapply(terms, `[[`, "", "group")),
+    Tlist = stats::setNames(lapply(terms, `[[`, "lambda"), vapply(terms, `[[`, "", "group")),
     A = lme4_lambdat(object, terms)$Lambdat %*% lme4_zt(object, terms),
     RX = lme4_rx(object),
     RZX = lme4_rzx(object, terms),
@@ -167,7 +160,7 @@ getME.lmm <- function(object, name, ...) {
     beta = unname(object$beta),
     theta = object$theta,
     ST = stats::setNames(lapply(terms, function(t) {
-      lam <- lme4_term_lambda(t, theta)
+      lam <- t$lambda
       d <- diag(lam)
       st <- sweep(lam, 2L, ifelse(d == 0, 1, d), "/")
       diag(st) <- d
@@ -302,7 +295,7 @@ refit.lmm <- function(object, newresp = NULL, ...) {
     model$y <- as.double(newresp)
   }
   control <- object$control
-  control$start <- unname(object$theta)
+  control$start <- full_theta(object)
   res <- engine_fit(model, object$REML, control)
   fit <- package_fit(model, res, object$REML, object$call, object$control)
   convergence_checks(fit)
@@ -383,7 +376,9 @@ extractAIC.lmm <- function(fit, scale = 0, k = 2, ...) {
 #' The profiled criterion of an lmm fit as a function of θ
 #'
 #' lme4's `as.function()` of a fit (and `devFunOnly = TRUE`): the REML criterion or
-#' ML deviance, whichever the fit used, evaluated by the engine at any θ.
+#' ML deviance, whichever the fit used, evaluated by the engine at any θ. For a fit
+#' with correlated residuals it is a function of θ followed by the correlation's
+#' unconstrained parameters (the fit's `cor_eta`).
 #' @param x an `lmm` fit.
 #' @param ... unused.
 #' @examples
@@ -393,6 +388,37 @@ extractAIC.lmm <- function(fit, scale = 0, k = 2, ...) {
 #' @export
 as.function.lmm <- function(x, ...) {
   control <- x$control
-  control$start <- unname(x$theta)
+  control$start <- full_theta(x)
   make_devfun(x$model, x$REML, control)
+}
+
+# The profiled criterion as a function of θ (lme4's devFunOnly = TRUE): the REML
+# criterion or the ML deviance. Its environment holds `lower` and the start, as lme4's
+# devfun's does, so lme4::optimizeLmer() can drive it.
+make_devfun <- function(model, REML, control) {
+  rho <- new.env(parent = environment(make_devfun))
+  rho$model <- model
+  rho$REML <- REML
+  rho$engine <- new_engine(model, REML)
+  # with correlated residuals the function takes [θ, η], η unbounded
+  rho$lower <- lower_bounds(model)
+  n_eta <- length(call_rust(engine_start_rs, rho$engine)$theta) - length(rho$lower)
+  rho$lower <- c(rho$lower, rep(-Inf, n_eta))
+  # where lme4's devfun starts, unless a start was given
+  rho$pp <- list(theta = if (is.null(control$start)) call_rust(engine_start_rs, rho$engine)$theta else control$start)
+  devfun <- function(theta) {
+    n_theta <- length(rho$lower)
+    if (!is.numeric(theta) || length(theta) != n_theta) {
+      mixedrs_abort(sprintf("theta must be numeric of length %d%s", n_theta,
+                            if (is.null(rho$model$cor)) "" else " (theta, then the correlation's unconstrained parameters)"))
+    }
+    if (!isTRUE(engine_alive_rs(rho$engine))) rho$engine <- new_engine(rho$model, rho$REML)
+    val <- call_rust(engine_objective_rs, rho$engine, as.double(theta))$criterion
+    # as lme4's pp, the environment holds the θ last evaluated
+    rho$pp$theta <- as.double(theta)
+    val
+  }
+  rho$rho <- rho
+  environment(devfun) <- rho
+  devfun
 }

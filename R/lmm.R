@@ -54,7 +54,7 @@ lmm <- function(formula, data = NULL, REML = TRUE, control = lmm_control(), star
   mf_call <- as.call(c(as.list(mf_call)[1L], args[intersect(c("data", "subset", "weights", "na.action", "offset"), names(args))]))
   check_correlation(correlation)
   model <- build_model(formula, mf_call, parent.frame(), contrasts, control, correlation)
-  if (!is.null(start)) control$start <- start_theta(start, length(initial_theta(model)))
+  if (!is.null(start)) control$start <- start_theta(start, length(lower_bounds(model)))
   if (isTRUE(devFunOnly)) return(make_devfun(model, REML, control))
   res <- engine_fit(model, REML, control, verbose = verbose)
   # as lme4, the call holds the formula with (x || g) expanded, so update() edits it
@@ -66,60 +66,3 @@ lmm <- function(formula, data = NULL, REML = TRUE, control = lmm_control(), star
   fit
 }
 
-# θ from lme4's `start`: a numeric vector, or a list with `theta` (and `fixef`,
-# which an LMM does not use: β is profiled out).
-start_theta <- function(start, ntheta) {
-  if (is.list(start)) {
-    if (!all(vapply(start, is.numeric, NA))) mixedrs_abort("all elements of start must be numeric")
-    bad <- setdiff(names(start), c("theta", "fixef"))
-    if (length(bad)) mixedrs_abort(paste("incorrect components in start list:", paste(bad, collapse = ", ")))
-    start <- start$theta
-    if (is.null(start)) return(NULL)
-  }
-  if (!is.numeric(start)) mixedrs_abort("'start' must be NULL, a numeric vector or named list of such vectors")
-  if (length(start) != ntheta) mixedrs_abort(sprintf("incorrect number of theta components (!=%d)", ntheta))
-  if (!all(is.finite(start))) mixedrs_abort("'start' must be finite")
-  unname(as.double(start))
-}
-
-# lme4's convergence checks after the fit, each with the action the control asks for.
-convergence_checks <- function(fit) {
-  ctl <- fit$control
-  if (!fit$optinfo$converged && ctl$calc_derivs) {
-    act_on(ctl$checks$check.conv.grad, paste("Model failed to converge:", fit$optinfo$message),
-           class = "mixedrs_convergence")
-  }
-  if (isSingular(fit, tol = ctl$conv_tol$singular)) {
-    act_on(ctl$checks$check.conv.singular, "boundary (singular) fit: see help('isSingular')")
-  }
-}
-
-# The profiled criterion as a function of θ (lme4's devFunOnly = TRUE): the REML
-# criterion or the ML deviance. Its environment holds `lower` and the start, as lme4's
-# devfun's does, so lme4::optimizeLmer() can drive it.
-make_devfun <- function(model, REML, control) {
-  rho <- new.env(parent = environment(make_devfun))
-  rho$model <- model
-  rho$REML <- REML
-  rho$control <- control
-  theta0 <- if (is.null(control$start)) initial_theta(model) else control$start
-  rho$lower <- lower_bounds(model)
-  rho$pp <- list(theta = theta0)
-  devfun <- function(theta) {
-    if (length(theta) != length(lower)) mixedrs_abort(sprintf("theta must have length %d", length(lower)))
-    engine_fit(model, REML, control, theta = as.double(theta))$criterion
-  }
-  environment(devfun) <- rho
-  devfun
-}
-
-# lme4's bounds on θ: 0 for diagonal elements of Λ, -Inf below the diagonal.
-lower_bounds <- function(model) {
-  unlist(lapply(model$terms, function(t) {
-    k <- ncol(t$Z)
-    if (t$diagonal) return(rep(0, k))
-    m <- matrix(-Inf, k, k)
-    diag(m) <- 0
-    m[lower.tri(m, diag = TRUE)]
-  }))
-}

@@ -94,13 +94,13 @@ group_postvar <- function(terms, cvs) {
   if (length(blocks) == 1L) unname(blocks[[1L]]) else blocks
 }
 
-# σ² Λ [(LLᵀ)⁻¹]_ll Λᵀ per term, from the engine at the fitted θ.
+# σ² Λ [(LLᵀ)⁻¹]_ll Λᵀ per term, from the fit's engine (its factor at θ̂).
 condvar_blocks <- function(object) {
-  res <- engine_fit(object$model, object$REML, object$control, theta = full_theta(object), condvar = TRUE)
-  Map(function(t, cv) {
+  cv <- call_rust(engine_condvar_rs, fit_engine(object), as.double(object$sigma))
+  Map(function(t, v) {
     k <- length(t$cnms)
-    array(cv, c(k, k, nlevels(t$factor)))
-  }, object$model$terms, res$condvar)
+    array(v, c(k, k, nlevels(t$factor)))
+  }, object$model$terms, cv)
 }
 
 #' @export
@@ -173,13 +173,12 @@ print.coef.lmm <- function(x, ...) {
 #' @export
 VarCorr.lmm <- function(x, sigma = 1, ...) {
   s <- x$sigma
-  layout <- x$theta_layout
   mats <- list()
   nms <- character()
   for (ti in seq_along(x$model$terms)) {
     t <- x$model$terms[[ti]]
     k <- length(t$cnms)
-    lam <- term_lambda(layout, x$theta, ti, k)
+    lam <- x$lambda[[ti]]
     if (t$diagonal) {
       # lme4 shows (x || g) as separate 1 x 1 terms g, g.1, ...
       for (j in seq_len(k)) {
@@ -193,15 +192,6 @@ VarCorr.lmm <- function(x, sigma = 1, ...) {
   }
   names(mats) <- make.unique(nms)
   structure(mats, sc = s, useSc = TRUE, class = "VarCorr.lmm")
-}
-
-# Term ti's k x k relative covariance factor Λ from θ, using the engine's θ layout
-# (a list or data frame with term, row and col of each element).
-term_lambda <- function(layout, theta, ti, k) {
-  here <- layout$term == ti
-  lam <- matrix(0, k, k)
-  lam[cbind(layout$row[here], layout$col[here])] <- theta[here]
-  lam
 }
 
 vc_matrix <- function(lam, cnms, sigma) {
@@ -259,29 +249,9 @@ vcov.lmm <- function(object, correlation = FALSE, ...) {
 #' @export
 nobs.lmm <- function(object, ...) object$model$n
 
-npar_lmm <- function(object) length(object$beta) + length(object$theta) + length(object$cor_eta) + 1L
-
-# θ, then any correlation parameters (unconstrained): the engine's full parameter vector.
-full_theta <- function(object) c(unname(object$theta), object$cor_eta)
-
-# The REML criterion or ML deviance at the fitted parameters, whichever is asked,
-# from the stored parts (as lme4's devCrit).
-dev_crit <- function(object, REML) {
-  dc <- object$devcomp
-  n <- object$model$n
-  p <- length(object$beta)
-  ldw <- if (is.null(object$model$weights)) 0 else sum(log(object$model$weights))
-  # log|Ψ| of correlated residuals enters like −log|W|
-  if ("ldPsi" %in% names(dc)) ldw <- ldw - dc[["ldPsi"]]
-  if (REML) {
-    if (object$REML) return(unname(dc[["criterion"]]))
-    nmp <- n - p
-    unname(dc[["ldL2"]] + dc[["ldRX2"]] - ldw + nmp * (1 + log(2 * pi * dc[["pwrss"]] / nmp)))
-  } else {
-    if (!object$REML) return(unname(dc[["criterion"]]))
-    unname(dc[["ldL2"]] - ldw + n * (1 + log(2 * pi * dc[["pwrss"]] / n)))
-  }
-}
+# The REML criterion or ML deviance at the fitted parameters, whichever is asked:
+# both come from the engine (lme4's devCrit).
+dev_crit <- function(object, REML) unname(object$devcomp[[if (REML) "REML" else "ML"]])
 
 #' @export
 logLik.lmm <- function(object, REML = NULL, ...) {

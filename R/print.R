@@ -102,7 +102,9 @@ print.lmm <- function(x, digits = max(3, getOption("digits") - 3), ...) {
 #' three columns.
 #' @param object an `lmm` fit.
 #' @param ddf "Satterthwaite", "Kenward-Roger" or "lme4".
-#' @param ... unused.
+#' @param correlation show the correlation of the fixed effects when printed (by
+#'   default up to 12 fixed effects, as lme4).
+#' @param ... unused (a warning names them).
 #' @examples
 #' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
 #' summary(fm)

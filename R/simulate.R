@@ -27,11 +27,6 @@ with_r_seed <- function(seed, expr) {
   val
 }
 
-fit_params <- function(object) {
-  list(theta = unname(as.double(object$theta)), beta = unname(as.double(object$beta)),
-       sigma = as.double(object$sigma), b = lapply(object$b, function(m) as.double(t(m))))
-}
-
 check_no_correlation <- function(object, what) {
   if (!is.null(object$correlation)) {
     mixedrs_abort(sprintf("%s is not available yet for fits with correlated residuals", what), kind = "not_available")
@@ -89,11 +84,11 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
   }
   lay <- object$theta_layout
   free_theta <- numeric(0)
-  add_free <- function(Z, f, i, cols) {
+  add_free <- function(Z, f, i, cols, own = FALSE) {
     t <- model$terms[[i]]
     here <- which(lay$term == i)
     free_theta <<- c(free_theta, if (t$diagonal) object$theta[here][cols] else object$theta[here])
-    sim_term(Z[, cols, drop = FALSE], f, t$diagonal && length(cols) > 1L)
+    sim_term(if (length(cols) == ncol(Z)) Z else Z[, cols, drop = FALSE], f, t$diagonal && length(cols) > 1L, own)
   }
   free <- list()
   if (is.null(newdata)) {
@@ -103,16 +98,17 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
       cond <- selected[[i]]
       if (length(cond)) mu <- mu + term_contribution(t$Z[, cond, drop = FALSE], as.integer(t$factor), object$b[[i]][, cond, drop = FALSE])
       drawn <- setdiff(seq_along(t$cnms), cond)
-      if (length(drawn)) free[[length(free) + 1L]] <- add_free(t$Z, t$factor, i, drawn)
+      if (length(drawn)) free[[length(free) + 1L]] <- add_free(t$Z, t$factor, i, drawn, own = TRUE)
     }
     weights <- model$weights
-    rows <- rownames(model$frame)
+    # the frame's row names as stored (compact when automatic): no n-sized strings
+    rows <- .row_names_info(model$frame, 0L)
   } else {
     if (!is.data.frame(newdata)) mixedrs_abort("'newdata' must be a data frame")
     if (nrow(newdata) == 0L) mixedrs_abort("'newdata' has no rows")
     fx <- newdata_fixed(object, newdata)
     if (anyNA(fx$X)) mixedrs_abort("'newdata' has missing values in the fixed-effects variables")
-    mu <- drop(fx$X %*% object$beta)
+    mu <- x_beta(fx$X, object$beta)
     if (!is.null(fx$offset)) mu <- mu + fx$offset
     for (i in seq_along(model$terms)) {
       t <- model$terms[[i]]
@@ -135,24 +131,25 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
       }
     }
     weights <- NULL
-    rows <- rownames(newdata)
+    rows <- .row_names_info(newdata, 0L)
   }
   n <- length(mu)
   # the fixed part (and the terms conditioned on) enter as one column with coefficient 1
-  spec <- list(y = rep(0, n), X = matrix(as.double(mu), n, 1L), p = 1L, weights = weights, REML = FALSE,
-               cor = NULL, terms = free)
+  dim(mu) <- c(n, 1L)
+  spec <- list(n = n, X = mu, p = 1L, weights = weights, terms = free)
   params <- list(theta = unname(as.double(free_theta)),
                  beta = 1, sigma = as.double(object$sigma), b = lapply(free, function(t) rep(0, t$nlevels * t$k)))
   out <- with_r_seed(seed, {
-    res <- call_rust(lmm_simulate_rs, spec, params, list(nsim = nsim, seed = rust_seed(), use_u = FALSE))
-    as.data.frame(matrix(res$y, n, nsim))
+    y <- call_rust(simulate_rs, spec, params, list(nsim = nsim, seed = rust_seed(), use_u = FALSE))$y
+    if (nsim == 1L) list(y) else lapply(seq_len(nsim), function(j) y[(j - 1L) * n + seq_len(n)])
   })
   seed_attr <- attr(out, "seed")
-  names(out) <- paste0("sim_", seq_len(nsim))
-  rownames(out) <- rows
+  # row names unique already (a data frame's), so set without rownames<-'s check
+  out <- structure(out, names = paste0("sim_", seq_len(nsim)), row.names = rows, class = "data.frame")
   fit_na <- if (is.null(newdata)) fit_na_action(object) else NULL
   if (!missing(na.action) && !is.null(fit_na)) class(fit_na) <- class(attr(na.action(NA), "na.action"))
   if (!is.null(fit_na)) {
+    rows <- rownames(out)
     padded <- as.data.frame(lapply(out, function(v) stats::napredict(fit_na, stats::setNames(v, rows))))
     rownames(padded) <- names(stats::napredict(fit_na, stats::setNames(out[[1L]], rows)))
     out <- padded
@@ -160,10 +157,12 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
   structure(out, na.action = fit_na, seed = seed_attr)
 }
 
-# One random-effects term as the engine's simulation reads it.
-sim_term <- function(Z, f, diagonal) {
-  f <- droplevels(as.factor(f))
-  list(codes = as.integer(f), nlevels = nlevels(f), Z = as_double_matrix(unname(as.matrix(Z))), k = ncol(Z),
+# One random-effects term as the engine's simulation reads it. A fit's own grouping
+# factor (`own`) has every level present and is passed as it is (its codes, no copy);
+# others are made so.
+sim_term <- function(Z, f, diagonal, own = FALSE) {
+  if (!own) f <- droplevels(as.factor(f))
+  list(codes = f, nlevels = nlevels(f), Z = as_double_matrix(if (is.matrix(Z)) Z else as.matrix(Z)), k = ncol(Z),
        diagonal = diagonal)
 }
 
@@ -205,12 +204,12 @@ bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "r
   cores <- max(1L, as.integer(cores))
   if (!is.null(FUN)) return(bootstrap_r(object, nsim, match.fun(FUN), type, seed))
   names <- c(profile_names(object, oldNames), names(object$beta))
-  ctl <- object$control
-  res <- with_r_seed(seed, call_rust(lmm_bootstrap_rs, rust_spec(object$model, object$REML), fit_params(object),
-                                     list(nsim = nsim, seed = rust_seed(), threads = cores, type = type,
-                                          progress = isTRUE(progress), max_iter = ctl$max_iter,
-                                          max_restarts = ctl$max_restarts, grad_tol = ctl$grad_tol,
-                                          boundary_tol = ctl$boundary_tol, start = NULL)))
+  ctl <- engine_control(object$control, start = NULL, nsim = nsim, seed = NULL, threads = cores, type = type,
+                        progress = isTRUE(progress))
+  res <- with_r_seed(seed, {
+    ctl$seed <- rust_seed()
+    call_rust(engine_bootstrap_rs, fit_engine(object), fit_params(object), ctl)
+  })
   if (isTRUE(res$interrupted)) warning(sprintf("bootstrap interrupted after %d of %d replicates", res$done, nsim), call. = FALSE)
   t <- matrix(res$stats, ncol = length(names), byrow = TRUE, dimnames = list(NULL, names))
   if (res$failed > 0) warning(sprintf("%d of %d bootstrap refits failed", res$failed, res$done), call. = FALSE)

@@ -11,7 +11,12 @@
 #' whose F-test p-value exceeds `alpha.fixed`, respecting marginality.
 #' @param object an `lmm` fit.
 #' @param scope marginal terms to test (all by default).
-#' @param ddf "Satterthwaite" or "Kenward-Roger".
+#' @param ddf "Satterthwaite" or "Kenward-Roger" (for `drop1()` also "lme4": lme4's
+#'   likelihood-ratio `drop1()` from ML refits).
+#' @param force_get_contrasts compute each term's hypothesis as what dropping it
+#'   removes from X (always done when X had aliased columns), as lmerTest's.
+#' @param test,k with `ddf = "lme4"`: "Chisq" adds likelihood-ratio tests; `k` is
+#'   the AIC penalty.
 #' @param alpha.random,alpha.fixed elimination thresholds.
 #' @param reduce.random,reduce.fixed whether to eliminate at all.
 #' @param keep fixed terms never to eliminate.

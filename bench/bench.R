@@ -186,6 +186,34 @@ d100 <- sim_b2(5000L, 20L, seed = 21)
 inf[[5]] <- boot_row("I5 bootstrap, 100 refits, 100k rows (x|subj) (vs lme4::bootMer)",
                      lmm(y ~ x + (x | subj), d100), lme4::lmer(y ~ x + (x | subj), d100), 100)
 
+## After the fit: the methods a user calls next, on a 1M-row nested model, against the
+## fit itself (issue 20: they read the engine's blocks, so together they should cost
+## at most 0.3 of the fit). Medians over three fresh fits, each method called once.
+sim_after <- function(seed = 20) {
+  set.seed(seed)
+  nsch <- 2000; nst <- nsch * 25; each <- 20
+  school <- factor(rep(seq_len(nsch), each = 25 * each))
+  student <- factor(rep(seq_len(nst), each = each))
+  x <- rnorm(nst * each)
+  data.frame(school, student, x, y = 1 + 0.3 * x + rnorm(nsch)[school] + rnorm(nst, 0, 0.7)[student] + rnorm(nst * each))
+}
+da <- sim_after()
+nd <- da[1:1000, ]
+elapsed <- function(e) system.time(e)[["elapsed"]]
+after_runs <- t(replicate(3, {
+  gc()
+  fit_s <- elapsed(ma <- lmm(y ~ x + (1 | school/student), da))
+  parts <- c(ranef_condVar = elapsed(ranef(ma, condVar = TRUE)), summary = elapsed(summary(ma)),
+             anova = elapsed(anova(ma)), predict_newdata = elapsed(predict(ma, newdata = nd)),
+             confint_Wald = elapsed(confint(ma, method = "Wald")), simulate_1 = elapsed(simulate(ma, 1)))
+  c(fit = fit_s, parts, methods = sum(parts))
+}))
+after <- apply(after_runs, 2, stats::median)
+after_row <- data.frame(case = "A1 ranef(condVar)+summary+anova+predict(newdata)+Wald confint+simulate(m,1), 1M rows (1|school/student)",
+                        methods_s = signif(after[["methods"]], 3), fit_s = signif(after[["fit"]], 3),
+                        methods_over_fit = round(after[["methods"]] / after[["fit"]], 3))
+rm(da, nd, ma); gc()
+
 ## Peak memory (VmHWM of a child R process, above its level after loading the data)
 peak_rss <- function(setup, fit) {
   script <- tempfile(fileext = ".R")
@@ -212,6 +240,9 @@ cat("\nFits (time per fit; ratio = lme4 / mixedrs; crit_diff_rel < 0 means mixed
 print(do.call(rbind, res), row.names = FALSE)
 cat("\nInference:\n")
 print(do.call(rbind, inf), row.names = FALSE)
+cat("\nAfter the fit (medians of 3; methods_over_fit should be at most 0.3):\n")
+print(after_row, row.names = FALSE)
+print(signif(after, 3))
 cat("\nPeak RSS of the fit above the loaded data (MiB):\n")
 print(do.call(rbind, mem), row.names = FALSE)
 
@@ -222,7 +253,10 @@ shipped <- rbind(
   data.frame(kind = "fit", case = fits$case, mixedrs_s = fits$mixedrs_s, reference_s = fits$ref_s,
              ratio = fits$ratio, max_rel_diff = fits$crit_diff_rel),
   data.frame(kind = "inference", case = inference$case, mixedrs_s = inference$mixedrs_s,
-             reference_s = inference$ref_s, ratio = inference$ratio, max_rel_diff = inference$max_rel_diff))
+             reference_s = inference$ref_s, ratio = inference$ratio, max_rel_diff = inference$max_rel_diff),
+  # here the reference is mixedrs's own fit and the ratio is methods / fit
+  data.frame(kind = "after_fit", case = after_row$case, mixedrs_s = after_row$methods_s, reference_s = after_row$fit_s,
+             ratio = after_row$methods_over_fit, max_rel_diff = NA))
 shipped$date <- format(Sys.Date())
 shipped$machine <- sprintf("%d cores, R %s, lme4 %s, lmerTest %s", parallel::detectCores(), getRversion(),
                            packageVersion("lme4"), packageVersion("lmerTest"))

@@ -98,9 +98,22 @@ test_that("start, verbose and devFunOnly work as lme4's", {
   expect_gt(sum(grepl("^evaluation", out)), 5)
   dev <- lmm(Reaction ~ Days + (Days | Subject), ss, devFunOnly = TRUE)
   ref <- lme4::lmer(Reaction ~ Days + (Days | Subject), ss, devFunOnly = TRUE)
+  expect_equal(environment(dev)$pp$theta, environment(ref)$pp$theta, tolerance = 1e-12)
   expect_true(is.function(dev))
   expect_equal(names(formals(dev))[1], "theta")
   for (th in list(c(1, 0, 1), c(0.5, 0.1, 0.3), c(0, 0, 0.2))) expect_equal(dev(th), ref(th), tolerance = 1e-10)
+  expect_equal(environment(dev)$lower, environment(ref)$lower)
+  # as lme4's, the environment holds the θ last evaluated
+  expect_equal(environment(dev)$pp$theta, environment(ref)$pp$theta, tolerance = 1e-12)
+  # random intercepts: lme4's devfun starts at its variance-ratio start
+  dev2 <- lmm(Reaction ~ Days + (1 | Subject), ss, devFunOnly = TRUE)
+  ref2 <- lme4::lmer(Reaction ~ Days + (1 | Subject), ss, devFunOnly = TRUE)
+  expect_equal(environment(dev2)$pp$theta, environment(ref2)$pp$theta, tolerance = 1e-10)
+  expect_false(isTRUE(all.equal(environment(dev2)$pp$theta, 1)))
+  # the devfun's engine is rebuilt after a round trip through serialisation
+  dev3 <- unserialize(serialize(dev, NULL))
+  expect_equal(dev3(c(0.5, 0.1, 0.3)), ref(c(0.5, 0.1, 0.3)), tolerance = 1e-10)
+  expect_error(dev(c(1, 0)), "theta must be numeric of length 3", class = "mixedrs_input_error")
   f <- as.function(m0)
   expect_equal(f(m0$theta), deviance(m0), tolerance = 1e-10)
   # lme4's own optimizer can drive our deviance function

@@ -171,3 +171,20 @@ test_that("a random walk with a nugget nests the plain walk and finds measuremen
   expect_lt(coef(rn$correlation), 2.5)
   expect_equal(sigma(rn), 0.5, tolerance = 0.15)
 })
+
+test_that("with correlated residuals, start = θ, refit() and as.function() work on [θ, η]", {
+  d <- sim_growth(seed = 4)
+  f <- height ~ treatment:age - 1 + (age - 1 | tree)
+  m <- lmm(f, d, correlation = corAR1())
+  # lme4's start is θ alone: η starts where the correlation starts by default
+  s <- lmm(f, d, correlation = corAR1(), start = m$theta)
+  expect_equal(REMLcrit(s), REMLcrit(m), tolerance = 1e-9)
+  expect_equal(coef(s$correlation), coef(m$correlation), tolerance = 1e-5)
+  r <- refit(m)
+  expect_equal(REMLcrit(r), REMLcrit(m), tolerance = 1e-9)
+  dev <- as.function(m)
+  expect_equal(dev(c(m$theta, m$cor_eta)), REMLcrit(m), tolerance = 1e-10)
+  # moving η away from the optimum raises the criterion
+  expect_gt(dev(c(m$theta, m$cor_eta + 0.5)), REMLcrit(m))
+  expect_error(dev(m$theta), "correlation's unconstrained parameters", class = "mixedrs_input_error")
+})

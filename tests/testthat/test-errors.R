@@ -47,9 +47,7 @@ test_that("a data matrix is converted to a data frame", {
 test_that("errors from the engine arrive classed, with % intact and no panic text", {
   spec <- list(y = c(1, 2), X = c(1, 1), p = 1L, weights = NULL, REML = TRUE,
                terms = list(list(codes = c(1L, 5L), nlevels = 2L, Z = c(1, 1), k = 1L, diagonal = FALSE)))
-  ctl <- list(max_iter = 10L, max_restarts = 0L, grad_tol = 1e-7, boundary_tol = 1e-4,
-              start = NULL, optimize = TRUE, condvar = FALSE)
-  e <- tryCatch(mixedrs:::call_rust(mixedrs:::lmm_fit_rs, spec, ctl), error = identity)
+  e <- tryCatch(mixedrs:::call_rust(mixedrs:::engine_new_rs, spec), error = identity)
   expect_s3_class(e, "mixedrs_input_error")
   expect_match(conditionMessage(e), "out of range")
   expect_false(grepl("panick", conditionMessage(e)))

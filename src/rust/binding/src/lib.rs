@@ -1,15 +1,18 @@
 //! Thin extendr binding: R lists in, core types, plain R lists out.
 //! Validation happens in R; this layer only converts and reports core errors.
+//!
+//! A fit lives in an [`Engine`] behind an external pointer: the R objects it borrows
+//! (X, y, the weights, each Z) are held by the handle next to it, so they outlive it.
 use extendr_api::prelude::*;
-use mixedrs_core::correlation::varpar_derivatives_correlated;
+use mixedrs_core::lmm::model::CriterionParts;
 use mixedrs_core::{
-    fit, fit_correlated, profile_confint_scaled, varpar_derivatives, CorKind, CorStruct, CorrelatedModel, CovForm, FitControl, LinearMixedModel, MixedError,
-    ReTerm,
+    simulate_design, BootControl, BootType, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams,
+    LinearMixedModel, MixedError, ReTerm, Residuals,
 };
-use mixedrs_core::{bootstrap, simulate, simulate_fixed, BootControl, BootType, FittedParams};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::os::raw::{c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 extern "C" {
@@ -26,7 +29,6 @@ extern "C" fn check_interrupt(_: *mut c_void) {
 fn interrupted() -> bool {
     unsafe { R_ToplevelExec(check_interrupt, std::ptr::null_mut()) == 0 }
 }
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Named list to map; extendr 0.9 deprecates this in favour of TryFrom, which we
 /// would only wrap again.
@@ -86,29 +88,17 @@ fn reals_ref<'a>(map: &'a HashMap<&str, Robj>, name: &str) -> std::result::Resul
 }
 
 fn read_term<'a>(map: &'a HashMap<&str, Robj>) -> std::result::Result<ReTerm<'a>, Error> {
-    let codes_r = field(map, "codes")?
+    // R's factor codes, borrowed (checked in ReTerm::new)
+    let codes = field(map, "codes")?
         .as_integer_slice()
         .ok_or_else(|| input("term codes must be an integer vector"))?;
-    let mut codes = Vec::with_capacity(codes_r.len());
-    for &c in codes_r {
-        if c < 1 {
-            return Err(input("grouping factor codes must be positive (no NA)"));
-        }
-        codes.push((c - 1) as u32);
-    }
+    let codes = Codes::one_based(codes);
     let cov = if flag(map, "diagonal")? { CovForm::Diagonal } else { CovForm::Full };
     ReTerm::new(codes, int(map, "nlevels")?, reals_ref(map, "Z")?, int(map, "k")?, cov).map_err(to_r_error)
 }
 
 fn list_of_reals(v: Vec<Vec<f64>>) -> Robj {
     List::from_values(v.into_iter().map(Robj::from)).into()
-}
-
-/// The model a spec describes: plain, or with correlated residuals when `spec$cor` is set.
-/// Either borrows X, y, the weights and each Z from the spec's R objects.
-enum Model<'a> {
-    Plain(LinearMixedModel<'a>),
-    Correlated(CorrelatedModel<'a>),
 }
 
 /// A spec's R objects by name (and each term's), held for the call so that the model
@@ -126,13 +116,6 @@ fn spec_objects(spec: List) -> std::result::Result<SpecObjects, Error> {
         .map(|t| List::try_from(t).map(named).map_err(|_| input("each random-effects term must be a list")))
         .collect::<std::result::Result<_, _>>()?;
     Ok(SpecObjects { map, terms })
-}
-
-fn read_model(spec: &SpecObjects) -> std::result::Result<LinearMixedModel<'_>, Error> {
-    match read_any_model(spec)? {
-        Model::Plain(m) => Ok(m),
-        Model::Correlated(_) => Err(to_r_error(MixedError::Input("this computation is not available for correlated-residual fits".into()))),
-    }
 }
 
 fn read_cor(robj: &Robj) -> std::result::Result<(CorStruct, Vec<f64>), Error> {
@@ -159,21 +142,29 @@ fn read_cor(robj: &Robj) -> std::result::Result<(CorStruct, Vec<f64>), Error> {
     Ok((cor, eta))
 }
 
-fn read_any_model(objects: &SpecObjects) -> std::result::Result<Model<'_>, Error> {
+
+/// The terms of a spec, borrowing each Z.
+fn read_terms(objects: &SpecObjects) -> std::result::Result<Vec<ReTerm<'_>>, Error> {
+    objects.terms.iter().map(read_term).collect()
+}
+
+/// The model a spec describes: independent residuals, or correlated when `spec$cor` is
+/// set. It borrows X, y, the weights and each Z from the spec's R objects.
+fn read_residuals(objects: &SpecObjects) -> std::result::Result<Residuals<'_>, Error> {
     let spec = &objects.map;
-    let terms = objects.terms.iter().map(read_term).collect::<std::result::Result<Vec<_>, _>>()?;
+    let terms = read_terms(objects)?;
     let (x, p, y, reml) = (reals_ref(spec, "X")?, int(spec, "p")?, reals_ref(spec, "y")?, flag(spec, "REML")?);
     match spec.get("cor") {
         Some(c) if !c.is_null() => {
             let (cor, eta) = read_cor(c)?;
-            Ok(Model::Correlated(CorrelatedModel::new(terms, x, p, y, reml, cor, eta).map_err(to_r_error)?))
+            Ok(Residuals::Correlated(CorrelatedModel::new(terms, x, p, y, reml, cor, eta).map_err(to_r_error)?))
         }
         _ => {
             let weights = match spec.get("weights") {
                 Some(w) if !w.is_null() => Some(Cow::Borrowed(reals_ref(spec, "weights")?)),
                 _ => None,
             };
-            Ok(Model::Plain(LinearMixedModel::new(terms, x, p, y, weights, reml).map_err(to_r_error)?))
+            Ok(Residuals::Independent(LinearMixedModel::new(terms, x, p, y, weights, reml).map_err(to_r_error)?))
         }
     }
 }
@@ -205,26 +196,33 @@ fn read_control(ctl: &HashMap<&str, Robj>) -> std::result::Result<FitControl, Er
     })
 }
 
-/// What a fit returns beside [`mixedrs_core::Fit`]: conditional variances (if asked
-/// for) and the θ layout as 1-based (term, row, column), so R never rebuilds it.
-struct FitExtras {
-    condvar: Robj,
-    th_term: Vec<i32>,
-    th_row: Vec<i32>,
-    th_col: Vec<i32>,
+/// What R's handle points to: the engine, and the R objects whose vectors it borrows.
+/// Fields drop in order, so the engine goes before the objects it borrows from.
+struct EngineHandle {
+    engine: Engine<'static>,
+    _objects: Box<SpecObjects>,
 }
 
-fn fit_extras(model: &mut LinearMixedModel<'_>, sigma: f64, condvar: bool) -> std::result::Result<FitExtras, Error> {
-    let condvar: Robj = if condvar {
-        let s2 = sigma * sigma;
-        let mut per_term = Vec::with_capacity(model.terms.len());
-        for t in 0..model.terms.len() {
-            per_term.push(model.cond_var(t).map_err(to_r_error)?.into_iter().map(|v| v * s2).collect());
-        }
-        list_of_reals(per_term)
-    } else {
-        ().into()
-    };
+fn new_handle(spec: List) -> std::result::Result<Robj, Error> {
+    let objects = Box::new(spec_objects(spec)?);
+    let residuals = read_residuals(&objects)?;
+    // SAFETY: the engine borrows the vectors of R objects that `objects` holds (and so
+    // protects) for as long as the handle lives; R never moves a vector's data, and the
+    // box keeps `objects` at one address. The engine is dropped first (field order).
+    let residuals: Residuals<'static> = unsafe { std::mem::transmute::<Residuals<'_>, Residuals<'static>>(residuals) };
+    let handle = EngineHandle { engine: Engine::new(residuals), _objects: objects };
+    Ok(ExternalPtr::new(handle).into())
+}
+
+/// The engine behind an R handle (an error when the handle is stale: a fit restored
+/// from disk, whose pointer is NULL).
+fn with_engine<T>(handle: Robj, f: impl FnOnce(&mut Engine<'static>) -> std::result::Result<T, Error>) -> std::result::Result<T, Error> {
+    let mut ptr: ExternalPtr<EngineHandle> = handle.try_into().map_err(|_| input("not a live engine handle"))?;
+    let h = ptr.try_addr_mut().map_err(|_| input("the engine handle is empty (a fit restored from disk)"))?;
+    f(&mut h.engine)
+}
+
+fn theta_layout(model: &LinearMixedModel) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
     let (mut th_term, mut th_row, mut th_col) = (Vec::new(), Vec::new(), Vec::new());
     for (t, term) in model.terms.iter().enumerate() {
         for &(i, j) in term.theta_layout() {
@@ -233,84 +231,98 @@ fn fit_extras(model: &mut LinearMixedModel<'_>, sigma: f64, condvar: bool) -> st
             th_col.push(j as i32 + 1);
         }
     }
-    Ok(FitExtras { condvar, th_term, th_row, th_col })
+    (th_term, th_row, th_col)
 }
 
-fn run_fit(spec: List, control: List) -> std::result::Result<List, Error> {
-    let ctl = named(control);
-    let fc = read_control(&ctl)?;
-    let optimize = flag(&ctl, "optimize")?;
-    let objects = spec_objects(spec)?;
-    let want_condvar = flag(&ctl, "condvar")?;
-    let (f, cor, extras) = match read_any_model(&objects)? {
-        Model::Plain(mut m) => {
-            let f = fit(&mut m, &fc, optimize).map_err(to_r_error)?;
-            let extras = fit_extras(&mut m, f.sigma, want_condvar)?;
-            (f, None, extras)
-        }
-        Model::Correlated(mut cm) => {
-            let cf = fit_correlated(&mut cm, &fc, optimize).map_err(to_r_error)?;
-            let extras = fit_extras(&mut cm.model, cf.fit.sigma, want_condvar)?;
-            (cf.fit, Some((cf.phi, cf.eta, cf.logdet)), extras)
-        }
+/// Each term's Λ (k×k column-major) at θ: θ → Λ is the core's, never R's.
+fn lambdas(model: &LinearMixedModel, theta: &[f64]) -> std::result::Result<Robj, Error> {
+    if theta.len() != model.ntheta() {
+        return Err(input("theta has the wrong length"));
+    }
+    let mut off = 0;
+    let mut out = Vec::with_capacity(model.terms.len());
+    for t in &model.terms {
+        let mut lam = vec![0.0; t.k * t.k];
+        t.fill_lambda(&theta[off..off + t.ntheta()], &mut lam);
+        off += t.ntheta();
+        out.push(lam);
+    }
+    Ok(list_of_reals(out))
+}
+
+fn fit_list(engine: &Engine<'static>, f: EngineFit) -> std::result::Result<List, Error> {
+    let model = engine.model.lmm();
+    let (th_term, th_row, th_col) = theta_layout(model);
+    let logdet = f.cor.as_ref().map_or(0.0, |c| c.logdet);
+    let parts = CriterionParts { ldl2: f.fit.ldl2, ldrx2: f.fit.ldrx2, pwrss: f.fit.pwrss };
+    let crit_reml = model.criterion_from(&parts, true) + logdet;
+    let crit_ml = model.criterion_from(&parts, false) + logdet;
+    let lam = lambdas(model, &f.fit.optim.theta)?;
+    let (cor_phi, cor_eta): (Robj, Robj) = match &f.cor {
+        Some(c) => (c.phi.clone().into(), c.eta.clone().into()),
+        None => (().into(), ().into()),
     };
-    let FitExtras { condvar, th_term, th_row, th_col } = extras;
+    let fit = f.fit;
     let names = [
-        "theta", "beta", "sigma", "b", "u", "vcov", "ldL2", "ldRX2", "pwrss", "criterion", "fitted",
-        "evaluations", "gradients", "converged", "message", "grad_norm", "condvar", "theta_term", "theta_row", "theta_col",
-        "cor_phi", "cor_eta", "ldPsi",
+        "theta", "beta", "sigma", "b", "u", "vcov", "ldL2", "ldRX2", "pwrss", "criterion", "criterion_reml", "criterion_ml",
+        "fitted", "evaluations", "gradients", "converged", "message", "grad_norm", "theta_term", "theta_row", "theta_col",
+        "lambdas", "cor_phi", "cor_eta", "ldPsi",
     ];
-    let (cor_phi, cor_eta, ld_psi): (Robj, Robj, Robj) = match cor {
-        Some((phi, eta, ld)) => (phi.into(), eta.into(), ld.into()),
-        None => (().into(), ().into(), 0.0.into()),
-    };
     let values: Vec<Robj> = vec![
-        f.optim.theta.into(),
-        f.beta.into(),
-        f.sigma.into(),
-        list_of_reals(f.b),
-        list_of_reals(f.u),
-        f.vcov_beta.into(),
-        f.ldl2.into(),
-        f.ldrx2.into(),
-        f.pwrss.into(),
-        f.criterion.into(),
-        f.fitted.into(),
-        (f.optim.evaluations as i32).into(),
-        (f.optim.gradients as i32).into(),
-        f.optim.converged.into(),
-        f.optim.message.into(),
-        f.optim.grad_norm.into(),
-        condvar,
+        fit.optim.theta.into(),
+        fit.beta.into(),
+        fit.sigma.into(),
+        list_of_reals(fit.b),
+        list_of_reals(fit.u),
+        fit.vcov_beta.into(),
+        fit.ldl2.into(),
+        fit.ldrx2.into(),
+        fit.pwrss.into(),
+        fit.criterion.into(),
+        crit_reml.into(),
+        crit_ml.into(),
+        fit.fitted.into(),
+        (fit.optim.evaluations as i32).into(),
+        (fit.optim.gradients as i32).into(),
+        fit.optim.converged.into(),
+        fit.optim.message.into(),
+        fit.optim.grad_norm.into(),
         th_term.into(),
         th_row.into(),
         th_col.into(),
+        lam,
         cor_phi,
         cor_eta,
-        ld_psi,
+        logdet.into(),
     ];
     List::from_names_and_values(names, values)
 }
 
-fn run_varpar(spec: List, theta: &[f64], sigma: f64) -> std::result::Result<List, Error> {
-    let objects = spec_objects(spec)?;
-    let d = match read_any_model(&objects)? {
-        Model::Plain(mut model) => {
-            let reml = model.reml;
-            varpar_derivatives(&mut model, theta, sigma, reml)
-        }
-        Model::Correlated(mut cm) => varpar_derivatives_correlated(&mut cm, theta, sigma),
-    }
-    .map_err(to_r_error)?;
-    Ok(List::from_names_and_values(
-        ["hessian", "jacobian", "vcov"],
-        [Robj::from(d.hessian), list_of_reals(d.jacobian), Robj::from(d.vcov)],
-    )?)
+fn run_fit(handle: Robj, control: List) -> std::result::Result<List, Error> {
+    let ctl = named(control);
+    let fc = read_control(&ctl)?;
+    let optimize = flag(&ctl, "optimize")?;
+    with_engine(handle, |engine| {
+        let f = engine.fit(&fc, optimize).map_err(to_r_error)?;
+        fit_list(engine, f)
+    })
 }
 
-fn run_profile(spec: List, control: List) -> std::result::Result<List, Error> {
-    let objects = spec_objects(spec)?;
-    let mut model = read_model(&objects)?;
+fn run_condvar(handle: Robj, sigma: f64) -> std::result::Result<List, Error> {
+    with_engine(handle, |engine| {
+        let cv = engine.cond_var(sigma).map_err(to_r_error)?;
+        Ok(List::from_values(cv.into_iter().map(Robj::from)))
+    })
+}
+
+fn run_varpar(handle: Robj, params: &[f64], sigma: f64) -> std::result::Result<List, Error> {
+    with_engine(handle, |engine| {
+        let d = engine.varpar(params, sigma).map_err(to_r_error)?;
+        Ok(List::from_names_and_values(["hessian", "jacobian", "vcov"], [Robj::from(d.hessian), list_of_reals(d.jacobian), Robj::from(d.vcov)])?)
+    })
+}
+
+fn run_profile(handle: Robj, control: List) -> std::result::Result<List, Error> {
     let ctl = named(control);
     let fc = read_control(&ctl)?;
     let z = real(&ctl, "z")?;
@@ -324,22 +336,14 @@ fn run_profile(spec: List, control: List) -> std::result::Result<List, Error> {
         Some(r) if !r.is_null() => flag(&ctl, "covariances")?,
         _ => false,
     };
-    let r = profile_confint_scaled(&mut model, z, &which, &fc, covariances).map_err(to_r_error)?;
-    let (lo, hi): (Vec<f64>, Vec<f64>) = r.intervals.into_iter().unzip();
-    Ok(List::from_names_and_values(
-        ["theta", "deviance", "estimates", "lower", "upper"],
-        [Robj::from(r.theta_ml), Robj::from(r.deviance), Robj::from(r.estimates), Robj::from(lo), Robj::from(hi)],
-    )?)
-}
-
-fn read_params(params: List) -> std::result::Result<FittedParams, Error> {
-    let map = named(params);
-    let b_list: List = field(&map, "b")?.try_into().map_err(|_| input("'b' must be a list"))?;
-    let b = b_list
-        .values()
-        .map(|v| v.as_real_slice().map(|s| s.to_vec()).ok_or_else(|| input("'b' must hold double vectors")))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(FittedParams { theta: reals(&map, "theta")?, beta: reals(&map, "beta")?, sigma: real(&map, "sigma")?, b })
+    with_engine(handle, |engine| {
+        let r = engine.profile(z, &which, &fc, covariances).map_err(to_r_error)?;
+        let (lo, hi): (Vec<f64>, Vec<f64>) = r.intervals.into_iter().unzip();
+        Ok(List::from_names_and_values(
+            ["theta", "deviance", "estimates", "lower", "upper"],
+            [Robj::from(r.theta_ml), Robj::from(r.deviance), Robj::from(r.estimates), Robj::from(lo), Robj::from(hi)],
+        )?)
+    })
 }
 
 fn seed_of(map: &HashMap<&str, Robj>) -> std::result::Result<u64, Error> {
@@ -350,32 +354,34 @@ fn seed_of(map: &HashMap<&str, Robj>) -> std::result::Result<u64, Error> {
     Ok(s as u64)
 }
 
+/// Simulation from a design (no model, so no pass over the rows to form A).
 fn run_simulate(spec: List, params: List, control: List) -> std::result::Result<List, Error> {
     let objects = spec_objects(spec)?;
-    let par = read_params(params)?;
-    let ctl = named(control);
-    let sims = if objects.terms.is_empty() {
-        // every random-effects term conditioned on: only the residuals are drawn
-        let (x, p, y) = (reals_ref(&objects.map, "X")?, int(&objects.map, "p")?, reals_ref(&objects.map, "y")?);
-        if par.beta.len() != p || x.len() != p * y.len() {
-            return Err(input("X, beta and y do not match"));
-        }
-        let weights = match objects.map.get("weights") {
-            Some(w) if !w.is_null() => Some(reals_ref(&objects.map, "weights")?),
-            _ => None,
-        };
-        simulate_fixed(x, y.len(), &par.beta, weights, par.sigma, int(&ctl, "nsim")?, seed_of(&ctl)?)
-    } else {
-        let model = read_model(&objects)?;
-        simulate(&model, &par, flag(&ctl, "use_u")?, int(&ctl, "nsim")?, seed_of(&ctl)?)
+    let terms = read_terms(&objects)?;
+    let (x, p, n) = (reals_ref(&objects.map, "X")?, int(&objects.map, "p")?, int(&objects.map, "n")?);
+    if x.len() != n * p {
+        return Err(input("X does not have n rows"));
+    }
+    let weights = match objects.map.get("weights") {
+        Some(w) if !w.is_null() => Some(reals_ref(&objects.map, "weights")?),
+        _ => None,
     };
-    let flat: Vec<f64> = sims.into_iter().flatten().collect();
-    Ok(List::from_names_and_values(["y"], [Robj::from(flat)])?)
+    if weights.is_some_and(|w| w.len() != n) || terms.iter().any(|t| t.codes.len() != n) {
+        return Err(input("the weights or a term do not have n rows"));
+    }
+    let par = read_params(params)?;
+    if par.beta.len() != p || par.theta.len() != terms.iter().map(|t| t.ntheta()).sum::<usize>() {
+        return Err(input("the parameters do not match the design"));
+    }
+    let ctl = named(control);
+    let design = Design { x, n, terms: &terms, weights };
+    let sims = simulate_design(&design, &par, flag(&ctl, "use_u")?, int(&ctl, "nsim")?, seed_of(&ctl)?);
+    // straight into one R vector, replicate after replicate
+    let y: Robj = sims.iter().flatten().copied().collect_robj();
+    Ok(List::from_names_and_values(["y"], [y])?)
 }
 
-fn run_bootstrap(spec: List, params: List, control: List) -> std::result::Result<List, Error> {
-    let objects = spec_objects(spec)?;
-    let model = read_model(&objects)?;
+fn run_bootstrap(handle: Robj, params: List, control: List) -> std::result::Result<List, Error> {
     let par = read_params(params)?;
     let ctl = named(control);
     let fc = read_control(&ctl)?;
@@ -408,13 +414,24 @@ fn run_bootstrap(spec: List, params: List, control: List) -> std::result::Result
         }
         true
     };
-    let res = bootstrap(&model, &par, &bc, &fc, &mut progress).map_err(to_r_error)?;
+    let res = with_engine(handle, |engine| engine.bootstrap(&par, &bc, &fc, &mut progress).map_err(to_r_error))?;
     let flat: Vec<f64> = res.stats.into_iter().flatten().collect();
     Ok(List::from_names_and_values(
         ["stats", "t0", "failed", "done", "interrupted"],
         [Robj::from(flat), Robj::from(res.t0), Robj::from(res.failed as i32), Robj::from(res.done as i32), Robj::from(stopped)],
     )?)
 }
+
+fn read_params(params: List) -> std::result::Result<FittedParams, Error> {
+    let map = named(params);
+    let b_list: List = field(&map, "b")?.try_into().map_err(|_| input("'b' must be a list"))?;
+    let b = b_list
+        .values()
+        .map(|v| v.as_real_slice().map(|s| s.to_vec()).ok_or_else(|| input("'b' must hold double vectors")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(FittedParams { theta: reals(&map, "theta")?, beta: reals(&map, "beta")?, sigma: real(&map, "sigma")?, b })
+}
+
 
 fn range_of(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<(usize, usize), Error> {
     let v = reals(map, name)?;
@@ -430,7 +447,7 @@ fn digits_of(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<Optio
 }
 
 fn run_workshop(which: &str, params: List) -> std::result::Result<List, Error> {
-    use mixedrs_core::workshop;
+    use mixedrs_workshop as workshop;
     let p = named(params);
     let seed = seed_of(&p)?;
     let cols = match which {
@@ -498,40 +515,94 @@ fn guarded<F: FnOnce() -> std::result::Result<List, Error>>(f: F) -> extendr_api
     }
 }
 
-/// Fit (or evaluate at a given θ) a linear mixed model described by `spec`.
-#[extendr]
-fn lmm_fit_rs(spec: List, control: List) -> extendr_api::Result<List> {
-    guarded(|| run_fit(spec, control))
-}
-
-/// Hessian of the deviance over (θ, σ) and Jacobian of Var(β̂), for Satterthwaite's df.
-#[extendr]
-fn lmm_varpar_rs(spec: List, theta: Vec<f64>, sigma: f64) -> extendr_api::Result<List> {
-    guarded(|| run_varpar(spec, &theta, sigma))
-}
-
-/// Profile-likelihood confidence intervals (ML deviance, as lme4's profile).
-#[extendr]
-fn lmm_profile_rs(spec: List, control: List) -> extendr_api::Result<List> {
-    guarded(|| run_profile(spec, control))
-}
-
 /// Panics are caught above; keep their text off the user's console.
 fn silence_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| std::panic::set_hook(Box::new(|_| {})));
 }
 
-/// Simulated responses from a fitted model (one column per replicate, flattened).
+
+/// A new engine for the model a spec describes (the blocks of A formed once).
 #[extendr]
-fn lmm_simulate_rs(spec: List, params: List, control: List) -> extendr_api::Result<List> {
-    guarded(|| run_simulate(spec, params, control))
+fn engine_new(spec: List) -> extendr_api::Result<Robj> {
+    silence_panics();
+    match catch_unwind(AssertUnwindSafe(|| new_handle(spec))) {
+        Ok(res) => res,
+        Err(_) => Err(Error::Other("mixedrs_internal_error|internal error in the Rust engine; please report it".into())),
+    }
+}
+
+/// Whether a handle still points to an engine (FALSE for a fit restored from disk).
+#[extendr]
+fn engine_alive(handle: Robj) -> bool {
+    let ptr: std::result::Result<ExternalPtr<EngineHandle>, _> = handle.try_into();
+    matches!(ptr.map(|p| p.try_addr().is_ok()), Ok(true))
+}
+
+/// Fit (or evaluate at the start) and leave the factor at the fitted parameters.
+#[extendr]
+fn engine_fit(handle: Robj, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_fit(handle, control))
+}
+
+/// Put a restored engine at a fit's parameters [θ, η] without optimising.
+#[extendr]
+fn engine_set(handle: Robj, params: Vec<f64>) -> extendr_api::Result<List> {
+    guarded(|| with_engine(handle, |engine| {
+        engine.set_fitted(&params).map_err(to_r_error)?;
+        Ok(List::new(0))
+    }))
+}
+
+/// Conditional covariances of the random effects at the fit, per term.
+#[extendr]
+fn engine_condvar(handle: Robj, sigma: f64) -> extendr_api::Result<List> {
+    guarded(|| run_condvar(handle, sigma))
+}
+
+/// Satterthwaite's ingredients: the Hessian over ([θ, η], σ/σ̂) and ∂Var(β̂).
+#[extendr]
+fn engine_varpar(handle: Robj, params: Vec<f64>, sigma: f64) -> extendr_api::Result<List> {
+    guarded(|| run_varpar(handle, &params, sigma))
+}
+
+/// The criterion (REML or ML, as the model was built) at [θ, η]: lme4's devfun.
+#[extendr]
+fn engine_objective(handle: Robj, params: Vec<f64>) -> extendr_api::Result<List> {
+    guarded(|| with_engine(handle, |engine| {
+        let v = engine.objective(&params).map_err(to_r_error)?;
+        Ok(List::from_names_and_values(["criterion"], [Robj::from(v)])?)
+    }))
+}
+
+/// lme4's start: [θ, η] where lme4's devfun starts.
+#[extendr]
+fn engine_start(handle: Robj) -> extendr_api::Result<List> {
+    guarded(|| with_engine(handle, |engine| Ok(List::from_names_and_values(["theta"], [Robj::from(engine.lme4_start())])?)))
+}
+
+/// Each term's Λ at θ.
+#[extendr]
+fn engine_lambdas(handle: Robj, theta: Vec<f64>) -> extendr_api::Result<List> {
+    guarded(|| with_engine(handle, |engine| Ok(List::try_from(lambdas(engine.model.lmm(), &theta)?)?)))
+}
+
+/// Profile-likelihood confidence intervals (ML deviance, as lme4's profile).
+#[extendr]
+fn engine_profile(handle: Robj, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_profile(handle, control))
 }
 
 /// Parametric or residual bootstrap: simulate and refit in Rust, on several threads.
 #[extendr]
-fn lmm_bootstrap_rs(spec: List, params: List, control: List) -> extendr_api::Result<List> {
-    guarded(|| run_bootstrap(spec, params, control))
+fn engine_bootstrap(handle: Robj, params: List, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_bootstrap(handle, params, control))
+}
+
+/// Simulated responses from a design and parameters (one column per replicate, flattened).
+#[extendr]
+fn simulate_rs(spec: List, params: List, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_simulate(spec, params, control))
 }
 
 /// The workshop's data simulators; returns the columns of one data set.
@@ -544,7 +615,7 @@ fn sim_workshop_rs(which: &str, params: List) -> extendr_api::Result<List> {
 /// Upper-tail probabilities for p-values: `kind` "t" (two-sided, df1), "F" (df1, df2)
 /// or "chisq" (df1), element by element.
 fn run_pvalues(kind: &str, stat: &[f64], df1: &[f64], df2: &[f64]) -> std::result::Result<List, Error> {
-    use mixedrs_core::distributions::{chisq_upper, f_upper, t_two_sided};
+    use mixedrs_core::inference::distributions::{chisq_upper, f_upper, t_two_sided};
     let n = stat.len();
     if df1.len() != n || (kind == "F" && df2.len() != n) {
         return Err(input("statistics and degrees of freedom differ in length"));
@@ -567,10 +638,17 @@ fn pvalues_rs(kind: &str, stat: Vec<f64>, df1: Vec<f64>, df2: Vec<f64>) -> exten
 extendr_module! {
     mod mixedrs;
     fn pvalues_rs;
-    fn lmm_fit_rs;
-    fn lmm_varpar_rs;
-    fn lmm_profile_rs;
-    fn lmm_simulate_rs;
-    fn lmm_bootstrap_rs;
+    fn engine_new;
+    fn engine_alive;
+    fn engine_fit;
+    fn engine_set;
+    fn engine_condvar;
+    fn engine_varpar;
+    fn engine_objective;
+    fn engine_start;
+    fn engine_lambdas;
+    fn engine_profile;
+    fn engine_bootstrap;
+    fn simulate_rs;
     fn sim_workshop_rs;
 }

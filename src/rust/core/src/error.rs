@@ -11,6 +11,8 @@ pub enum MixedError {
     NotConverged(String),
     /// The caller's interrupt check (Ctrl-C in R) asked to stop.
     Interrupted,
+    /// Not available for this kind of model (yet).
+    NotAvailable(String),
 }
 
 impl MixedError {
@@ -21,6 +23,7 @@ impl MixedError {
             MixedError::Numerical(_) => "numerical",
             MixedError::NotConverged(_) => "convergence",
             MixedError::Interrupted => "interrupted",
+            MixedError::NotAvailable(_) => "not_available",
         }
     }
     /// A broken invariant of the blocked storage (a block where none can be, or of the
@@ -30,7 +33,7 @@ impl MixedError {
     }
     pub fn message(&self) -> &str {
         match self {
-            MixedError::Input(m) | MixedError::Numerical(m) | MixedError::NotConverged(m) => m,
+            MixedError::Input(m) | MixedError::Numerical(m) | MixedError::NotConverged(m) | MixedError::NotAvailable(m) => m,
             MixedError::Interrupted => "interrupted by the user",
         }
     }

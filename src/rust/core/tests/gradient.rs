@@ -41,7 +41,7 @@ fn crossed_terms_reml_and_ml_with_weights_and_zeros() {
 fn nested_terms_sparse_and_default_storage() {
     let d = nested_data(11);
     for reml in [true, false] {
-        for share in [1.0, mixedrs_core::structure::SPARSE_MAX_SHARE] {
+        for share in [1.0, mixedrs_core::linalg::structure::SPARSE_MAX_SHARE] {
             let mut m = LinearMixedModel::with_sparse_share(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), None, reml, share).unwrap();
             for th in [vec![1.0, 1.0, 0.0, 1.0, 1.0], vec![0.6, 1.3, -0.4, 0.5, 0.8], vec![0.0, 0.7, 0.2, 0.0, 1.1]] {
                 assert_gradient(&mut m, &th, &format!("nested share={share} reml={reml} θ={th:?}"));

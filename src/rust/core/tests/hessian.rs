@@ -121,7 +121,7 @@ fn crossed_terms_reml_and_ml_with_and_without_weights() {
 #[test]
 fn nested_terms_with_sparse_and_default_storage() {
     let d = nested_data(3);
-    for share in [1.0, mixedrs_core::structure::SPARSE_MAX_SHARE] {
+    for share in [1.0, mixedrs_core::linalg::structure::SPARSE_MAX_SHARE] {
         for reml in [true, false] {
             let mut m = LinearMixedModel::with_sparse_share(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), None, reml, share).unwrap();
             check(&mut m, &[0.8, 1.2, -0.3, 0.6, 0.9], &format!("nested share={share} reml={reml}"), false);

@@ -1,5 +1,5 @@
 //! The optimiser on criteria with known minima.
-use mixedrs_core::optimize::{optimize_with, SearchScale};
+use mixedrs_core::lmm::optimize::{optimize_with, SearchScale};
 use mixedrs_core::FitControl;
 
 /// A criterion (of deviance size) that flattens as θ grows, with its minimum far out at θ = (2·10⁹)^(1/3)
@@ -52,7 +52,8 @@ fn joint_far_minimum_of_two_variances_is_reached() {
 /// point rather than at the best value, which lies outside.
 #[test]
 fn noisy_values_with_an_exact_gradient_end_at_the_stationary_point() {
-    use mixedrs_core::optimize::{optimize_objective, Objective};
+    use mixedrs_core::lmm::optimize::optimize_objective;
+    use mixedrs_core::optim::Objective;
     struct Noisy;
     impl Objective for Noisy {
         fn value(&mut self, x: &[f64]) -> mixedrs_core::Result<f64> {

@@ -61,7 +61,7 @@ pub fn dense_z_lambda(d: &Data, theta: &[f64]) -> (DMatrix<f64>, DMatrix<f64>) {
         t.fill_lambda(&theta[toff..toff + t.ntheta()], &mut l);
         for o in 0..n {
             for a in 0..t.k {
-                z[(o, off + t.codes[o] as usize * t.k + a)] = t.z[o + a * n];
+                z[(o, off + t.codes.get(o) * t.k + a)] = t.z[o + a * n];
             }
         }
         for lev in 0..t.nlevels {
@@ -169,4 +169,31 @@ pub fn fd_gradient(m: &mut LinearMixedModel, theta: &[f64]) -> Vec<f64> {
             (fp - fm) / (2.0 * h)
         })
         .collect()
+}
+
+/// A random model: 1-3 terms (k 1 or 2, full or diagonal), random levels and data.
+pub fn random_data(seed: u64, n: usize, nterms: usize) -> Data {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let nrm = Normal::new(0.0, 1.0).unwrap();
+    let t: Vec<f64> = (0..n).map(|_| nrm.sample(&mut rng)).collect();
+    let mut terms = Vec::new();
+    let mut nlev_used = Vec::new();
+    for ti in 0..nterms {
+        let nlev = rng.random_range(1..=(n / 2).max(1).min(9));
+        let codes: Vec<u32> = (0..n).map(|o| if o < nlev { o as u32 } else { rng.random_range(0..nlev) as u32 }).collect();
+        let k = if ti == 0 { rng.random_range(1..=2) } else { 1 };
+        let mut z = vec![1.0; n];
+        if k == 2 {
+            z.extend(&t);
+        }
+        let cov = if k == 2 && rng.random_bool(0.5) { CovForm::Diagonal } else { CovForm::Full };
+        nlev_used.push(nlev);
+        terms.push(ReTerm::new(codes, nlev, z, k, cov).unwrap());
+    }
+    // largest first, as the R side sorts them
+    terms.sort_by(|a, b| b.nlevels.cmp(&a.nlevels));
+    let mut x = vec![1.0; n];
+    x.extend(&t);
+    let y = (0..n).map(|i| 0.5 + t[i] + nrm.sample(&mut rng)).collect();
+    Data { terms, x, p: 2, y, w: None }
 }

@@ -9,7 +9,7 @@
 //! A_ij plus the fill-in of the earlier columns, stored sparse unless that pattern is
 //! dense enough for dense storage to be cheaper. The selected inverse relies on the
 //! result being closed under fill-in, which this construction guarantees.
-use crate::blocks::BlockSparse;
+use crate::linalg::blocks::BlockSparse;
 
 /// The storage of one block of L between two terms (below the diagonal).
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ mod tests {
 
     fn cross(rows: &[u32], nr: usize, cols: &[u32], nc: usize) -> BlockSparse {
         let z = vec![1.0; rows.len()];
-        BlockSparse::cross_product(rows, &z, 1, nr, cols, &z, 1, nc, None)
+        BlockSparse::cross_product(rows.len(), |o| rows[o] as usize, &z, 1, nr, |o| cols[o] as usize, &z, 1, nc, None)
     }
 
     #[test]

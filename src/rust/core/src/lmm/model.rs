@@ -5,21 +5,17 @@
 //! largest first) and then one block for [X y]; block (i, j), i ≥ j, is stored at
 //! i(i+1)/2 + j. Every block of A keeps its natural storage (a term's diagonal block is
 //! block-diagonal, two terms meet in a block-sparse block, the [X y] rows are dense);
-//! L's storage is decided once from the data's pattern ([`crate::structure`]). Once A
+//! L's storage is decided once from the data's pattern ([`crate::linalg::structure`]). Once A
 //! is formed nothing here touches the n observations again, so an evaluation costs the
 //! same whatever n is.
-use crate::blocks::{self, Block, BlockDiagonal, BlockSparse, Dense};
-use crate::dense;
+use crate::linalg::blocks::{self, Block, BlockDiagonal, BlockSparse, Dense};
+use crate::linalg::dense;
+use crate::linalg::tri;
 use crate::error::{MixedError, Result};
-use crate::reterm::ReTerm;
-use crate::selinv;
-use crate::structure::{self, Pattern};
+use crate::lmm::reterm::ReTerm;
+use crate::linalg::selinv;
+use crate::linalg::structure::{self, Pattern};
 use std::borrow::Cow;
-
-/// Index of block (i, j), i ≥ j, in the lower triangle of blocks.
-pub(crate) fn tri(i: usize, j: usize) -> usize {
-    i * (i + 1) / 2 + j
-}
 
 /// The parts of the profiled criterion at one θ.
 #[derive(Debug, Clone, Copy)]
@@ -77,10 +73,6 @@ fn cholesky_error(nt: usize, p: usize, j: usize, col: usize) -> MixedError {
         MixedError::Numerical(format!("Cholesky of block {} failed", j + 1))
     }
 }
-
-/// From this many observations the optimiser starts from moment estimates
-/// ([`LinearMixedModel::default_start`]).
-pub const MOMENT_START_MIN_ROWS: usize = 10_000;
 
 const SPENT: &str = "the factor was spent by a gradient; update_l first";
 
@@ -240,7 +232,7 @@ impl<'d> LinearMixedModel<'d> {
                     let mut d = BlockDiagonal::zeros(k, t.nlevels);
                     for o in 0..n {
                         let wo = w(o);
-                        let blk = d.block_mut(t.codes[o] as usize);
+                        let blk = d.block_mut(t.codes.get(o));
                         for b in 0..k {
                             let zb = t.z[o + b * n] * wo;
                             for c in 0..k {
@@ -251,7 +243,7 @@ impl<'d> LinearMixedModel<'d> {
                     Block::Diag(d)
                 } else if i < nt {
                     let (ti, tj) = (&terms[i], &terms[j]);
-                    Block::Sparse(BlockSparse::cross_product(&ti.codes, &ti.z, ti.k, ti.nlevels, &tj.codes, &tj.z, tj.k, tj.nlevels, weights))
+                    Block::Sparse(BlockSparse::cross_product(n, |o| ti.codes.get(o), &ti.z, ti.k, ti.nlevels, |o| tj.codes.get(o), &tj.z, tj.k, tj.nlevels, weights))
                 } else if j < nt {
                     let tj = &terms[j];
                     let kj = tj.k;
@@ -260,7 +252,7 @@ impl<'d> LinearMixedModel<'d> {
                         for (i, row) in rows.chunks_exact(m).enumerate() {
                             let o = o0 + i;
                             let wo = w(o);
-                            let cj = tj.codes[o] as usize * kj;
+                            let cj = tj.codes.get(o) * kj;
                             for b in 0..kj {
                                 let zb = tj.z[o + b * n] * wo;
                                 let col = &mut d.data[(cj + b) * m..(cj + b + 1) * m];
@@ -390,7 +382,7 @@ impl<'d> LinearMixedModel<'d> {
                 }
                 for o in 0..n {
                     let wy = w(o) * y[o];
-                    let cj = tj.codes[o] as usize * kj;
+                    let cj = tj.codes.get(o) * kj;
                     for b in 0..kj {
                         blk.data[p + (cj + b) * m] += tj.z[o + b * n] * wy;
                     }
@@ -458,76 +450,8 @@ impl<'d> LinearMixedModel<'d> {
         &self.theta
     }
 
-    pub fn theta_start(&self) -> Vec<f64> {
-        self.terms.iter().flat_map(|t| t.theta_start()).collect()
-    }
 
-    /// Where the optimiser starts without a start from the user: lme4's (Λ = I), or on
-    /// large data with scalar terms only, [`Self::theta_moment_start`]. On small data the
-    /// criterion can have several minima and lme4's start decides which one lme4 reports,
-    /// so mixedrs starts there too.
-    pub fn default_start(&self) -> Vec<f64> {
-        if self.n >= MOMENT_START_MIN_ROWS {
-            if let Some(t) = self.theta_moment_start() {
-                return t;
-            }
-        }
-        self.theta_start()
-    }
 
-    /// θ from moments when every term is scalar (k = 1), read from A's blocks (no pass
-    /// over the data). On the OLS residuals r, term t's level l has the least-squares
-    /// effect û_l = (zᵀr)_l / d_l, d_l = (zᵀz)_l, and σ_t² = (RSS − Σ_l d_l û_l²) /
-    /// (n − p − levels) is what that term leaves; it still holds the other terms'
-    /// variance, so σ² is the smallest σ_t². Then σ_b² = mean_l(û_l² − σ²/d_l) and
-    /// θ_t = σ_b/σ, kept within [0.1, 10] (θ = 0 is a stationary point BFGS cannot leave).
-    /// InstEval's start from Λ = I spent five of ten iterations getting near θ̂. None
-    /// when X'X is singular or the residuals vanish.
-    pub fn theta_moment_start(&self) -> Option<Vec<f64>> {
-        if self.terms.iter().any(|t| t.k != 1) {
-            return None;
-        }
-        let (nt, p, m) = (self.terms.len(), self.p, self.p + 1);
-        let axx = self.a[tri(nt, nt)].as_dense()?;
-        // β_ols from X'X (lower triangle of A's last block) and X'y (its y row)
-        let mut xtx: Vec<f64> = (0..p).flat_map(|j| (0..p).map(move |i| (i, j))).map(|(i, j)| axx.data[i.max(j) + i.min(j) * m]).collect();
-        let xty: Vec<f64> = (0..p).map(|a| axx.data[p + a * m]).collect();
-        dense::chol_lower(&mut xtx, p).ok()?;
-        let mut beta = xty.clone();
-        dense::solve_lower(&xtx, p, &mut beta);
-        dense::solve_lower_t(&xtx, p, &mut beta);
-        let rss = axx.data[p + p * m] - beta.iter().zip(&xty).map(|(b, v)| b * v).sum::<f64>();
-        let nf = self.n as f64;
-        // per term: Σ û_l², Σ 1/d_l, the number of levels, and σ_t²
-        let mut moments = Vec::with_capacity(nt);
-        for (t, term) in self.terms.iter().enumerate() {
-            let (azt, att) = match (&self.a[tri(nt, t)], &self.a[tri(t, t)]) {
-                (Block::Dense(x), Block::Diag(d)) => (x, d),
-                _ => return None,
-            };
-            let (mut ssb, mut sum_u2, mut sum_inv_d, mut levels) = (0.0, 0.0, 0.0, 0.0);
-            for l in 0..term.nlevels {
-                let d = att.block(l)[0];
-                if d <= 0.0 {
-                    continue;
-                }
-                let col = &azt.data[l * m..(l + 1) * m];
-                let u = (col[p] - (0..p).map(|a| col[a] * beta[a]).sum::<f64>()) / d;
-                ssb += d * u * u;
-                sum_u2 += u * u;
-                sum_inv_d += 1.0 / d;
-                levels += 1.0;
-            }
-            let df = nf - p as f64 - levels;
-            let sigma2 = if df > 0.0 { (rss - ssb) / df } else { rss / (nf - p as f64).max(1.0) };
-            moments.push((sum_u2, sum_inv_d, levels, sigma2));
-        }
-        let sigma2 = moments.iter().map(|m| m.3).fold(f64::INFINITY, f64::min);
-        if !(sigma2 > 0.0) || !sigma2.is_finite() || moments.iter().any(|m| m.2 == 0.0) {
-            return None;
-        }
-        Some(moments.iter().map(|&(su2, sid, lev, _)| (((su2 - sigma2 * sid) / lev).max(0.0) / sigma2).sqrt().clamp(0.1, 10.0)).collect())
-    }
 
     /// Which θ elements are diagonal elements of some Λ (bounded below by 0 in lme4).
     pub fn theta_is_diagonal(&self) -> Vec<bool> {
@@ -538,33 +462,14 @@ impl<'d> LinearMixedModel<'d> {
     /// 1×1 or diagonal): the optimiser searches these on a log-like scale. In a full Λ
     /// the diagonal and the off-diagonal elements together set the variances, and
     /// there a linear scale does better.
-    fn theta_is_lone_sd(&self) -> Vec<bool> {
+    pub(crate) fn theta_is_lone_sd(&self) -> Vec<bool> {
         self.terms
             .iter()
             .flat_map(|t| {
-                let lone = t.k == 1 || t.cov == crate::reterm::CovForm::Diagonal;
+                let lone = t.k == 1 || t.cov == crate::lmm::reterm::CovForm::Diagonal;
                 t.theta_is_diagonal().into_iter().map(move |d| d && lone)
             })
             .collect()
-    }
-
-    /// How the optimiser sees θ ([`crate::optimize::SearchScale`]): when every θ is a
-    /// lone standard deviation, on the sinh scale, each weighted by √(levels of its term
-    /// / levels of the largest term), so terms of one size leave θ's scale alone. With a
-    /// full Λ among the terms, θ as it is: there the mixed scales made BFGS run away on
-    /// a degenerate fit (σ → 0 with large θ) that θ's own scale handles.
-    pub fn search_scale(&self) -> crate::optimize::SearchScale {
-        let sinh = self.theta_is_lone_sd();
-        if sinh.iter().any(|&s| !s) {
-            return crate::optimize::SearchScale::linear(sinh.len());
-        }
-        let most = self.terms.iter().map(|t| t.nlevels).max().unwrap_or(1) as f64;
-        let weight = self
-            .terms
-            .iter()
-            .flat_map(|t| std::iter::repeat((t.nlevels as f64 / most).sqrt()).take(t.theta_layout().len()))
-            .collect();
-        crate::optimize::SearchScale { sinh, weight }
     }
 
     pub fn normalize_theta(&self, theta: &mut [f64]) {
@@ -798,7 +703,7 @@ impl<'d> LinearMixedModel<'d> {
         selinv::selected_inverse_from(&view, nb, from, moved, &mut self.sigma, &mut self.selinv_ws)
     }
 
-    fn factor_spent(&self) -> bool {
+    pub(crate) fn factor_spent(&self) -> bool {
         self.spent.iter().any(|&s| s)
     }
 

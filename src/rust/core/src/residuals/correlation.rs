@@ -7,12 +7,13 @@
 //! whitened model has exactly the blocked structure of [`LinearMixedModel`]. The
 //! criterion gains log|Ψ| (ML and REML alike), and φ is optimised jointly with θ on an
 //! unconstrained scale η.
-use crate::dense;
+use crate::linalg::dense;
 use crate::error::{MixedError, Result};
-use crate::fit::{fitted_values, Fit};
-use crate::model::LinearMixedModel;
-use crate::optimize::{optimize_with, FitControl, OptimSummary, SearchScale};
-use crate::reterm::ReTerm;
+use crate::lmm::fit::{fitted_values, Fit};
+use crate::lmm::model::LinearMixedModel;
+use crate::lmm::optimize::{optimize_with, OptimSummary, SearchScale};
+use crate::optim::bfgs::FitControl;
+use crate::lmm::reterm::ReTerm;
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,13 +178,13 @@ impl CorStruct {
 /// and the whitened [`LinearMixedModel`] at the current η.
 /// The original data are borrowed like [`LinearMixedModel`]'s; the whitened copy is owned.
 pub struct CorrelatedModel<'d> {
-    terms: Vec<ReTerm<'d>>,
-    x: Cow<'d, [f64]>,
-    p: usize,
-    y: Cow<'d, [f64]>,
-    reml: bool,
+    pub(crate) terms: Vec<ReTerm<'d>>,
+    pub(crate) x: Cow<'d, [f64]>,
+    pub(crate) p: usize,
+    pub(crate) y: Cow<'d, [f64]>,
+    pub(crate) reml: bool,
     pub cor: CorStruct,
-    pub model: LinearMixedModel<'static>,
+    pub model: LinearMixedModel<'d>,
     eta: Vec<f64>,
     logdet: f64,
 }
@@ -209,7 +210,7 @@ impl<'d> CorrelatedModel<'d> {
         // nesting: every term's level must be constant within a correlation group
         for (ti, t) in terms.iter().enumerate() {
             for g in &cor.groups {
-                if g.iter().any(|&o| t.codes[o] != t.codes[g[0]]) {
+                if g.iter().any(|&o| t.codes.get(o) != t.codes.get(g[0])) {
                     return Err(MixedError::Input(format!(
                         "correlation groups cut across the grouping factor of random-effects term {}; they must be nested in it",
                         ti + 1
@@ -221,7 +222,7 @@ impl<'d> CorrelatedModel<'d> {
         Ok(CorrelatedModel { terms, x, p, y, reml, cor, model, eta: eta0, logdet })
     }
 
-    fn whitened(terms: &[ReTerm], x: &[f64], p: usize, y: &[f64], reml: bool, cor: &CorStruct, phi: &[f64]) -> Result<(LinearMixedModel<'static>, f64)> {
+    fn whitened(terms: &[ReTerm<'d>], x: &[f64], p: usize, y: &[f64], reml: bool, cor: &CorStruct, phi: &[f64]) -> Result<(LinearMixedModel<'d>, f64)> {
         let n = y.len();
         let mut xw = x.to_vec();
         let mut yw = y.to_vec();
@@ -306,7 +307,7 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
     is_diag.extend(std::iter::repeat(false).take(ncor));
     // central differences: no weights, which would shrink their steps in θ
     let mut scale = SearchScale::linear(nth + ncor);
-    scale.sinh[..nth].copy_from_slice(&cm.model.search_scale().sinh);
+    scale.sinh[..nth].copy_from_slice(&SearchScale::for_model(&cm.model).sinh);
     let optim = if optimize {
         let mut res = optimize_with(|v| cm.objective(&v[..nth], &v[nth..]), &start, &is_diag, &scale, control)?;
         cm.model.normalize_theta(&mut res.theta[..nth]);
@@ -318,7 +319,7 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
     let (theta, eta) = (optim.theta[..nth].to_vec(), optim.theta[nth..].to_vec());
     cm.set_eta(&eta)?;
     let inner = FitControl { start: Some(theta.clone()), ..control.clone() };
-    let mut fit = crate::fit::fit(&mut cm.model, &inner, false)?;
+    let mut fit = crate::lmm::fit::fit(&mut cm.model, &inner, false)?;
     fit.criterion += cm.logdet;
     fit.fitted = cm.fitted(&fit.beta, &fit.b);
     fit.optim = OptimSummary { theta, criterion: fit.criterion, ..optim };
@@ -326,17 +327,17 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
 }
 
 /// Satterthwaite's ingredients over (θ, η, σ) for a correlated fit.
-pub fn varpar_derivatives_correlated(cm: &mut CorrelatedModel, vars: &[f64], sigma: f64) -> Result<crate::varpar::VarparDerivatives> {
+pub fn varpar_derivatives_correlated(cm: &mut CorrelatedModel, vars: &[f64], sigma: f64) -> Result<crate::inference::varpar::VarparDerivatives> {
     let nth = cm.model.ntheta();
     if vars.len() != nth + cm.cor.npar() {
         return Err(MixedError::Input("wrong number of variance parameters".into()));
     }
     let (p, n, reml) = (cm.p, cm.y.len(), cm.reml);
-    let d = crate::varpar::derivatives_with(
+    let d = crate::inference::varpar::derivatives_with(
         |v| {
             cm.set_eta(&v[nth..])?;
             cm.model.update_l(&v[..nth])?;
-            Ok(crate::varpar::pieces_now(&cm.model, reml, cm.logdet))
+            Ok(crate::inference::varpar::pieces_now(&cm.model, reml, cm.logdet))
         },
         vars,
         sigma,

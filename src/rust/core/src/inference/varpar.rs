@@ -4,13 +4,13 @@
 //! The deviance is D(θ) + P(θ)/σ² + n′ log 2πσ², with D = log|L_θ|² (+ log|R_X|² for
 //! REML), P the PWRSS and n′ = n (ML) or n − p (REML). Everything in σ is analytic;
 //! the derivatives of D, P and U = (R_XᵀR_X)⁻¹ over θ are exact
-//! ([`crate::hessian`]), except the log-determinant rows of a term whose Λ has a
+//! ([`crate::inference::hessian`]), except the log-determinant rows of a term whose Λ has a
 //! zero on its diagonal, which are central differences of the exact gradient.
 //! [`varpar_derivatives_richardson`] differentiates the same pieces numerically (central
 //! differences at three steps with Richardson extrapolation): the tests' reference,
 //! and the method for correlated residuals, whose η derivatives are numeric.
 use crate::error::Result;
-use crate::model::LinearMixedModel;
+use crate::lmm::model::LinearMixedModel;
 
 #[derive(Debug, Clone)]
 pub struct VarparDerivatives {

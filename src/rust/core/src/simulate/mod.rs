@@ -5,9 +5,11 @@
 //! changes only the response: [`LinearMixedModel::set_response`] re-forms the y row of
 //! A, and the Z and X blocks are reused.
 use crate::error::{MixedError, Result};
-use crate::model::LinearMixedModel;
-use crate::optimize::{optimize_theta, FitControl};
-use crate::profile::theta_to_sdcor;
+use crate::lmm::model::LinearMixedModel;
+use crate::lmm::reterm::ReTerm;
+use crate::lmm::optimize::optimize_theta;
+use crate::optim::bfgs::FitControl;
+use crate::inference::profile::theta_to_sdcor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -31,23 +33,31 @@ pub fn replicate_seed(seed: u64, r: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn x_beta(model: &LinearMixedModel, beta: &[f64]) -> Vec<f64> {
-    crate::fit::x_beta(&model.x, model.n, beta)
+/// What a simulation draws from: X (n×p), the random-effects terms and the prior
+/// weights. No cross-products: simulating never needs A, so it never builds a model.
+pub struct Design<'a, 'd> {
+    pub x: &'a [f64],
+    pub n: usize,
+    pub terms: &'a [ReTerm<'d>],
+    pub weights: Option<&'a [f64]>,
 }
 
-fn add_zb(model: &LinearMixedModel, b: &[Vec<f64>], mu: &mut [f64]) {
-    crate::fit::add_zb(&model.terms, model.n, b, mu)
+impl<'d> LinearMixedModel<'d> {
+    /// The model's design, for simulation.
+    pub fn design(&self) -> Design<'_, 'd> {
+        Design { x: &self.x, n: self.n, terms: &self.terms, weights: self.weights() }
+    }
 }
 
 /// One simulated response: new random effects b = σΛu (u ~ N(0, I)) unless `use_u`,
-/// then independent N(0, σ²/w) errors.
-pub fn simulate_one(model: &LinearMixedModel, par: &FittedParams, use_u: bool, rng: &mut StdRng) -> Vec<f64> {
-    let mut y = x_beta(model, &par.beta);
+/// then independent N(0, σ²/w) errors. Without terms, only the errors are drawn.
+pub fn simulate_one(d: &Design, par: &FittedParams, use_u: bool, rng: &mut StdRng) -> Vec<f64> {
+    let mut y = crate::lmm::fit::x_beta(d.x, d.n, &par.beta);
     if use_u {
-        add_zb(model, &par.b, &mut y);
+        crate::lmm::fit::add_zb(d.terms, d.n, &par.b, &mut y);
     } else {
         let mut off = 0;
-        let b: Vec<Vec<f64>> = model
+        let b: Vec<Vec<f64>> = d
             .terms
             .iter()
             .map(|t| {
@@ -68,42 +78,28 @@ pub fn simulate_one(model: &LinearMixedModel, par: &FittedParams, use_u: bool, r
                 bt
             })
             .collect();
-        add_zb(model, &b, &mut y);
+        crate::lmm::fit::add_zb(d.terms, d.n, &b, &mut y);
     }
-    let w = model.weights();
     for (o, v) in y.iter_mut().enumerate() {
         let e: f64 = rng.sample(StandardNormal);
-        *v += par.sigma * e / w.map_or(1.0, |w| w[o].sqrt());
+        *v += par.sigma * e / d.weights.map_or(1.0, |w| w[o].sqrt());
     }
     y
 }
 
-/// `nsim` responses Xβ + σe/√w from a model without random effects to draw (every
-/// term conditioned on), with the same generator per replicate as [`simulate`].
-pub fn simulate_fixed(x: &[f64], n: usize, beta: &[f64], weights: Option<&[f64]>, sigma: f64, nsim: usize, seed: u64) -> Vec<Vec<f64>> {
-    let mu = crate::fit::x_beta(x, n, beta);
+/// `nsim` simulated responses, replicate r from `replicate_seed(seed, r)`.
+pub fn simulate_design(d: &Design, par: &FittedParams, use_u: bool, nsim: usize, seed: u64) -> Vec<Vec<f64>> {
     (0..nsim)
         .map(|r| {
             let mut rng = StdRng::seed_from_u64(replicate_seed(seed, r as u64));
-            mu.iter()
-                .enumerate()
-                .map(|(o, m)| {
-                    let e: f64 = rng.sample(StandardNormal);
-                    m + sigma * e / weights.map_or(1.0, |w| w[o].sqrt())
-                })
-                .collect()
+            simulate_one(d, par, use_u, &mut rng)
         })
         .collect()
 }
 
-/// `nsim` simulated responses, replicate r from `replicate_seed(seed, r)`.
+/// [`simulate_design`] on a model's design.
 pub fn simulate(model: &LinearMixedModel, par: &FittedParams, use_u: bool, nsim: usize, seed: u64) -> Vec<Vec<f64>> {
-    (0..nsim)
-        .map(|r| {
-            let mut rng = StdRng::seed_from_u64(replicate_seed(seed, r as u64));
-            simulate_one(model, par, use_u, &mut rng)
-        })
-        .collect()
+    simulate_design(&model.design(), par, use_u, nsim, seed)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,8 +155,8 @@ pub fn bootstrap(
     // workers never poll R for interrupts (R is single-threaded); this thread does, between chunks
     let ctl = FitControl { start: Some(par.theta.clone()), interrupt: None, ..fit_control.clone() };
     let (fitted, resid) = {
-        let mut f = x_beta(model, &par.beta);
-        add_zb(model, &par.b, &mut f);
+        let mut f = crate::lmm::fit::x_beta(&model.x, model.n, &par.beta);
+        crate::lmm::fit::add_zb(&model.terms, model.n, &par.b, &mut f);
         let r: Vec<f64> = model.y.iter().zip(&f).map(|(y, f)| y - f).collect();
         (f, r)
     };
@@ -178,7 +174,7 @@ pub fn bootstrap(
                     |m, r| {
                         let mut rng = StdRng::seed_from_u64(replicate_seed(control.seed, r as u64));
                         let y = match control.kind {
-                            BootType::Parametric => simulate_one(m, par, false, &mut rng),
+                            BootType::Parametric => simulate_one(&m.design(), par, false, &mut rng),
                             BootType::Residual => {
                                 fitted.iter().map(|f| f + resid[rng.random_range(0..resid.len())]).collect()
                             }

@@ -12,12 +12,54 @@ pub enum CovForm {
     Diagonal,
 }
 
+/// The level of each observation as R's factor stores it (1-based codes), borrowed
+/// from R so that the engine holds no n-sized copy of what R already holds.
+#[derive(Debug, Clone)]
+pub struct Codes<'d>(Cow<'d, [i32]>);
+
+impl<'d> Codes<'d> {
+    /// R's codes, borrowed.
+    pub fn one_based(codes: &'d [i32]) -> Self {
+        Codes(Cow::Borrowed(codes))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The 0-based level of observation `o`.
+    #[inline]
+    pub fn get(&self, o: usize) -> usize {
+        (self.0[o] - 1) as usize
+    }
+
+    /// The 0-based levels in order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().map(|&c| (c - 1) as usize)
+    }
+
+    pub fn to_zero_based(&self) -> Vec<u32> {
+        self.iter().map(|c| c as u32).collect()
+    }
+}
+
+/// 0-based levels (owned).
+impl From<Vec<u32>> for Codes<'_> {
+    fn from(v: Vec<u32>) -> Self {
+        Codes(Cow::Owned(v.into_iter().map(|c| c as i32 + 1).collect()))
+    }
+}
+
 /// The model columns are borrowed where the caller owns them (R's matrix, for the
 /// length of one call): a fit keeps no copy of the data beyond A's blocks.
 #[derive(Debug, Clone)]
 pub struct ReTerm<'d> {
-    /// 0-based level of each observation.
-    pub codes: Vec<u32>,
+    /// The level of each observation.
+    pub codes: Codes<'d>,
     pub nlevels: usize,
     /// Number of model columns per level.
     pub k: usize,
@@ -30,7 +72,8 @@ pub struct ReTerm<'d> {
 }
 
 impl<'d> ReTerm<'d> {
-    pub fn new(codes: Vec<u32>, nlevels: usize, z: impl Into<Cow<'d, [f64]>>, k: usize, cov: CovForm) -> Result<Self> {
+    pub fn new(codes: impl Into<Codes<'d>>, nlevels: usize, z: impl Into<Cow<'d, [f64]>>, k: usize, cov: CovForm) -> Result<Self> {
+        let codes = codes.into();
         let z = z.into();
         let n = codes.len();
         if k == 0 {
@@ -47,7 +90,10 @@ impl<'d> ReTerm<'d> {
         if nlevels == 0 {
             return Err(MixedError::Input("grouping factor has no levels".into()));
         }
-        if let Some(bad) = codes.iter().find(|&&c| (c as usize) >= nlevels) {
+        if codes.0.iter().any(|&c| c < 1) {
+            return Err(MixedError::Input("grouping factor codes must be positive (no NA)".into()));
+        }
+        if let Some(bad) = codes.0.iter().find(|&&c| c as usize > nlevels) {
             return Err(MixedError::Input(format!(
                 "grouping factor code {} is out of range (nlevels = {})",
                 bad, nlevels

@@ -15,10 +15,18 @@
 //! blocks ([`LinearMixedModel::gradient_parts_by_block_sums`]), and the largest term's
 //! column of the selected inverse, the costliest one, is skipped: this is the
 //! optimiser's gradient away from the boundary.
-use crate::blocks::Block;
+use crate::linalg::blocks::Block;
 use crate::error::{MixedError, Result};
-use crate::model::{tri, LinearMixedModel};
-use crate::selinv;
+use crate::linalg::tri;
+use crate::lmm::model::LinearMixedModel;
+use crate::linalg::selinv;
+
+/// The solution at the current factor that the derivatives start from: the spherical
+/// random effects û and ζ = ZᵀWr per term (from β̂ and b = Λû).
+pub(crate) struct Solution {
+    pub u: Vec<Vec<f64>>,
+    pub zeta: Vec<Vec<f64>>,
+}
 
 /// The gradient's two pieces at the current factor.
 pub(crate) struct GradientParts {
@@ -44,10 +52,7 @@ impl LinearMixedModel<'_> {
         let nt = self.terms.len();
         let (p, m) = (self.p, self.p + 1);
         let parts = self.parts();
-        let beta = self.beta();
-        let u = self.u();
-        let b = self.b_from_u(&u);
-        let zeta = self.zeta(&b, &beta)?;
+        let Solution { u, zeta } = self.solution()?;
         let reml = with_x;
         self.selected_inverse(reml)?;
         // H_t(l) for every term and level, k_t×k_t column-major
@@ -153,10 +158,7 @@ impl LinearMixedModel<'_> {
     /// ([`LinearMixedModel::selected_inverse_spending_factor`]).
     pub(crate) fn gradient_parts_by_block_sums(&mut self, with_x: bool) -> Result<GradientParts> {
         let parts = self.parts();
-        let beta = self.beta();
-        let u = self.u();
-        let b = self.b_from_u(&u);
-        let zeta = self.zeta(&b, &beta)?;
+        let Solution { u, zeta } = self.solution()?;
         self.selected_inverse_spending_factor(with_x, 1)?;
         let nt = self.terms.len();
         let mut sums = Vec::with_capacity(nt);
@@ -205,6 +207,15 @@ impl LinearMixedModel<'_> {
             }
         }
         out
+    }
+
+    /// û and ζ at the current factor (see [`Solution`]).
+    pub(crate) fn solution(&self) -> Result<Solution> {
+        let beta = self.beta();
+        let u = self.u();
+        let b = self.b_from_u(&u);
+        let zeta = self.zeta(&b, &beta)?;
+        Ok(Solution { u, zeta })
     }
 
     /// ζ = Zᵀ W r = A_Zy − A_ZZ b − A_ZX β, per term, from the blocks of A.
@@ -263,7 +274,7 @@ fn at_b_add(x: &[f64], y: &[f64], kr: usize, kc: usize, kd: usize, h: &mut [f64]
 
 #[cfg(test)]
 mod tests {
-    use crate::blocks::Block;
+    use crate::linalg::blocks::Block;
     use crate::{CovForm, LinearMixedModel, ReTerm};
 
     /// Crossed design: a term on 60 levels (block-diagonal in L), then two that fill in:
@@ -299,7 +310,7 @@ mod tests {
     fn block_sums_give_the_pattern_gradient() {
         for (reml, weighted, scalar) in [(true, false, false), (false, false, false), (true, true, false), (true, false, true), (false, true, true)] {
             let mut m = model(reml, weighted, scalar);
-            assert!(matches!(m.l[0], crate::blocks::Block::Diag(_)));
+            assert!(matches!(m.l[0], crate::linalg::blocks::Block::Diag(_)));
             if scalar {
                 // column 0: dense, sparse, dense (X): pairs with a dense block are summed
                 // over the levels at once, on either side of the sparse one

@@ -8,9 +8,10 @@
 //! into the response and re-optimising θ. ζ(x) = sign(x − x̂)·√(dev(x) − dev̂), and
 //! the interval ends solve ζ(x) = ±z.
 use crate::error::{MixedError, Result};
-use crate::model::LinearMixedModel;
-use crate::optimize::{minimize, optimize_theta, FitControl};
-use crate::reterm::{CovForm, ReTerm};
+use crate::lmm::model::LinearMixedModel;
+use crate::lmm::optimize::optimize_theta;
+use crate::optim::bfgs::{minimize, FitControl};
+use crate::lmm::reterm::{CovForm, ReTerm};
 use std::borrow::Cow;
 
 /// Kind of each element of φ, which fixes its range and the inner transform.
@@ -442,10 +443,12 @@ fn covariance_of(model: &LinearMixedModel, theta: &[f64], sigma: f64, w: usize) 
     }
 }
 
-/// The profile of a covariance c = σ² sᵢ sⱼ ρᵢⱼ (s the relative sds): the inner
-/// problem runs over the other terms' θ, the term's relative sds and other
-/// correlations (through tanh), and log σ, with ρᵢⱼ = c / (σ² sᵢ sⱼ). Points where that
-/// is not a correlation are outside the model and count as +∞.
+/// The profile of a covariance c = σ² sᵢ sⱼ ρᵢⱼ (s the relative sds). With c fixed, the
+/// inner problem runs over log σ, the logs of the term's relative sds except sⱼ, |ρᵢⱼ|
+/// through a logistic map (its sign is c's), the term's other correlations through
+/// tanh and the other terms' θ; sⱼ = |c| / (σ² sᵢ |ρᵢⱼ|) follows. Every inner point is
+/// then a model, so the search can approach |ρᵢⱼ| = 1, where a fit with a correlation
+/// of ±1 has its optimum. At c = 0 exactly, ρᵢⱼ = 0 and sⱼ is free.
 fn profile_covariance(model: &mut LinearMixedModel, theta_hat: &[f64], sigma_hat: f64, phi_hat: &[f64], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
     let (term, row, col) = match locate(model, w) {
         Target::Cor { term, row, col } => (term, row, col),
@@ -456,8 +459,13 @@ fn profile_covariance(model: &mut LinearMixedModel, theta_hat: &[f64], sigma_hat
     let t = model.terms[term].clone();
     let k = t.k;
     let (sd, cor) = term_sdcor(&t, &theta_hat[o0..o1]);
+    let floor = 1e-3;
+    // inner = [θ before | log s (k, sⱼ's slot unused unless c = 0) | logit |ρ| | atanh of
+    //          the other correlations | θ after | log σ]
     let mut start: Vec<f64> = theta_hat[..o0].to_vec();
-    start.extend(&sd);
+    start.extend(sd.iter().map(|v| v.max(floor).ln()));
+    let rho_hat = cor[row + col * k].abs().clamp(0.01, 0.99);
+    start.push((rho_hat / (1.0 - rho_hat)).ln());
     for &(i, j) in t.theta_layout() {
         if i != j && !(i == row && j == col) {
             start.push(cor[i + j * k].clamp(-0.999999, 0.999999).atanh());
@@ -469,13 +477,15 @@ fn profile_covariance(model: &mut LinearMixedModel, theta_hat: &[f64], sigma_hat
     let mut deviance = |inner: &[f64], x: f64| -> Result<f64> {
         let m = inner.len();
         let sigma = inner[m - 1].exp();
-        let s: Vec<f64> = inner[o0..o0 + k].iter().map(|v| v.abs()).collect();
-        let rho = x / (sigma * sigma * s[row] * s[col]);
-        if !(rho.abs() < 1.0) {
-            return Ok(1e300);
+        let mut s: Vec<f64> = inner[o0..o0 + k].iter().map(|v| v.exp()).collect();
+        let mut a = o0 + k;
+        let rho_abs = 1.0 / (1.0 + (-inner[a]).exp());
+        a += 1;
+        let rho = if x == 0.0 { 0.0 } else { rho_abs * x.signum() };
+        if x != 0.0 {
+            s[col] = x.abs() / (sigma * sigma * s[row] * rho_abs);
         }
         let mut c = vec![0.0; k * k];
-        let mut a = o0 + k;
         for &(i, j) in t.theta_layout() {
             if i == j {
                 c[i + i * k] = 1.0;

@@ -2,7 +2,7 @@
 //! of freedom: the Hessians of log|M| and of the PWRSS, and the derivatives of
 //! (R_XᵀR_X)⁻¹ (the unscaled Var(β̂)).
 //!
-//! Notation as in [`crate::gradient`]: M = Λ̃ᵀAΛ̃ + J over [Z X] (REML) or Z (ML),
+//! Notation as in [`crate::lmm::gradient`]: M = Λ̃ᵀAΛ̃ + J over [Z X] (REML) or Z (ML),
 //! C = M⁻¹, Sᵢ = ∂Λ̃/∂θᵢ. Where Λ is invertible, Tᵢ = Λ̃⁻¹Sᵢ (per level τᵢ = Λ_t⁻¹e_re_cᵀ)
 //! turns ∂M into Tᵢᵀ(M−J) + (M−J)Tᵢ, and the terms of ∂²log|M| = tr(C∂²Mᵢⱼ) −
 //! tr(C∂MᵢC∂Mⱼ) that involve A cancel, leaving
@@ -19,11 +19,13 @@
 //!
 //! The PWRSS is min over (u, β) of φ, so its Hessian is φ_θθ − φ_θxᵀ φ_xx⁻¹ φ_xθ: one
 //! solve with the factor per θ. ∂C_XX/∂θᵢ = −C_X·∂MᵢC_·X needs only the X rows of C.
-use crate::blocks::{self, Block};
-use crate::dense;
+use crate::linalg::blocks::{self, Block};
+use crate::linalg::dense;
+use crate::lmm::gradient::Solution;
 use crate::error::{MixedError, Result};
-use crate::model::{tri, LinearMixedModel};
-use crate::selinv;
+use crate::linalg::tri;
+use crate::lmm::model::LinearMixedModel;
+use crate::linalg::selinv;
 
 /// Second-order pieces at the current factor (nθ×nθ matrices column-major).
 #[derive(Debug, Clone)]
@@ -52,10 +54,8 @@ struct Theta {
     u: Vec<f64>,
 }
 
-/// This module's broken invariants.
-fn internal(what: &str) -> MixedError {
-    MixedError::internal("the second derivatives", what)
-}
+/// The part of the engine named in this module's broken-invariant errors.
+const PART: &str = "the second derivatives";
 
 /// (k×k) a·b, column-major.
 fn mm(a: &[f64], b: &[f64], k: usize, ta: bool, tb: bool) -> Vec<f64> {
@@ -111,10 +111,7 @@ impl LinearMixedModel<'_> {
         let nth = theta.len();
         let nt = self.terms.len();
         let reml = self.reml;
-        let beta = self.beta();
-        let u = self.u();
-        let b = self.b_from_u(&u);
-        let zeta = self.zeta(&b, &beta)?;
+        let Solution { u, zeta } = self.solution()?;
         // the PWRSS's gradient, and the selected inverse of [Z X]'s M
         let full = self.gradient_parts(true)?;
         let vcov = self.vcov_unscaled();
@@ -144,7 +141,7 @@ impl LinearMixedModel<'_> {
                     let mut v = -phi[a + bb * ne];
                     if ea.term == eb.term {
                         let k = self.terms[ea.term].k;
-                        let (ta, tb) = (ea.tau.as_ref().ok_or_else(|| internal("τ"))?, eb.tau.as_ref().ok_or_else(|| internal("τ"))?);
+                        let (ta, tb) = (ea.tau.as_ref().ok_or_else(|| MixedError::internal(PART, "τ"))?, eb.tau.as_ref().ok_or_else(|| MixedError::internal(PART, "τ"))?);
                         let mut y = vec![0.0; k * k];
                         for part in [mm(ta, tb, k, true, true), mm(tb, ta, k, true, true), mm(ta, tb, k, true, false), mm(tb, ta, k, false, false), mm(tb, ta, k, true, false), mm(ta, tb, k, false, false)] {
                             y.iter_mut().zip(&part).for_each(|(s, x)| *s += x);
@@ -202,7 +199,7 @@ impl LinearMixedModel<'_> {
         let (p, m) = (self.p, self.p + 1);
         let mut out = vec![0.0; p];
         for (t, xt) in x.iter().enumerate().take(nt) {
-            let ax = self.a[tri(nt, t)].as_dense().ok_or_else(|| internal("A's X rows are not dense"))?;
+            let ax = self.a[tri(nt, t)].as_dense().ok_or_else(|| MixedError::internal(PART, "A's X rows are not dense"))?;
             for (c, &v) in xt.iter().enumerate() {
                 if v != 0.0 {
                     for a in 0..p {
@@ -299,7 +296,7 @@ impl LinearMixedModel<'_> {
         let nt = self.terms.len();
         let (p, m) = (self.p, self.p + 1);
         let elements = self.theta_elements();
-        let sx: Vec<&crate::blocks::Dense> = (0..=nt).map(|j| self.sigma[tri(nt, j)].as_dense().ok_or_else(|| internal("Σ's X rows are not dense"))).collect::<Result<_>>()?;
+        let sx: Vec<&crate::linalg::blocks::Dense> = (0..=nt).map(|j| self.sigma[tri(nt, j)].as_dense().ok_or_else(|| MixedError::internal(PART, "Σ's X rows are not dense"))).collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(elements.len());
         for e in &elements {
             let t = e.term;
@@ -341,7 +338,7 @@ impl LinearMixedModel<'_> {
                 dense::gemm(&mut w, p, p, 1.0, &sx[s_].data, false, &z, false, qs, 1.0);
             }
             // X: W += Σ_XX (A_Xt SY)
-            let ax = self.a[tri(nt, t)].as_dense().ok_or_else(|| internal("A's X rows are not dense"))?;
+            let ax = self.a[tri(nt, t)].as_dense().ok_or_else(|| MixedError::internal(PART, "A's X rows are not dense"))?;
             let mut zx = vec![0.0; p * p];
             for col in 0..p {
                 for q in 0..qt {
@@ -382,7 +379,7 @@ fn phi(view: &[&Block], sig: &[Block], nb: usize, els: &[&Theta]) -> Result<Vec<
                         d.block_mut(lev).copy_from_slice(&e.u);
                     }
                 }
-                _ => return Err(internal("a leading diagonal block is not block-diagonal")),
+                _ => return Err(MixedError::internal(PART, "a leading diagonal block is not block-diagonal")),
             }
         }
     }
@@ -395,7 +392,7 @@ fn phi(view: &[&Block], sig: &[Block], nb: usize, els: &[&Theta]) -> Result<Vec<
         }
         let ljj = match view[tri(j, j)] {
             Block::Diag(d) => d,
-            _ => return Err(internal("expected a block-diagonal block")),
+            _ => return Err(MixedError::internal(PART, "expected a block-diagonal block")),
         };
         let k = ljj.k;
         let mut dl = vec![0.0; k * k];
@@ -409,7 +406,7 @@ fn phi(view: &[&Block], sig: &[Block], nb: usize, els: &[&Theta]) -> Result<Vec<
             dense::llt_inverse(ljj.block(lev), k, &mut dl);
             // per active element: V_jj(l), Ṽ = V[R, l] − Ľ V_jj(l), W = G Ṽ
             for (a, &i) in active.iter().enumerate() {
-                let vi = v[i].as_ref().ok_or_else(|| internal("missing V"))?;
+                let vi = v[i].as_ref().ok_or_else(|| MixedError::internal(PART, "missing V"))?;
                 vi[tri(j, j)].sub_block(lev, lev, k, k, &mut vjj[a]);
                 column_rows(vi, nb, j, lev, k, &rows, nr, &mut vt[a])?;
                 let (d, t) = (&vjj[a], &mut vt[a]);
@@ -473,7 +470,7 @@ fn phi(view: &[&Block], sig: &[Block], nb: usize, els: &[&Theta]) -> Result<Vec<
                         e[ra + cb * nr] = s;
                     }
                 }
-                let vi = v[i].as_mut().ok_or_else(|| internal("missing V"))?;
+                let vi = v[i].as_mut().ok_or_else(|| MixedError::internal(PART, "missing V"))?;
                 scatter_sub_sym(vi, nb, j, &rows, &e, nr)?;
             }
         }
@@ -490,7 +487,7 @@ fn phi(view: &[&Block], sig: &[Block], nb: usize, els: &[&Theta]) -> Result<Vec<
             let mut d = vec![0.0; m * m];
             for (ja, bj) in (jstar..nb).enumerate() {
                 for (ia, bi) in (bj..nb).enumerate().map(|(x, b)| (x + ja, b)) {
-                    let blk = blocks[tri(bi, bj)].as_dense().ok_or_else(|| internal("a tail block is not dense"))?;
+                    let blk = blocks[tri(bi, bj)].as_dense().ok_or_else(|| MixedError::internal(PART, "a tail block is not dense"))?;
                     for c in 0..blk.cols {
                         let dst = (offs[ja] + c) * m + offs[ia];
                         d[dst..dst + blk.rows].copy_from_slice(&blk.data[c * blk.rows..(c + 1) * blk.rows]);
@@ -639,7 +636,7 @@ fn column_rows(v: &[Block], nb: usize, j: usize, lev: usize, k: usize, rows: &[V
                     out[off + c * nr..off + c * nr + d.rows].copy_from_slice(&d.data[(lev * k + c) * d.rows..(lev * k + c + 1) * d.rows]);
                 }
             }
-            Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
+            Block::Diag(_) => return Err(MixedError::internal(PART, "block-diagonal block below the diagonal")),
         }
         off += rows[i].len();
     }
@@ -675,7 +672,7 @@ fn scatter_sub_sym(v: &mut [Block], nb: usize, j: usize, rows: &[Vec<usize>], e:
                         let from = if same { b } else { 0 };
                         for (a, &r) in r1.iter().enumerate().skip(from) {
                             if r / k != c / k {
-                                return Err(internal("fill outside a block-diagonal block"));
+                                return Err(MixedError::internal(PART, "fill outside a block-diagonal block"));
                             }
                             let x = e[(o1 + a) + (o2 + b) * nr];
                             let blk = d.block_mut(r / k);
@@ -690,7 +687,7 @@ fn scatter_sub_sym(v: &mut [Block], nb: usize, j: usize, rows: &[Vec<usize>], e:
                     let (kr, kc) = (s.kr, s.kc);
                     for (b, &c) in r2.iter().enumerate() {
                         for (a, &r) in r1.iter().enumerate() {
-                            let idx = s.find(r / kr, c / kc).ok_or_else(|| internal("pair outside Σ's pattern"))?;
+                            let idx = s.find(r / kr, c / kc).ok_or_else(|| MixedError::internal(PART, "pair outside Σ's pattern"))?;
                             s.block_mut(idx)[r % kr + (c % kc) * kr] -= e[(o1 + a) + (o2 + b) * nr];
                         }
                     }

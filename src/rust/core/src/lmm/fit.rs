@@ -1,8 +1,9 @@
 //! Packaging a fitted model: everything R needs, computed once at θ̂.
 use crate::error::Result;
-use crate::model::LinearMixedModel;
-use crate::optimize::{optimize_theta, FitControl, OptimSummary};
-use crate::reterm::ReTerm;
+use crate::lmm::model::LinearMixedModel;
+use crate::lmm::optimize::{optimize_theta, OptimSummary};
+use crate::optim::bfgs::FitControl;
+use crate::lmm::reterm::ReTerm;
 
 #[derive(Debug, Clone)]
 pub struct Fit {
@@ -76,7 +77,7 @@ pub fn x_beta(x: &[f64], n: usize, beta: &[f64]) -> Vec<f64> {
 pub fn add_zb(terms: &[ReTerm], n: usize, b: &[Vec<f64>], mu: &mut [f64]) {
     for (t, bt) in terms.iter().zip(b) {
         for o in 0..n {
-            let lev = t.codes[o] as usize;
+            let lev = t.codes.get(o);
             for a in 0..t.k {
                 mu[o] += t.z[o + a * n] * bt[lev * t.k + a];
             }

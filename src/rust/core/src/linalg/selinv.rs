@@ -5,22 +5,17 @@
 //!
 //!   Σ_ij = −Σ_{k>j} Σ_ik Ľ_kj   (i > j),     Σ_jj = (L_jj L_jjᵀ)⁻¹ − Σ_{k>j} Ľ_kjᵀ Σ_kj,
 //!
-//! and because L's pattern is closed under fill-in ([`crate::structure`]) the Σ_ik
+//! and because L's pattern is closed under fill-in ([`crate::linalg::structure`]) the Σ_ik
 //! these need are on the pattern too. A column whose diagonal block is block-diagonal
 //! is done level by level on the rows that level reaches; a dense column by dense
 //! products. Σ is stored like L (dense diagonal blocks whole, both triangles).
-use crate::blocks::Block;
-use crate::dense;
+use crate::linalg::blocks::Block;
+use crate::linalg::dense;
+use crate::linalg::tri;
 use crate::error::{MixedError, Result};
 
-pub(crate) fn tri(i: usize, j: usize) -> usize {
-    i * (i + 1) / 2 + j
-}
-
-/// This module's broken invariants.
-fn internal(what: &str) -> MixedError {
-    MixedError::internal("the selected inverse", what)
-}
+/// The part of the engine named in this module's broken-invariant errors.
+const PART: &str = "the selected inverse";
 
 /// Scratch reused across levels and calls.
 #[derive(Default)]
@@ -71,14 +66,14 @@ pub fn selected_inverse_from(l: &[&Block], nb: usize, from: usize, moved: &[bool
         match l[tri(j, j)] {
             Block::Dense(_) => dense_column(l, &dims, j, false, sigma, ws)?,
             Block::Diag(_) => level_column(l, nb, j, sigma, ws)?,
-            Block::Sparse(_) => return Err(internal("sparse diagonal block")),
+            Block::Sparse(_) => return Err(MixedError::internal(PART, "sparse diagonal block")),
         }
     }
     Ok(())
 }
 
-fn dense_of(b: &Block) -> Result<&crate::blocks::Dense> {
-    b.as_dense().ok_or_else(|| internal("a block of a dense column is not dense"))
+fn dense_of(b: &Block) -> Result<&crate::linalg::blocks::Dense> {
+    b.as_dense().ok_or_else(|| MixedError::internal(PART, "a block of a dense column is not dense"))
 }
 
 /// Column j when L_jj is dense: then so is every block below it and every Σ_ik with
@@ -112,7 +107,7 @@ fn dense_column_with(l: &[&Block], dims: &[usize], j: usize, in_place: bool, sjj
         let res = (|| -> Result<()> {
             let out = match &mut sij {
                 Block::Dense(d) => d,
-                _ => return Err(internal("Σ_ij of a dense column is not dense")),
+                _ => return Err(MixedError::internal(PART, "Σ_ij of a dense column is not dense")),
             };
             out.data.iter_mut().for_each(|x| *x = 0.0);
             for k in j + 1..nb {
@@ -133,14 +128,14 @@ fn dense_column_with(l: &[&Block], dims: &[usize], j: usize, in_place: bool, sjj
     }
     // Σ_jj = (L_jj L_jjᵀ)⁻¹ − Σ_{k>j} Ľ_kjᵀ Σ_kj
     if in_place {
-        let out = sjj.as_dense_mut().ok_or_else(|| internal("L_jj moved into Σ is not dense"))?;
+        let out = sjj.as_dense_mut().ok_or_else(|| MixedError::internal(PART, "L_jj moved into Σ is not dense"))?;
         dense::llt_inverse_in_place(&mut out.data, nj, &mut ws.panel);
     } else {
         let ljj = dense_of(l[tri(j, j)])?;
-        let out = sjj.as_dense_mut().ok_or_else(|| internal("Σ_jj of a dense column is not dense"))?;
+        let out = sjj.as_dense_mut().ok_or_else(|| MixedError::internal(PART, "Σ_jj of a dense column is not dense"))?;
         dense::llt_inverse(&ljj.data, nj, &mut out.data);
     }
-    let out = sjj.as_dense_mut().ok_or_else(|| internal("Σ_jj of a dense column is not dense"))?;
+    let out = sjj.as_dense_mut().ok_or_else(|| MixedError::internal(PART, "Σ_jj of a dense column is not dense"))?;
     for k in j + 1..nb {
         let rk = dims[k];
         let skj = dense_of(&sigma[tri(k, j)])?;
@@ -154,7 +149,7 @@ fn dense_column_with(l: &[&Block], dims: &[usize], j: usize, in_place: bool, sjj
 fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut Workspace) -> Result<()> {
     let ljj = match l[tri(j, j)] {
         Block::Diag(d) => d,
-        _ => return Err(internal("expected a block-diagonal block")),
+        _ => return Err(MixedError::internal(PART, "expected a block-diagonal block")),
     };
     let k = ljj.k;
     ws.rows.resize_with(nb, Vec::new);
@@ -187,7 +182,7 @@ fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
         }
         match &mut sigma[tri(j, j)] {
             Block::Diag(d) => d.block_mut(lev).copy_from_slice(&ws.inv),
-            _ => return Err(internal("Σ_jj is not block-diagonal")),
+            _ => return Err(MixedError::internal(PART, "Σ_jj is not block-diagonal")),
         }
         // scatter Σ[R, l] where L has its entries
         let mut off = 0;
@@ -197,7 +192,7 @@ fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
                 Block::Sparse(s) => {
                     let (kr, bs) = (s.kr, s.kr * s.kc);
                     for (a, &r) in rows.iter().enumerate() {
-                        let idx = s.find(r / kr, lev).ok_or_else(|| internal("row outside Σ's pattern"))?;
+                        let idx = s.find(r / kr, lev).ok_or_else(|| MixedError::internal(PART, "row outside Σ's pattern"))?;
                         for c in 0..k {
                             s.values[idx * bs + r % kr + c * kr] = ws.sr[off + a + c * nr];
                         }
@@ -209,7 +204,7 @@ fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
                         dst.copy_from_slice(&ws.sr[off + c * nr..off + c * nr + rows.len()]);
                     }
                 }
-                Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
+                Block::Diag(_) => return Err(MixedError::internal(PART, "block-diagonal block below the diagonal")),
             }
             off += rows.len();
         }
@@ -227,7 +222,7 @@ fn level_column(l: &[&Block], nb: usize, j: usize, sigma: &mut [Block], ws: &mut
 pub fn first_column_block_sum(l: &[&Block], nb: usize, sigma: &[Block], ws: &mut Workspace) -> Result<Vec<f64>> {
     let l00 = match l[0] {
         Block::Diag(d) => d,
-        _ => return Err(internal("expected a block-diagonal first block")),
+        _ => return Err(MixedError::internal(PART, "expected a block-diagonal first block")),
     };
     let k = l00.k;
     let mut sum = vec![0.0; k * k];
@@ -270,7 +265,7 @@ fn level_sums(
 ) -> Result<Vec<f64>> {
     let l00 = match l[0] {
         Block::Diag(d) => d,
-        _ => return Err(internal("expected a block-diagonal first block")),
+        _ => return Err(MixedError::internal(PART, "expected a block-diagonal first block")),
     };
     let k = l00.k;
     let mut sum = vec![0.0; k * k];
@@ -306,7 +301,7 @@ fn level_sums(
 fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &(dyn Fn(usize, usize) -> bool + Sync)) -> Result<f64> {
     let d = match l[0] {
         Block::Diag(d) if d.k == 1 => &d.data,
-        _ => return Err(internal("expected a diagonal first block")),
+        _ => return Err(MixedError::internal(PART, "expected a diagonal first block")),
     };
     let nlev = d.len();
     // L_a[:, l] / d_l², for the dense blocks of column 0
@@ -339,12 +334,12 @@ fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &(dyn Fn(u
             g.resize(m * n, 0.0);
             match (l[tri(i1, 0)], l[tri(i2, 0)]) {
                 (Block::Dense(_), Block::Dense(b)) => {
-                    let va = scaled[i1].as_ref().ok_or_else(|| internal("missing scaled rows"))?;
+                    let va = scaled[i1].as_ref().ok_or_else(|| MixedError::internal(PART, "missing scaled rows"))?;
                     dense::gemm(&mut g, m, n, 1.0, va, false, &b.data, true, nlev, 0.0);
                 }
                 (Block::Dense(_), Block::Sparse(sp)) => {
                     // G[:, r] += L_b[r, l] · L_a[:, l] / d_l²
-                    let va = scaled[i1].as_ref().ok_or_else(|| internal("missing scaled rows"))?;
+                    let va = scaled[i1].as_ref().ok_or_else(|| MixedError::internal(PART, "missing scaled rows"))?;
                     for lev in 0..nlev {
                         let col = &va[lev * m..(lev + 1) * m];
                         for idx in sp.col_blocks(lev) {
@@ -358,7 +353,7 @@ fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &(dyn Fn(u
                 }
                 (Block::Sparse(sp), Block::Dense(_)) => {
                     // G[r, :] += L_a[r, l] · L_b[:, l]ᵀ / d_l²
-                    let vb = scaled[i2].as_ref().ok_or_else(|| internal("missing scaled rows"))?;
+                    let vb = scaled[i2].as_ref().ok_or_else(|| MixedError::internal(PART, "missing scaled rows"))?;
                     for lev in 0..nlev {
                         let col = &vb[lev * n..(lev + 1) * n];
                         for idx in sp.col_blocks(lev) {
@@ -371,7 +366,7 @@ fn dense_row_pairs(l: &[&Block], nb: usize, sigma: &[Block], at_once: &(dyn Fn(u
                         }
                     }
                 }
-                _ => return Err(internal("a pair summed at once has no dense block")),
+                _ => return Err(MixedError::internal(PART, "a pair summed at once has no dense block")),
             }
             let dot: f64 = sig.data.iter().zip(&g).map(|(a, b)| a * b).sum();
             total += if i1 == i2 { dot } else { 2.0 * dot };
@@ -453,7 +448,7 @@ fn quadratic_add(blk: &Block, r1: &[usize], r2: &[usize], same: bool, v1: &[f64]
                     if same && a < b {
                         continue;
                     }
-                    let idx = sp.find(r / kr, c / kc).ok_or_else(|| internal("pair outside Σ's pattern"))?;
+                    let idx = sp.find(r / kr, c / kc).ok_or_else(|| MixedError::internal(PART, "pair outside Σ's pattern"))?;
                     add(a, b, sp.block(idx)[r % kr + (c % kc) * kr]);
                 }
             }
@@ -468,7 +463,7 @@ fn quadratic_add(blk: &Block, r1: &[usize], r2: &[usize], same: bool, v1: &[f64]
 pub(crate) fn level_rows(l: &[&Block], nb: usize, j: usize, lev: usize, rows: &mut Vec<Vec<usize>>, lr: &mut Vec<f64>) -> Result<usize> {
     let ljj = match l[tri(j, j)] {
         Block::Diag(d) => d,
-        _ => return Err(internal("expected a block-diagonal block")),
+        _ => return Err(MixedError::internal(PART, "expected a block-diagonal block")),
     };
     let k = ljj.k;
     rows.resize_with(nb, Vec::new);
@@ -493,7 +488,7 @@ pub(crate) fn level_rows(l: &[&Block], nb: usize, j: usize, lev: usize, rows: &m
                     lr.extend((0..k).map(|c| d.data[row + (lev * k + c) * d.rows]));
                 }
             }
-            Block::Diag(_) => return Err(internal("block-diagonal block below the diagonal")),
+            Block::Diag(_) => return Err(MixedError::internal(PART, "block-diagonal block below the diagonal")),
         }
     }
     let lblk = ljj.block(lev);
@@ -551,7 +546,7 @@ fn gather(blk: &Block, r1: &[usize], r2: &[usize], lower: bool, srr: &mut [f64],
             let (kr, kc) = (s.kr, s.kc);
             for (b, &c) in r2.iter().enumerate() {
                 for (a, &r) in r1.iter().enumerate() {
-                    let idx = s.find(r / kr, c / kc).ok_or_else(|| internal("pair outside Σ's pattern"))?;
+                    let idx = s.find(r / kr, c / kc).ok_or_else(|| MixedError::internal(PART, "pair outside Σ's pattern"))?;
                     srr[off1 + a + (off2 + b) * ld] = s.block(idx)[r % kr + (c % kc) * kr];
                 }
             }

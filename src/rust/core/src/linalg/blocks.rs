@@ -10,8 +10,8 @@
 //!
 //! The kernels below (scaled fill, rank update, product, right division, Cholesky and
 //! their vector forms) are defined per pair of storage kinds; which kinds meet is fixed
-//! by [`crate::structure`], so a pair that cannot occur is an internal error.
-use crate::dense;
+//! by [`crate::linalg::structure`], so a pair that cannot occur is an internal error.
+use crate::linalg::dense;
 use crate::error::{MixedError, Result};
 use std::ops::Range;
 
@@ -54,34 +54,36 @@ pub struct BlockSparse {
 }
 
 impl BlockSparse {
-    /// Pattern and values of Σ_o w_o z_r[o] z_c[o]ᵀ placed at (row_codes[o], col_codes[o]).
+    /// Pattern and values of Σ_o w_o z_r[o] z_c[o]ᵀ placed at (row_level(o),
+    /// col_level(o)) for the n observations o.
     #[allow(clippy::too_many_arguments)]
     pub fn cross_product(
-        row_codes: &[u32],
+        n: usize,
+        row_level: impl Fn(usize) -> usize,
         zr: &[f64],
         kr: usize,
         nrow_levels: usize,
-        col_codes: &[u32],
+        col_level: impl Fn(usize) -> usize,
         zc: &[f64],
         kc: usize,
         ncol_levels: usize,
         weights: Option<&[f64]>,
     ) -> Self {
-        let n = row_codes.len();
         // a counting sort by column, then by row within each column, keeps the
         // pass over n linear
         let mut count = vec![0usize; ncol_levels + 1];
-        for &c in col_codes {
-            count[c as usize + 1] += 1;
+        for o in 0..n {
+            count[col_level(o) + 1] += 1;
         }
         for c in 0..ncol_levels {
             count[c + 1] += count[c];
         }
         let mut by_col = vec![0u32; n];
         let mut next = count.clone();
-        for (o, &c) in col_codes.iter().enumerate() {
-            by_col[next[c as usize]] = o as u32;
-            next[c as usize] += 1;
+        for o in 0..n {
+            let c = col_level(o);
+            by_col[next[c]] = o as u32;
+            next[c] += 1;
         }
         let mut colptr = vec![0usize; ncol_levels + 1];
         let mut rowlev = Vec::new();
@@ -90,7 +92,7 @@ impl BlockSparse {
         let mut rows_here: Vec<(u32, u32)> = Vec::new();
         for c in 0..ncol_levels {
             rows_here.clear();
-            rows_here.extend(by_col[count[c]..count[c + 1]].iter().map(|&o| (row_codes[o as usize], o)));
+            rows_here.extend(by_col[count[c]..count[c + 1]].iter().map(|&o| (row_level(o as usize) as u32, o)));
             rows_here.sort_unstable();
             let mut last: Option<u32> = None;
             for &(r, o) in &rows_here {
@@ -330,7 +332,7 @@ impl BlockSparse {
                 let ra = a.rowlev[ia] as usize;
                 for ib in b.col_blocks(col) {
                     let rb = b.rowlev[ib] as usize;
-                    let idx = self.find(ra, rb).ok_or_else(|| internal("fill-in outside a sparse block's pattern"))?;
+                    let idx = self.find(ra, rb).ok_or_else(|| MixedError::internal(PART, "fill-in outside a sparse block's pattern"))?;
                     let (ba, bb) = (a.block(ia), b.block(ib));
                     let dst = self.block_mut(idx);
                     for j in 0..kb {
@@ -377,10 +379,8 @@ impl Default for Block {
     }
 }
 
-/// This module's broken invariants.
-fn internal(what: &str) -> MixedError {
-    MixedError::internal("the blocked factor", what)
-}
+/// The part of the engine named in this module's broken-invariant errors.
+const PART: &str = "the blocked factor";
 
 impl Block {
     pub fn rows(&self) -> usize {
@@ -493,7 +493,7 @@ impl Block {
 pub fn fill_scaled(l: &mut Block, a: &Block, lam_r: Option<&[f64]>, lam_c: Option<&[f64]>, inflate: bool, map: &[usize], tmp: &mut [f64]) -> Result<()> {
     match (l, a) {
         (Block::Diag(l), Block::Diag(a)) => {
-            let lam = lam_c.ok_or_else(|| internal("block-diagonal block without Λ"))?;
+            let lam = lam_c.ok_or_else(|| MixedError::internal(PART, "block-diagonal block without Λ"))?;
             let k = a.k;
             for b in 0..a.nblocks {
                 let dst = l.block_mut(b);
@@ -506,7 +506,7 @@ pub fn fill_scaled(l: &mut Block, a: &Block, lam_r: Option<&[f64]>, lam_c: Optio
             }
         }
         (Block::Dense(l), Block::Diag(a)) => {
-            let lam = lam_c.ok_or_else(|| internal("block-diagonal block without Λ"))?;
+            let lam = lam_c.ok_or_else(|| MixedError::internal(PART, "block-diagonal block without Λ"))?;
             let (k, n) = (a.k, l.rows);
             l.data.iter_mut().for_each(|x| *x = 0.0);
             let (scratch, out) = tmp.split_at_mut(k * k);
@@ -525,7 +525,7 @@ pub fn fill_scaled(l: &mut Block, a: &Block, lam_r: Option<&[f64]>, lam_c: Optio
             }
         }
         (Block::Sparse(l), Block::Sparse(a)) => {
-            let (lr, lc) = (lam_r.ok_or_else(|| internal("sparse block without Λ"))?, lam_c.ok_or_else(|| internal("sparse block without Λ"))?);
+            let (lr, lc) = (lam_r.ok_or_else(|| MixedError::internal(PART, "sparse block without Λ"))?, lam_c.ok_or_else(|| MixedError::internal(PART, "sparse block without Λ"))?);
             l.values.iter_mut().for_each(|x| *x = 0.0);
             let (kr, kc) = (a.kr, a.kc);
             for (idx, &to) in map.iter().enumerate() {
@@ -533,7 +533,7 @@ pub fn fill_scaled(l: &mut Block, a: &Block, lam_r: Option<&[f64]>, lam_c: Optio
             }
         }
         (Block::Dense(l), Block::Sparse(a)) => {
-            let (lr, lc) = (lam_r.ok_or_else(|| internal("sparse block without Λ"))?, lam_c.ok_or_else(|| internal("sparse block without Λ"))?);
+            let (lr, lc) = (lam_r.ok_or_else(|| MixedError::internal(PART, "sparse block without Λ"))?, lam_c.ok_or_else(|| MixedError::internal(PART, "sparse block without Λ"))?);
             let (kr, kc, n) = (a.kr, a.kc, l.rows);
             l.data.iter_mut().for_each(|x| *x = 0.0);
             let (scratch, out) = tmp.split_at_mut(kr * kc);
@@ -565,7 +565,7 @@ pub fn fill_scaled(l: &mut Block, a: &Block, lam_r: Option<&[f64]>, lam_c: Optio
                 }
             }
         }
-        _ => return Err(internal("A and L blocks of incompatible kinds")),
+        _ => return Err(MixedError::internal(PART, "A and L blocks of incompatible kinds")),
     }
     Ok(())
 }
@@ -578,7 +578,7 @@ pub fn rank_update(c: &mut Block, a: &Block) -> Result<()> {
             for col in 0..a.ncol_levels {
                 let range = a.col_blocks(col);
                 if range.len() > 1 {
-                    return Err(internal("fill-in in a block-diagonal block"));
+                    return Err(MixedError::internal(PART, "fill-in in a block-diagonal block"));
                 }
                 for idx in range {
                     let r = a.rowlev[idx] as usize;
@@ -598,7 +598,7 @@ pub fn rank_update(c: &mut Block, a: &Block) -> Result<()> {
         }
         (Block::Dense(c), Block::Sparse(a)) => a.syrk_sub_into(&mut c.data),
         (Block::Dense(c), Block::Dense(a)) => dense::syrk_sub_lower_any(&mut c.data, c.rows, &a.data, a.cols),
-        _ => return Err(internal("rank update of incompatible kinds")),
+        _ => return Err(MixedError::internal(PART, "rank update of incompatible kinds")),
     }
     Ok(())
 }
@@ -611,7 +611,7 @@ pub fn mul_nt_sub(c: &mut Block, a: &Block, b: &Block) -> Result<()> {
         (Block::Dense(c), Block::Sparse(a), Block::Dense(b)) => a.nt_dense_sub_into(&b.data, b.rows, &mut c.data),
         (Block::Dense(c), Block::Dense(a), Block::Dense(b)) => dense::gemm_nt_sub_any(&mut c.data, c.rows, c.cols, &a.data, &b.data, a.cols),
         (Block::Sparse(c), Block::Sparse(a), Block::Sparse(b)) => c.gemm_nt_sub_on_pattern(a, b)?,
-        _ => return Err(internal("product of incompatible kinds")),
+        _ => return Err(MixedError::internal(PART, "product of incompatible kinds")),
     }
     Ok(())
 }
@@ -627,7 +627,7 @@ pub fn rdiv_lower_t(c: &mut Block, l: &Block) -> Result<()> {
             }
         }
         (Block::Dense(c), Block::Dense(l)) => dense::rdiv_lower_t_any(&mut c.data, c.rows, &l.data, l.rows),
-        _ => return Err(internal("division of incompatible kinds")),
+        _ => return Err(MixedError::internal(PART, "division of incompatible kinds")),
     }
     Ok(())
 }
@@ -855,7 +855,7 @@ mod tests {
         let cc = [0u32, 0, 2, 1, 2];
         let zr = [1.0, 2.0, 3.0, 4.0, 5.0];
         let zc = [1.0, 1.0, 2.0, 1.0, 1.0];
-        let s = BlockSparse::cross_product(&rc, &zr, 1, 2, &cc, &zc, 1, 3, None);
+        let s = BlockSparse::cross_product(5, |o| rc[o] as usize, &zr, 1, 2, |o| cc[o] as usize, &zc, 1, 3, None);
         assert_eq!(s.colptr, vec![0, 1, 2, 4]);
         assert_eq!(s.rowlev, vec![0, 1, 0, 1]);
         assert_eq!(s.values, vec![3.0, 4.0, 5.0, 6.0]);

@@ -1,0 +1,2 @@
+//! Residual structures beyond independent errors: correlation within groups.
+pub mod correlation;
