@@ -407,3 +407,30 @@ fn moment_start_is_near_the_optimum_on_large_data() {
     let vector = crossed_data(3, false);
     assert!(model(&vector, true).theta_moment_start().is_none());
 }
+
+/// The selected inverse is kept while θ stays (conditional variances of every term
+/// compute it once) and recomputed after the factor moves.
+#[test]
+fn the_selected_inverse_is_reused_at_one_theta_and_renewed_at_another() {
+    let d = nested_data(11);
+    let mut m = model(&d, true);
+    let t1: Vec<f64> = m.theta_start();
+    let t2: Vec<f64> = t1.iter().map(|v| v * 0.7 + 0.05).collect();
+    m.update_l(&t1).unwrap();
+    let first: Vec<Vec<f64>> = (0..d.terms.len()).map(|t| m.cond_var(t).unwrap()).collect();
+    m.update_l(&t2).unwrap();
+    let moved: Vec<Vec<f64>> = (0..d.terms.len()).map(|t| m.cond_var(t).unwrap()).collect();
+    let mut fresh = model(&d, true);
+    fresh.update_l(&t2).unwrap();
+    for t in 0..d.terms.len() {
+        let f = fresh.cond_var(t).unwrap();
+        assert!(moved[t].iter().zip(&f).all(|(a, b)| (a - b).abs() <= 1e-12 * (1.0 + b.abs())));
+        assert!(first[t].iter().zip(&f).any(|(a, b)| (a - b).abs() > 1e-6));
+    }
+    // ensure_factor at the current θ keeps the factor (and Σ); at another θ refactors
+    m.ensure_factor(&t2).unwrap();
+    let again = m.cond_var(0).unwrap();
+    assert_eq!(again, moved[0]);
+    m.ensure_factor(&t1).unwrap();
+    assert_eq!(m.cond_var(0).unwrap(), first[0]);
+}

@@ -59,7 +59,7 @@ pub fn varpar_derivatives(model: &mut LinearMixedModel, theta: &[f64], sigma: f6
     if reml != model.reml {
         return Err(crate::error::MixedError::Input("the model's REML setting differs from the one asked for".into()));
     }
-    model.update_l(theta)?;
+    model.ensure_factor(theta)?;
     let d = model.piece_derivatives()?;
     let k = theta.len();
     let (n, p) = (model.n, model.p);

@@ -62,6 +62,13 @@ pub struct LinearMixedModel<'d> {
     /// Block columns whose dense L_jj a gradient spent: it holds Σ_jj in `sigma`, and
     /// the next [`LinearMixedModel::update_l`] takes the buffer back.
     spent: Vec<bool>,
+    /// `Some(with_x)` while `sigma` holds the whole selected inverse at the current θ,
+    /// so the methods after a fit (conditional variances of every term, then
+    /// Satterthwaite's derivatives) compute it once.
+    sigma_at_theta: Option<bool>,
+    /// Whether L is the factor at `theta` of the current A (cleared while `update_l`
+    /// runs and by `set_response`).
+    factor_current: bool,
 }
 
 fn cholesky_error(nt: usize, p: usize, j: usize, col: usize) -> MixedError {
@@ -103,6 +110,8 @@ impl Clone for LinearMixedModel<'_> {
             selinv_ws: selinv::Workspace::default(),
             x_only: Vec::new(),
             spent: Vec::new(),
+            sigma_at_theta: None,
+            factor_current: false,
         }
     }
 }
@@ -209,6 +218,8 @@ impl<'d> LinearMixedModel<'d> {
             selinv_ws: selinv::Workspace::default(),
             x_only: Vec::new(),
             spent: Vec::new(),
+            sigma_at_theta: None,
+            factor_current: false,
         })
     }
 
@@ -366,6 +377,8 @@ impl<'d> LinearMixedModel<'d> {
         }
         // a borrowed response is copied once here; refits reuse that copy
         self.y.to_mut().copy_from_slice(y);
+        self.factor_current = false;
+        self.sigma_at_theta = None;
         let (n, p, m, nt) = (self.n, self.p, self.p + 1, self.terms.len());
         let weights = self.weights.as_deref();
         let w = |o: usize| weights.map_or(1.0, |w| w[o]);
@@ -491,6 +504,8 @@ impl<'d> LinearMixedModel<'d> {
     /// L_ij = (Λᵢᵀ A_ij Λⱼ − Σ_{k<j} L_ik L_jkᵀ) L_jj⁻ᵀ. This is the whole fit step.
     pub fn update_l(&mut self, theta: &[f64]) -> Result<()> {
         self.reclaim_factor();
+        self.sigma_at_theta = None;
+        self.factor_current = false;
         if theta.len() != self.ntheta() {
             return Err(MixedError::Input(format!("theta has length {}, expected {}", theta.len(), self.ntheta())));
         }
@@ -531,7 +546,16 @@ impl<'d> LinearMixedModel<'d> {
                 res?;
             }
         }
+        self.factor_current = true;
         Ok(())
+    }
+
+    /// `update_l(theta)` unless L is already the factor there (and not spent).
+    pub fn ensure_factor(&mut self, theta: &[f64]) -> Result<()> {
+        if self.factor_current && !self.factor_spent() && self.theta[..] == theta[..] {
+            return Ok(());
+        }
+        self.update_l(theta)
     }
 
     /// The [X y] block of L: R_X and the y row, (p+1)×(p+1) column-major.
@@ -675,6 +699,11 @@ impl<'d> LinearMixedModel<'d> {
         if self.factor_spent() {
             return Err(MixedError::internal("the model", SPENT));
         }
+        let whole = from == 0 && !spend;
+        if whole && self.sigma_at_theta == Some(with_x) {
+            return Ok(());
+        }
+        self.sigma_at_theta = None;
         self.refresh_x_only(with_x)?;
         let nt = self.terms.len();
         if spend {
@@ -700,7 +729,11 @@ impl<'d> LinearMixedModel<'d> {
         }
         let (view, nb) = Self::factor_view(&self.l, &self.x_only, nt, with_x);
         let moved: &[bool] = if spend { &self.spent } else { &[] };
-        selinv::selected_inverse_from(&view, nb, from, moved, &mut self.sigma, &mut self.selinv_ws)
+        selinv::selected_inverse_from(&view, nb, from, moved, &mut self.sigma, &mut self.selinv_ws)?;
+        if whole {
+            self.sigma_at_theta = Some(with_x);
+        }
+        Ok(())
     }
 
     pub(crate) fn factor_spent(&self) -> bool {
