@@ -241,6 +241,66 @@ fixed_anova <- function(object, type, ddf) {
             hypotheses = Ls, class = c("anova", "data.frame"))
 }
 
+#' Model comparisons that include an lmm fit, whatever comes first
+#'
+#' stats' `anova()`, with one addition: when the first model is not an lmm fit but a
+#' later one is, the comparison is made here. lme4's and lmerTest's methods, which
+#' would otherwise handle `anova(lmer_fit, lmm_fit)`, keep only models of their own
+#' classes and would drop the lmm fit without a word. An lme4 or `lm()` fit is
+#' compared with the lmm fits by likelihood ratio, as [anova.lmm()] compares them;
+#' a model of another class (nlme's `lme`, say) is an error. Every other call goes
+#' to stats' `anova()` unchanged, its arguments evaluated once, where they were
+#' written.
+#' @param object a fitted model.
+#' @param ... further models and options, as for [stats::anova()].
+#' @examples
+#' fm1 <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' fm0 <- lme4::lmer(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
+#' anova(fm0, fm1)
+#' @export
+anova <- function(object, ...) {
+  call <- sys.call()
+  env <- parent.frame()
+  mixed <- anova_led_by_other(call, env)
+  if (!is.null(mixed)) return(mixed)
+  call[[1L]] <- quote(stats::anova)
+  eval(call, env)
+}
+
+# A comparison whose first model is not an lmm fit and a later one is: the models are
+# read from the call without evaluating anything but names (a call such as lmer(...)
+# stays unevaluated unless this comparison needs it); NULL when stats' anova() should
+# handle the call.
+anova_led_by_other <- function(call, env) {
+  args <- as.list(call)[-1L]
+  if (length(args) < 2L) return(NULL)
+  nms <- names(args) %||% rep("", length(args))
+  models <- nzchar(nms) == FALSE | nms == "object"
+  # names, and extractions such as fits$m1 or fits[["m1"]], are read; other calls are not
+  value_of <- function(e) {
+    if (is.symbol(e)) return(if (identical(e, quote(...))) NULL else get0(as.character(e), envir = env))
+    if (!is.call(e)) return(e)
+    if (is.symbol(e[[1L]]) && as.character(e[[1L]]) %in% c("$", "[[", "(")) tryCatch(eval(e, env), error = function(err) NULL) else NULL
+  }
+  vals <- lapply(args[models], value_of)
+  first <- vals[[1L]]
+  if (is.null(first) || inherits(first, "lmm")) return(NULL)
+  if (!any(vapply(vals[-1L], inherits, NA, "lmm"))) return(NULL)
+  if (!comparable_fit(first)) {
+    mixedrs_abort(sprintf("anova(): cannot compare an object of class '%s' with an lmm fit; refit it with lmm(), lme4::lmer() or lm()",
+                          class(first)[1L]))
+  }
+  fits <- Map(function(v, e) if (is.null(v)) eval(e, env) else v, vals, args[models])
+  bad <- !vapply(fits, comparable_fit, NA)
+  if (any(bad)) {
+    mixedrs_abort(sprintf("anova(): cannot compare an object of class '%s' with an lmm fit; refit it with lmm(), lme4::lmer() or lm()",
+                          class(fits[bad][[1L]])[1L]))
+  }
+  opt <- function(name, default) if (name %in% nms) eval(args[[name]], env) else default
+  names <- opt("model.names", vapply(args[models], deparse1, ""))
+  lrt_anova(fits, names, opt("refit", TRUE))
+}
+
 #' ANOVA tables for lmm fits
 #'
 #' With one fit: lmerTest's F table for the fixed-effect terms (type III by
@@ -260,6 +320,7 @@ fixed_anova <- function(object, type, ddf) {
 #' anova(fm, type = "II", ddf = "Kenward-Roger")
 #' fm0 <- lmm(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
 #' anova(fm0, fm)
+#' @method anova lmm
 #' @export
 anova.lmm <- function(object, ..., type = c("III", "II", "I", "3", "2", "1"),
                       ddf = c("Satterthwaite", "Kenward-Roger", "lme4"), refit = TRUE, model.names = NULL) {

@@ -132,14 +132,19 @@ coef.lmm_corStruct <- function(object, ...) object$value
 #' @export
 print.lmm_corStruct <- function(x, ...) {
   cat("Correlation Structure: ", cor_title(x), "\n", sep = "")
-  form <- deparse1(x$form)
-  if (is.null(cor_form_parts(x$form)$group)) form <- paste(form, "|", x$group)
-  cat(" Formula: ", form, "\n", sep = "")
+  cat(" Formula: ", deparse1(correlation_formula(x)), "\n", sep = "")
   if (length(x$value)) {
     cat(" Parameter estimate(s):\n")
     print(x$value, digits = 4)
   }
   invisible(x)
+}
+
+# The structure's formula with its group, as nlme stores it (~ Time | Rat).
+correlation_formula <- function(x) {
+  form <- x$form
+  if (is.null(cor_form_parts(form)$group)) form <- stats::as.formula(paste(deparse1(form), "|", x$group))
+  form
 }
 
 cor_title <- function(x) {

@@ -35,6 +35,8 @@ package_fit <- function(model, res, REML, call, control) {
     theta_layout = layout,
     lower = stats::setNames(ifelse(layout$row == layout$col, 0, -Inf), tn),
     beta = stats::setNames(res$beta, colnames(X)),
+    # nlme's place for β̂: car's helpers read an S3 mixed model's fixed effects there
+    coefficients = list(fixed = stats::setNames(res$beta, colnames(X))),
     sigma = res$sigma,
     b = b,
     u = res$u,
@@ -51,7 +53,7 @@ package_fit <- function(model, res, REML, call, control) {
     optinfo = list(evaluations = res$evaluations, gradients = res$gradients, converged = res$converged,
                    message = res$message, grad_norm = res$grad_norm),
     control = control
-  ), class = "lmm")
+  ), class = lmm_classes)
 }
 
 # lme4's convergence checks after the fit, each with the action the control asks for.

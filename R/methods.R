@@ -421,3 +421,13 @@ df.residual.lmm <- function(object, ...) nobs(object) - npar_lmm(object)
 
 #' @export
 getCall.lmm <- function(x, ...) x$call
+
+# update() as stats' default method does it (the call re-evaluated where update() was
+# called); defined so that no other class of the fit (lmerTest's legacy
+# "merModLmerTest") takes it.
+#' @export
+update.lmm <- function(object, ...) {
+  call <- sys.call()
+  call[[1L]] <- utils::getS3method("update", "default")
+  eval(call, parent.frame())
+}

@@ -190,6 +190,10 @@ dotplot.ranef.lmm <- function(x, data, main = TRUE, level = 0.95, ...) {
     lattice::dotplot(level ~ value | term, data = long, se = long$se,
                      scales = list(x = list(relation = "free")), xlab = NULL,
                      main = if (isTRUE(main)) g else NULL,
+                     # each panel's x range covers the interval bars, as lme4's prepanel.ci
+                     prepanel = function(x, y, subscripts, se, ...) {
+                       list(xlim = range(x - z * se[subscripts], x + z * se[subscripts], finite = TRUE))
+                     },
                      panel = function(x, y, subscripts, se, ...) {
                        lattice::panel.abline(v = 0, col = "grey60", lty = 2)
                        lattice::panel.segments(x - z * se[subscripts], as.numeric(y), x + z * se[subscripts],

@@ -26,5 +26,7 @@ register_lmertest_methods <- function(...) {
   setHook(packageEvent("lmerTest", "onLoad"), register_lmertest_methods)
   if (isNamespaceLoaded("emmeans")) register_emmeans_methods()
   setHook(packageEvent("emmeans", "onLoad"), register_emmeans_methods)
+  adopt_loaded()
+  for (p in interop_packages) setHook(packageEvent(p, "onLoad"), adopt_loaded)
   invisible()
 }

@@ -1,0 +1,140 @@
+# insight's generics, and performance's that read the same things. Everything not
+# defined here forwards to insight's method for lme4's fits (R/interop.R); these are the
+# ones whose lme4 method reads slots, or where insight branches on lme4's classes.
+
+insight_methods <- function() {
+  list(
+    get_call = function(x, ...) x$call,
+    find_algorithm = function(x, ...) {
+      list(algorithm = if (x$REML) "REML" else "ML", optimizer = "mixedrs (BFGS on the profiled criterion)")
+    },
+    find_weights = function(x, ...) {
+      w <- x$call$weights
+      if (is.null(w)) NULL else paste(deparse(w), collapse = "")
+    },
+    is_converged = is_converged_lmm,
+    find_formula = find_formula_lmm,
+    get_variance = get_variance_lmm,
+    get_df = get_df_lmm
+  )
+}
+
+performance_methods <- function() {
+  list(check_convergence = is_converged_lmm, check_model = check_model_lmm)
+}
+
+# performance's check_model(): its own checks, with the two panels it draws from
+# residuals chosen by lme4's class made as it makes them for lme4's fits (the QQ plot
+# of the raw residuals, and homogeneity from the scaled ones). Fits with correlated
+# residuals get what an lme fit gets.
+check_model_lmm <- function(x, ...) {
+  target <- lmer_method("performance", "check_model")
+  if (!is.null(x$correlation)) return(target(x, ...))
+  out <- withCallingHandlers(target(x, ...), message = function(m) {
+    if (grepl("Homogeneity of variance could not be computed", conditionMessage(m))) invokeRestart("muffleMessage")
+  })
+  fitted <- stats::fitted(x)
+  r <- stats::residuals(x)
+  if (!is.null(out$QQ)) out$QQ <- data.frame(x = sort(fitted, na.last = NA), y = sort(r, na.last = NA))
+  homogeneity <- data.frame(x = fitted, y = sqrt(abs(stats::residuals(x, scaled = TRUE))))
+  at <- match("NCV", names(out), nomatch = length(out))
+  attrs <- attributes(out)[setdiff(names(attributes(out)), "names")]
+  out <- c(unclass(out)[seq_len(at)], list(HOMOGENEITY = homogeneity), unclass(out)[-seq_len(at)])
+  attributes(out)[names(attrs)] <- attrs
+  out
+}
+
+# lme4's convergence measure: the gradient of the criterion scaled by its Hessian,
+# max |H⁻¹ g| over θ at the optimum, below `tolerance`. lme4 takes both by finite
+# differences of the deviance function; so do we, of ours.
+is_converged_lmm <- function(x, tolerance = 0.001, ...) {
+  d <- criterion_derivs(x)
+  relgrad <- tryCatch(solve(d$Hessian, d$gradient), error = function(e) rep(Inf, length(d$gradient)))
+  out <- max(abs(relgrad)) < tolerance
+  attr(out, "gradient") <- max(abs(relgrad))
+  out
+}
+
+# Central differences of the profiled criterion over θ (and η) at the fit: gradient and
+# Hessian, as lme4's optinfo$derivs holds them.
+criterion_derivs <- function(x) {
+  f <- as.function.lmm(x)
+  p <- full_theta(x)
+  k <- length(p)
+  h <- 1e-4 * pmax(abs(p), 0.1)
+  f0 <- f(p)
+  at <- function(i, j, si, sj) {
+    q <- p
+    q[i] <- q[i] + si * h[i]
+    q[j] <- q[j] + sj * h[j]
+    f(q)
+  }
+  g <- vapply(seq_len(k), function(i) (at(i, i, 1, 0) - at(i, i, -1, 0)) / (2 * h[i]), 0)
+  H <- matrix(0, k, k)
+  for (i in seq_len(k)) {
+    H[i, i] <- (at(i, i, 1, 0) - 2 * f0 + at(i, i, -1, 0)) / h[i]^2
+    for (j in seq_len(i - 1L)) {
+      H[i, j] <- H[j, i] <- (at(i, j, 1, 1) - at(i, j, 1, -1) - at(i, j, -1, 1) + at(i, j, -1, -1)) / (4 * h[i] * h[j])
+    }
+  }
+  list(gradient = g, Hessian = H)
+}
+
+# lme4's formula parts, and for correlated residuals nlme's `correlation` part as
+# insight gives it for an lme fit.
+find_formula_lmm <- function(x, verbose = TRUE, ...) {
+  out <- lmer_method("insight", "find_formula")(x, verbose = verbose, ...)
+  if (!is.null(x$correlation)) out$correlation <- correlation_formula(x$correlation)
+  out
+}
+
+# insight's variance components. insight's own method for lme4 fits computes them from
+# fixef, VarCorr and ranef, which lmm answers as lme4 does; its check for a singular fit
+# reads lme4's class, so it is made here with lme4's rule: then, as for lme4's fits,
+# there is no random-effect variance (and insight's warning).
+get_variance_lmm <- function(x, component = c("all", "fixed", "random", "residual", "distribution", "dispersion",
+                                              "intercept", "slope", "rho01", "rho00"),
+                             verbose = TRUE, tolerance = 1e-05, ...) {
+  component <- match.arg(component)
+  out <- lmer_method("insight", "get_variance")(x, component = component, verbose = verbose,
+                                               tolerance = tolerance, ...)
+  singular <- any(abs(x$theta[x$lower == 0]) < tolerance)
+  if (singular && !is.null(out) && !(component %in% c("slope", "intercept"))) {
+    if (verbose) {
+      insight::format_warning(
+        "Can't compute random effect variances. Some variance components equal zero. Your model may suffer from singularity (see `?lme4::isSingular` and `?performance::check_singularity`).",
+        "Solution: Respecify random structure! You may also decrease the `tolerance` level to enforce the calculation of random effect variances."
+      )
+    }
+    out$var.random <- NULL
+  }
+  out
+}
+
+# Degrees of freedom: lmerTest's for independent residuals (through insight's method
+# for its fits); with correlated residuals nlme's per-coefficient "within-between" df,
+# as insight reports them for an lme fit.
+get_df_lmm <- function(x, type = "residual", verbose = TRUE, ...) {
+  if (!is.null(x$correlation) && tolower(type) %in% c("residual", "wald", "analytical")) {
+    return(stats::setNames(containment_df(x), NULL))
+  }
+  lmer_method("insight", "get_df")(x, type = type, verbose = verbose, ...)
+}
+
+parameters_methods <- function() {
+  list(degrees_of_freedom = degrees_of_freedom_lmm,
+       # lmerTest's Satterthwaite df, which parameters gets by converting to its fit
+       dof_satterthwaite = function(model, ...) {
+         stats::setNames(summary(model)$coefficients[, "df"], names(model$beta))
+       })
+}
+
+# parameters' df: with correlated residuals, the residual df are nlme's
+# per-coefficient "within-between" df, which parameters takes from an lme fit; other
+# methods and independent residuals as for lmerTest's fit.
+degrees_of_freedom_lmm <- function(model, method = "analytical", ...) {
+  if (!is.null(model$correlation) && !is.null(method) && tolower(method) %in% c("residual", "any", "wald")) {
+    return(unname(containment_df(model)))
+  }
+  lmer_method("parameters", "degrees_of_freedom")(model, method = method, ...)
+}
