@@ -16,13 +16,18 @@
 # methods; a package that later defines methods for "elm" would take calls from lmm
 # (tests/testthat/test-interop.R fails if one is loaded).
 #
-# ggeffects and sjPlot choose their code for lme4's linear fits by class too, from
-# c("lmerMod", "merModLmerTest"). The last class, "merModLmerTest", is lmerTest's
-# legacy class for its fits: its only methods are lmerTest's (summary, anova, drop1,
-# step, update, ls_means, ...), which lmm defines for itself, so it only tells these
-# packages "treat this as lmerTest's fit". See the README, "Working with other
-# packages".
-lmm_classes <- c("elm", "lmm", "merModLmerTest")
+# ggeffects, sjPlot, performance and parameters choose their code for lme4's linear
+# fits by class, from "lmerMod", so that is the third class: lme4 registers no S3
+# method for "lmerMod" that lmm does not define first (tests/testthat/test-interop.R),
+# and is(x, "merMod") stays FALSE: lme4's functions that branch on it read S4 slots
+# for their own fits (bootMer() takes x@call) and reach an lmm fit through its S3
+# methods instead (refit, simulate, getME). "merMod" itself is not claimed for that
+# reason. ggeffects asks for "merMod" (or robustlmm's
+# "rlmerMod") when it holds grouping factors at population level for type = "re"; the
+# fourth class, "rlmerMod", gets lmm fits that treatment (robustlmm is not installed
+# here; its methods, wherever a package defines them, are adopted as lme4's below).
+# See the README, "Working with other packages".
+lmm_classes <- c("elm", "lmm", "lmerMod", "rlmerMod")
 
 # The classes whose methods lmerTest::lmer's fit reaches, in dispatch order.
 lmer_fit_classes <- c("lmerModLmerTest", "lmerMod", "merMod")
@@ -70,7 +75,7 @@ own_methods <- function(pkg) {
 adopt_lmer_methods <- function(pkg, own = own_methods(pkg)) {
   ns <- asNamespace(pkg)
   table <- get(".__S3MethodsTable__.", envir = ns)
-  pattern <- sprintf("^(.+)\\.(%s)$", paste(lmer_fit_classes, collapse = "|"))
+  pattern <- sprintf("^(.+)\\.(%s)$", paste(union(lmer_fit_classes, lmm_classes[-(1:2)]), collapse = "|"))
   # registered methods, and methods the package's own calls find in its namespace
   found <- c(ls(table, all.names = TRUE), ls(ns, all.names = TRUE))
   generics <- unique(sub(pattern, "\\1", grep(pattern, found, value = TRUE)))

@@ -15,28 +15,63 @@ insight_methods <- function() {
     is_converged = is_converged_lmm,
     find_formula = find_formula_lmm,
     get_variance = get_variance_lmm,
-    get_df = get_df_lmm
+    get_df = get_df_lmm,
+    find_parameters = find_parameters_lmm,
+    get_varcov = get_varcov_lmm
   )
+}
+
+# ggeffects computes the standard errors of its predictions from a model matrix of its
+# grid made with the default contrasts (stats::model.matrix(terms, grid)), whatever
+# contrasts the fit used: for a fit with an ordered factor, or other contrasts, they are
+# wrong (for lme4's fits too). There the covariance is refused to ggeffects, which then
+# gives its predictions without intervals.
+get_varcov_lmm <- function(x, ...) {
+  if (in_ggeffects_standard_errors() && !default_contrasts(x)) {
+    stop("the fit's factors are not coded with the default contrasts, which ggeffects assumes for its intervals",
+         call. = FALSE)
+  }
+  lmer_method("insight", "get_varcov")(x, ...)
+}
+
+in_ggeffects_standard_errors <- function() {
+  if (!isNamespaceLoaded("ggeffects")) return(FALSE)
+  helper <- get0(".vcov_helper", envir = asNamespace("ggeffects"), inherits = FALSE)
+  if (is.null(helper)) return(FALSE)
+  any(vapply(seq_len(sys.nframe()), function(i) identical(sys.function(i), helper), NA))
+}
+
+default_contrasts <- function(x) {
+  codings <- attr(stats::model.matrix(x), "contrasts")
+  all(vapply(codings, identical, NA, getOption("contrasts")[["unordered"]]))
+}
+
+# The parameter names; with correlated residuals and one grouping factor, the random
+# ones as one vector, as insight gives them for an lme fit.
+find_parameters_lmm <- function(x, effects = "all", component = "all", flatten = FALSE, ...) {
+  out <- lmer_method("insight", "find_parameters")(x, effects = effects, component = component, flatten = flatten, ...)
+  if (!is.null(x$correlation) && is.list(out) && is.list(out$random) && length(out$random) == 1L) {
+    out$random <- out$random[[1L]]
+  }
+  out
 }
 
 performance_methods <- function() {
   list(check_convergence = is_converged_lmm, check_model = check_model_lmm)
 }
 
-# performance's check_model(): its own checks, with the two panels it draws from
-# residuals chosen by lme4's class made as it makes them for lme4's fits (the QQ plot
-# of the raw residuals, and homogeneity from the scaled ones). Fits with correlated
-# residuals get what an lme fit gets.
+# performance's check_model(): its own checks, plus the homogeneity panel, which it
+# draws for lme4's fits from their scaled residuals after asking for the "merMod"
+# class (which an lmm fit does not claim, see R/interop.R). With correlated residuals
+# it is left out, as for an lme fit.
 check_model_lmm <- function(x, ...) {
   target <- lmer_method("performance", "check_model")
   if (!is.null(x$correlation)) return(target(x, ...))
   out <- withCallingHandlers(target(x, ...), message = function(m) {
     if (grepl("Homogeneity of variance could not be computed", conditionMessage(m))) invokeRestart("muffleMessage")
   })
-  fitted <- stats::fitted(x)
-  r <- stats::residuals(x)
-  if (!is.null(out$QQ)) out$QQ <- data.frame(x = sort(fitted, na.last = NA), y = sort(r, na.last = NA))
-  homogeneity <- data.frame(x = fitted, y = sqrt(abs(stats::residuals(x, scaled = TRUE))))
+  if (!is.null(out$HOMOGENEITY)) return(out)
+  homogeneity <- data.frame(x = stats::fitted(x), y = sqrt(abs(stats::residuals(x, scaled = TRUE))))
   at <- match("NCV", names(out), nomatch = length(out))
   attrs <- attributes(out)[setdiff(names(attributes(out)), "names")]
   out <- c(unclass(out)[seq_len(at)], list(HOMOGENEITY = homogeneity), unclass(out)[-seq_len(at)])
@@ -90,8 +125,9 @@ find_formula_lmm <- function(x, verbose = TRUE, ...) {
 
 # insight's variance components. insight's own method for lme4 fits computes them from
 # fixef, VarCorr and ranef, which lmm answers as lme4 does; its check for a singular fit
-# reads lme4's class, so it is made here with lme4's rule: then, as for lme4's fits,
-# there is no random-effect variance (and insight's warning).
+# asks for lme4's "merMod" class (which an lmm fit does not claim, see R/interop.R), so
+# it is made here with lme4's rule: then, as for lme4's fits, there is no random-effect
+# variance (and insight's warning).
 get_variance_lmm <- function(x, component = c("all", "fixed", "random", "residual", "distribution", "dispersion",
                                               "intercept", "slope", "rho01", "rho00"),
                              verbose = TRUE, tolerance = 1e-05, ...) {
@@ -118,15 +154,18 @@ get_df_lmm <- function(x, type = "residual", verbose = TRUE, ...) {
   if (!is.null(x$correlation) && tolower(type) %in% c("residual", "wald", "analytical")) {
     return(stats::setNames(containment_df(x), NULL))
   }
+  # Satterthwaite's, which insight gets by converting to lmerTest's fit
+  if (identical(tolower(type), "satterthwaite") && !isTRUE(list(...)$df_per_obs)) return(satterthwaite_df(x))
   lmer_method("insight", "get_df")(x, type = type, verbose = verbose, ...)
 }
+
+# lmerTest's Satterthwaite df of each coefficient.
+satterthwaite_df <- function(x) stats::setNames(summary(x)$coefficients[, "df"], names(x$beta))
 
 parameters_methods <- function() {
   list(degrees_of_freedom = degrees_of_freedom_lmm,
        # lmerTest's Satterthwaite df, which parameters gets by converting to its fit
-       dof_satterthwaite = function(model, ...) {
-         stats::setNames(summary(model)$coefficients[, "df"], names(model$beta))
-       })
+       dof_satterthwaite = function(model, ...) satterthwaite_df(model))
 }
 
 # parameters' df: with correlated residuals, the residual df are nlme's

@@ -270,7 +270,11 @@ lme4_devcomp <- function(object) {
 refit <- function(object, newresp, ...) UseMethod("refit")
 
 #' @export
-refit.default <- function(object, newresp, ...) defer_method("lme4", "refit", object)(object, newresp, ...)
+refit.default <- function(object, newresp, ...) {
+  f <- defer_method("lme4", "refit", object)
+  # lme4's refit() takes newresp = NULL: a missing one is not passed on
+  if (missing(newresp)) f(object, ...) else f(object, newresp, ...)
+}
 
 #' @rdname refit
 #' @export
@@ -422,3 +426,32 @@ make_devfun <- function(model, REML, control) {
   environment(devfun) <- rho
   devfun
 }
+
+#' Principal components of the random-effect covariance
+#'
+#' lme4's `rePCA()`: for each grouping factor, the singular values (`sdev`) and left
+#' singular vectors (`rotation`) of its relative covariance factor, block-diagonal
+#' over that factor's terms. Zero standard deviations show a singular fit's
+#' degenerate directions.
+#' @param x a fitted model.
+#' @return An object of class `"prcomplist"`: a list of `"prcomp"` objects named by
+#'   grouping factor.
+#' @examples
+#' fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+#' rePCA(fm)
+#' @export
+rePCA <- function(x) UseMethod("rePCA")
+
+#' @export
+rePCA.lmm <- function(x) {
+  factors <- getME(x, "Tlist")
+  groups <- unique(names(factors))
+  components <- function(g) {
+    s <- svd(as.matrix(Matrix::bdiag(unname(factors[names(factors) == g]))), nv = 0L)
+    structure(list(sdev = s$d, rotation = s$u, center = FALSE, scale = FALSE), class = "prcomp")
+  }
+  structure(lapply(stats::setNames(groups, groups), components), class = "prcomplist")
+}
+
+#' @export
+rePCA.default <- function(x) defer_method("lme4", "rePCA", x)(x)

@@ -187,8 +187,9 @@ dotplot.ranef.lmm <- function(x, data, main = TRUE, level = 0.95, ...) {
     lev <- factor(rownames(df), levels = rownames(df)[ord])
     long <- data.frame(level = rep(lev, ncol(df)), term = factor(rep(names(df), each = nrow(df)), levels = names(df)),
                        value = unlist(df, use.names = FALSE), se = as.vector(se))
-    lattice::dotplot(level ~ value | term, data = long, se = long$se,
-                     scales = list(x = list(relation = "free")), xlab = NULL,
+    # one x scale for the panels, as lme4 draws them (scales = list(x = list(relation =
+    # "free")) in ... frees it)
+    lattice::dotplot(level ~ value | term, data = long, se = long$se, xlab = NULL,
                      main = if (isTRUE(main)) g else NULL,
                      # each panel's x range covers the interval bars, as lme4's prepanel.ci
                      prepanel = function(x, y, subscripts, se, ...) {

@@ -2,7 +2,7 @@
 # so that their own helpers (getME(), refit(), bootMer(), contest(), ...) work on
 # lmm fits in either load order.
 
-lme4_generics <- c("getME", "refit", "refitML", "isREML", "isLMM", "isGLMM", "isNLMM", "ngrps")
+lme4_generics <- c("getME", "refit", "refitML", "isREML", "isLMM", "isGLMM", "isNLMM", "ngrps", "rePCA")
 
 register_lme4_methods <- function(...) {
   ns <- asNamespace("lme4")
@@ -20,6 +20,9 @@ register_lmertest_methods <- function(...) {
 }
 
 .onLoad <- function(libname, pkgname) {
+  # on stats' generic: our exported anova() (R/anova.R) is a wrapper around it, so a
+  # NAMESPACE registration would be read as a method of the wrapper
+  registerS3method("anova", "lmm", anova.lmm, envir = asNamespace("stats"))
   if (isNamespaceLoaded("lme4")) register_lme4_methods()
   setHook(packageEvent("lme4", "onLoad"), register_lme4_methods)
   if (isNamespaceLoaded("lmerTest")) register_lmertest_methods()

@@ -165,3 +165,26 @@ test_that("ranova() reduces (0 + x | g) and no-intercept poly() terms as lmerTes
     expect_equal(is.na(a[["Pr(>Chisq)"]]), is.na(b[["Pr(>Chisq)"]]), label = lab)
   }
 })
+
+test_that("anova() led by another fit compares lmm fits as lme4 compares its own", {
+  ss <- lme4::sleepstudy
+  r0 <- lme4::lmer(Reaction ~ Days + (1 | Subject), ss)
+  r1 <- lme4::lmer(Reaction ~ Days + (Days | Subject), ss)
+  m1 <- lmm(Reaction ~ Days + (Days | Subject), ss)
+  ref <- suppressMessages(stats::anova(r0, r1))
+  a <- suppressMessages(anova(r0, m1))
+  expect_equal(rownames(a), c("r0", "m1"))
+  for (col in c("npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)")) {
+    expect_equal(a[[col]], ref[[col]], tolerance = 1e-5, label = col)
+  }
+  # extractions such as fits$m1 are read as models too
+  fits <- list(r0 = r0, m1 = m1)
+  expect_equal(suppressMessages(anova(fits$r0, fits[["m1"]]))$Chisq, ref$Chisq, tolerance = 1e-5)
+  # an lme fit cannot be compared with an lmm fit, whichever comes first
+  l0 <- nlme::lme(Reaction ~ Days, random = ~ 1 | Subject, data = ss)
+  expect_error(anova(l0, m1), "cannot compare an object of class 'lme'", class = "mixedrs_input_error")
+  expect_error(anova(m1, l0), "cannot compare", class = "mixedrs_input_error")
+  # calls without lmm fits are stats::anova()'s
+  expect_equal(suppressMessages(anova(r0, r1)), ref)
+  expect_s3_class(anova(lm(Reaction ~ Days, ss)), "anova")
+})

@@ -1,0 +1,91 @@
+# How lmm fits meet other packages (R/interop.R): lme4's and lmerTest's methods all
+# have lmm counterparts, no package takes lmm's calls through the "elm" class, and every
+# generic of the interop packages with a method for lme4's fits has one for lmm fits,
+# whatever the load order.
+
+interop_installed <- function() Filter(function(p) requireNamespace(p, quietly = TRUE), mixedrs:::interop_packages)
+
+test_that("every method lme4 and lmerTest define for their fits has an lmm method", {
+  for (pkg in c("lme4", "lmerTest")) {
+    registered <- getNamespaceInfo(asNamespace(pkg), "S3methods")
+    classes <- c("merMod", "lmerMod", "lmerModLmerTest", "merModLmerTest")
+    generics <- unique(registered[registered[, 2] %in% classes, 1])
+    expect_gt(length(generics), if (pkg == "lme4") 40 else 5)
+    for (g in generics) {
+      found <- utils::getS3method(g, "lmm", optional = TRUE, envir = asNamespace("mixedrs"))
+      expect_false(is.null(found), label = sprintf("%s's %s() for lmm fits", pkg, g))
+    }
+  }
+})
+
+test_that("no loaded package defines methods for the class 'elm', and adopted generics reach lmm", {
+  for (p in interop_installed()) loadNamespace(p)
+  for (ns in setdiff(loadedNamespaces(), "mixedrs")) {
+    env <- asNamespace(ns)
+    table <- get0(".__S3MethodsTable__.", envir = env, inherits = FALSE)
+    own <- grep("\\.elm$", ls(env, all.names = TRUE), value = TRUE)
+    registered <- if (is.null(table)) character() else grep("\\.elm$", ls(table, all.names = TRUE), value = TRUE)
+    expect_equal(c(own, registered), character(), label = sprintf("methods for 'elm' in %s", ns))
+  }
+  for (p in interop_installed()) {
+    adopted <- mixedrs:::adopt_lmer_methods(p)
+    ns <- asNamespace(p)
+    for (g in adopted) {
+      f <- get0(g, envir = ns, mode = "function", inherits = FALSE)
+      if (is.null(f) || !isTRUE(utils::isS3stdGeneric(f))) next
+      expect_false(is.null(utils::getS3method(g, "lmm", optional = TRUE, envir = ns)), label = sprintf("%s::%s for lmm", p, g))
+    }
+  }
+})
+
+test_that("rePCA() equals lme4's", {
+  fm <- lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  ref <- lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  a <- rePCA(fm)
+  b <- lme4::rePCA(ref)
+  expect_s3_class(a, "prcomplist")
+  expect_equal(names(a), names(b))
+  expect_equal(a$Subject$sdev, b$Subject$sdev, tolerance = 1e-4)
+  expect_equal(abs(a$Subject$rotation), abs(unname(as.matrix(b$Subject$rotation))), tolerance = 1e-3)
+  expect_equal(lme4::rePCA(fm)$Subject$sdev, a$Subject$sdev)
+  sing <- suppressMessages(lmm(Yield ~ 1 + (1 | Batch), lme4::Dyestuff2))
+  expect_equal(rePCA(sing)$Batch$sdev, 0)
+})
+
+# Each load order in a fresh R process: lme4's, lmerTest's and nlme's functions on
+# their own fits and ours, and performance's on an lmm fit.
+run_in_child <- function(packages, code) {
+  script <- tempfile(fileext = ".R")
+  writeLines(c(sprintf("suppressPackageStartupMessages(library(%s))", packages), code), script)
+  out <- suppressWarnings(system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE))
+  unlink(script)
+  out
+}
+
+test_that("lme4, lmerTest, nlme and the interop packages work in any load order", {
+  code <- c(
+    "fm <- lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)",
+    "m <- lmerTest::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)",
+    "ours <- mixedrs::lmm(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)",
+    "g <- nlme::lme(distance ~ age, random = ~ 1 | Subject, data = nlme::Orthodont)",
+    "chk <- function(label, expr) cat(label, tryCatch({force(expr); 'ok'}, error = function(e) paste('ERROR', conditionMessage(e))), '\\n')",
+    "chk('ranova', ranova(m)); chk('step', step(m)); chk('get_model', get_model(step(m))); chk('contest', contest(m, c(0, 1)))",
+    "chk('anova', anova(m)); chk('drop1', drop1(m)); chk('REMLcrit', REMLcrit(fm)); chk('ngrps', ngrps(fm))",
+    "chk('lme4 anova', anova(fm, ours)); chk('getME', getME(fm, 'theta')); chk('refit', refit(fm)); chk('rePCA', rePCA(fm))",
+    "chk('lmm getME', getME(ours, 'theta')); chk('lmm refit', refit(ours)); chk('lmm rePCA', rePCA(ours)); chk('lmm ranova', ranova(ours))",
+    "chk('fixef', fixef(fm)); chk('ranef', ranef(fm)); chk('VarCorr', VarCorr(fm)); chk('isSingular', isSingular(fm))",
+    "chk('nlme fixef', fixef(g)); chk('nlme ranef', ranef(g)); chk('nlme VarCorr', VarCorr(g)); chk('nlme intervals', intervals(g))",
+    "chk('bootMer', lme4::bootMer(fm, lme4::fixef, nsim = 2)); chk('stats step', step(lm(mpg ~ wt + cyl, mtcars), trace = 0))",
+    "if (requireNamespace('performance', quietly = TRUE)) chk('icc', stopifnot(isTRUE(all.equal(performance::icc(ours)$ICC_adjusted, performance::icc(m)$ICC_adjusted, tolerance = 1e-4))))"
+  )
+  orders <- list(c("mixedrs", "lme4", "lmerTest", "nlme"), c("lme4", "lmerTest", "nlme", "mixedrs"),
+                 c("nlme", "lme4", "mixedrs", "lmerTest"), c("performance", "lmerTest", "mixedrs"),
+                 c("mixedrs", "lmerTest", "performance"))
+  for (o in orders) {
+    if (!all(vapply(o, requireNamespace, NA, quietly = TRUE))) next
+    out <- run_in_child(o, code)
+    checks <- grep(" (ok|ERROR.*) $", out, value = TRUE)
+    expect_gte(length(checks), 26)
+    expect_equal(grep("ERROR", out, value = TRUE), character(), label = paste(o, collapse = ", "))
+  }
+})
