@@ -23,8 +23,8 @@ as_lmerMod <- function(m, data = NULL) {
   if (!requireNamespace("lme4", quietly = TRUE)) {
     mixedrs_abort("as_lmerMod() needs the lme4 package", kind = "not_available")
   }
-  if (!is.null(m$correlation)) {
-    mixedrs_abort("as_lmerMod(): lme4 cannot represent correlated residuals (this fit has a correlation structure)",
+  if (structured_residuals(m)) {
+    mixedrs_abort("as_lmerMod(): lme4 cannot represent correlated or heteroscedastic residuals (this fit has a correlation structure or a variance function)",
                   kind = "not_available")
   }
   mc <- m$call

@@ -30,6 +30,7 @@ compare_fits <- function(m, other, tolerance = 1e-4) {
             stats::setNames(ours_df, paste("df", rownames(ct))),
             stats::setNames(vc$sdcor, vc_names),
             if (!is.null(m$correlation)) stats::setNames(coef(m$correlation), paste("corStruct", names(coef(m$correlation)))),
+            if (!is.null(m$varStruct)) stats::setNames(coef(m$varStruct), paste("varStruct", names(coef(m$varStruct)))),
             logLik = c(logLik(m)))
   theirs <- ref[names(ours)]
   names(theirs) <- names(ours)
@@ -76,10 +77,15 @@ ref_lme <- function(other) {
     v <- coef(cs, unconstrained = FALSE)
     stats::setNames(v, paste("corStruct", names(v)))
   }
+  vs <- other$modelStruct$varStruct
+  var_par <- if (is.null(vs)) numeric(0) else {
+    v <- coef(vs, unconstrained = FALSE)
+    stats::setNames(v, paste("varStruct", names(v)))
+  }
   c(stats::setNames(tt[, "Value"], paste("fixef", rownames(tt))),
     stats::setNames(tt[, "Std.Error"], paste("SE", rownames(tt))),
     stats::setNames(tt[, "DF"], paste("df", rownames(tt))),
-    sds, cors, sigma = other$sigma, cor_par, logLik = c(stats::logLik(other)))
+    sds, cors, sigma = other$sigma, cor_par, var_par, logLik = c(stats::logLik(other)))
 }
 
 #' @export

@@ -88,8 +88,8 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
 # Where the ML profile of each parameter in `which` (indices into [sd/cor, sigma,
 # beta]) reaches ζ = -z and ζ = z, solved in Rust; also the ML estimates.
 profile_ends <- function(object, z, which, covariances = FALSE) {
-  if (!is.null(object$correlation)) {
-    mixedrs_abort("likelihood profiles are not available for fits with correlated residuals; use method = \"Wald\" or intervals()",
+  if (structured_residuals(object)) {
+    mixedrs_abort("likelihood profiles are not available yet for fits with correlated or heteroscedastic residuals; use method = \"Wald\" or intervals()",
                   kind = "not_available")
   }
   ctl <- engine_control(object$control, start = unname(object$theta), z = z,

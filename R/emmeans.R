@@ -19,7 +19,7 @@ emm_basis.lmm <- function(object, trms, xlev, grid, vcov., mode = c("satterthwai
   if (!missing(vcov.)) V <- emmeans::.my.vcov(object, vcov.)
   # emmeans may replace dffun's environment, so the df computation travels in dfargs
   # as a closure over this package's functions
-  dfx <- if (mode == "containment") containment_df(object) else NULL
+  dfx <- if (mode == "containment") emmeans_containment_df(object) else NULL
   df_of <- function(k) {
     k <- as.numeric(k)
     switch(mode,
@@ -64,6 +64,16 @@ containment_df <- function(object) {
   out <- df_strata[stratum]
   out[const] <- max(df_strata)
   stats::setNames(out, colnames(X))
+}
+
+# emmeans' containment df for an lme fit: nlme's, except that the intercept's are the
+# number of outermost groups minus one (emmeans' correction of nlme's rule).
+emmeans_containment_df <- function(object) {
+  dfx <- containment_df(object)
+  if (identical(names(dfx)[1L], "(Intercept)") && length(object$model$terms)) {
+    dfx[1L] <- min(vapply(object$model$terms, function(t) nlevels(t$factor), 1L)) - 1L
+  }
+  dfx
 }
 
 register_emmeans_methods <- function(...) {

@@ -42,6 +42,7 @@ rust_spec <- function(model, REML) {
     weights = model$weights,
     REML = isTRUE(REML),
     cor = if (is.null(model$cor)) NULL else model$cor[c("type", "groups", "times", "start", "nugget")],
+    var = if (is.null(model$var)) NULL else model$var[c("parts", "start")],
     terms = lapply(model$terms, function(t) list(
       # a factor is already the integer codes the engine reads; no copy
       codes = t$factor,
@@ -73,6 +74,9 @@ engine_fit <- function(model, REML, control, theta = NULL, verbose = 0L) {
   ctl <- engine_control(control, start = start, optimize = is.null(theta) && isTRUE(control$optimize),
                         verbose = as.integer(verbose))
   res <- call_rust(engine_fit_rs, handle, ctl)
+  # with a residual structure: the variance function's multipliers and the whitened residuals
+  res$var_sd <- attr(res, "var_sd")
+  res$whitened_residuals <- attr(res, "whitened_residuals")
   res$handle <- handle
   res
 }

@@ -25,6 +25,7 @@ package_fit <- function(model, res, REML, call, control) {
   # residuals() add them
   fitted <- if (is.null(model$offset)) res$fitted else res$fitted + model$offset
   cache <- new.env(parent = emptyenv())
+  n_cor <- if (is.null(model$cor)) 0L else length(res$cor_phi) - if (is.null(model$var)) 0L else length(model$var$start)
   cache$engine <- res$handle
   structure(list(
     call = call,
@@ -48,8 +49,13 @@ package_fit <- function(model, res, REML, call, control) {
                 REML = res$criterion_reml, ML = res$criterion_ml, ldPsi = res$ldPsi),
     fitted = fitted,
     cache = cache,
-    correlation = package_correlation(model$cor, res$cor_phi),
-    cor_eta = if (is.null(model$cor)) numeric(0) else res$cor_eta,
+    correlation = package_correlation(model$cor, res$cor_phi[seq_len(n_cor)]),
+    varStruct = package_variance(model$var, res$cor_phi[n_cor + seq_len(length(res$cor_phi) - n_cor)]),
+    # the residual structure's parameters (correlation, then variance function), unconstrained
+    cor_eta = if (is.null(model$cor) && is.null(model$var)) numeric(0) else res$cor_eta,
+    # v_i of the variance function, and (V C)^-1 (y - fitted): nlme's normalized residuals times sigma
+    var_sd = if (!is.null(model$var)) res$var_sd,
+    whitened_residuals = res$whitened_residuals,
     optinfo = list(evaluations = res$evaluations, gradients = res$gradients, converged = res$converged,
                    message = res$message, grad_norm = res$grad_norm),
     control = control

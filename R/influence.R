@@ -42,10 +42,10 @@ leverages <- function(model) {
 
 #' @export
 cooks.distance.lmm <- function(model, ...) {
-  if (!is.null(model$correlation)) {
+  if (structured_residuals(model)) {
     # as for nlme's lme fits, which have none: NaN, so that diagnostics built on them
     # (performance's check_outliers() and check_model()) carry on without them
-    warning("Cook's distances are not available for fits with correlated residuals; returning NaN", call. = FALSE)
+    warning("Cook's distances are not available for fits with correlated or heteroscedastic residuals; returning NaN", call. = FALSE)
     return(stats::napredict(fit_na_action(model), stats::setNames(rep(NaN, nobs(model)), rownames(model$model$frame))))
   }
   h <- hatvalues.lmm(model)

@@ -50,7 +50,7 @@ default_contrasts <- function(x) {
 # ones as one vector, as insight gives them for an lme fit.
 find_parameters_lmm <- function(x, effects = "all", component = "all", flatten = FALSE, ...) {
   out <- lmer_method("insight", "find_parameters")(x, effects = effects, component = component, flatten = flatten, ...)
-  if (!is.null(x$correlation) && is.list(out) && is.list(out$random) && length(out$random) == 1L) {
+  if (structured_residuals(x) && is.list(out) && is.list(out$random) && length(out$random) == 1L) {
     out$random <- out$random[[1L]]
   }
   out
@@ -66,7 +66,7 @@ performance_methods <- function() {
 # it is left out, as for an lme fit.
 check_model_lmm <- function(x, ...) {
   target <- lmer_method("performance", "check_model")
-  if (!is.null(x$correlation)) return(target(x, ...))
+  if (structured_residuals(x)) return(target(x, ...))
   out <- withCallingHandlers(target(x, ...), message = function(m) {
     if (grepl("Homogeneity of variance could not be computed", conditionMessage(m))) invokeRestart("muffleMessage")
   })
@@ -151,7 +151,7 @@ get_variance_lmm <- function(x, component = c("all", "fixed", "random", "residua
 # for its fits); with correlated residuals nlme's per-coefficient "within-between" df,
 # as insight reports them for an lme fit.
 get_df_lmm <- function(x, type = "residual", verbose = TRUE, ...) {
-  if (!is.null(x$correlation) && tolower(type) %in% c("residual", "wald", "analytical")) {
+  if (structured_residuals(x) && tolower(type) %in% c("residual", "wald", "analytical")) {
     return(stats::setNames(containment_df(x), NULL))
   }
   # Satterthwaite's, which insight gets by converting to lmerTest's fit
@@ -172,7 +172,7 @@ parameters_methods <- function() {
 # per-coefficient "within-between" df, which parameters takes from an lme fit; other
 # methods and independent residuals as for lmerTest's fit.
 degrees_of_freedom_lmm <- function(model, method = "analytical", ...) {
-  if (!is.null(model$correlation) && !is.null(method) && tolower(method) %in% c("residual", "any", "wald")) {
+  if (structured_residuals(model) && !is.null(method) && tolower(method) %in% c("residual", "any", "wald")) {
     return(unname(containment_df(model)))
   }
   lmer_method("parameters", "degrees_of_freedom")(model, method = method, ...)

@@ -36,8 +36,8 @@ FEsim <- function(merMod, ...) mertools_call("FEsim", merMod, ...)
 mertools_call <- function(name, merMod, ...) {
   f <- defer_function("merTools", name)
   if (inherits(merMod, "lmm")) {
-    if (!is.null(merMod$correlation)) {
-      mixedrs_abort(sprintf("merTools::%s() takes lme4 fits only; it is not available for fits with correlated residuals", name),
+    if (structured_residuals(merMod)) {
+      mixedrs_abort(sprintf("merTools::%s() takes lme4 fits only; it is not available for fits with correlated or heteroscedastic residuals", name),
                     kind = "not_available")
     }
     merMod <- as_lmerMod(merMod)

@@ -90,8 +90,9 @@ intervals.lmm <- function(object, level = 0.95, which = c("all", "var-cov", "fix
     }
     attr(re, "label") <- "Random Effects:"
     out$reStruct <- re
-    if (length(object$cor_eta)) {
-      idx <- pos + seq_along(object$cor_eta)
+    ncor <- n_cor_par(object)
+    if (ncor) {
+      idx <- pos + seq_len(ncor)
       back <- function(e) {
         type <- object$correlation$type
         switch(type, AR1 = tanh(e), CAR1 = stats::plogis(e), RandomWalk = exp(e),
@@ -105,6 +106,21 @@ intervals.lmm <- function(object, level = 0.95, which = c("all", "var-cov", "fix
       attr(cs, "label") <- "Correlation structure:"
       out$corStruct <- cs
       pos <- pos + length(idx)
+    }
+    nvar <- length(object$cor_eta) - ncor
+    if (nvar) {
+      # nlme's: on the unconstrained scale (log ratios, powers, log const), mapped back
+      idx <- pos + seq_len(nvar)
+      back <- unlist(lapply(object$varStruct$parts, function(p) {
+        switch(p$class, varIdent = rep(list(exp), length(p$value)), varConstPower = list(exp, identity),
+               rep(list(identity), length(p$value)))
+      }))
+      vs <- cbind(lower = mapply(function(f, e) f(e), back, lo[idx]), est. = mapply(function(f, e) f(e), back, est[idx]),
+                  upper = mapply(function(f, e) f(e), back, hi[idx]))
+      rownames(vs) <- names(coef(object$varStruct))
+      attr(vs, "label") <- "Variance function:"
+      out$varStruct <- vs
+      pos <- pos + nvar
     }
     sg <- c(lower = exp(lo[pos + 1L]), est. = object$sigma, upper = exp(hi[pos + 1L]))
     attr(sg, "label") <- "Within-group standard error:"

@@ -8,7 +8,7 @@ kr_info <- function(object) {
   cache <- object$cache
   if (is.environment(cache) && !is.null(cache$kr)) return(cache$kr)
   if (!object$REML) mixedrs_abort("Kenward-Roger's method is only available for REML model fits")
-  if (!is.null(object$correlation)) mixedrs_abort("Kenward-Roger's method is not available for fits with correlated residuals; use ddf = \"Satterthwaite\"", kind = "not_available")
+  if (structured_residuals(object)) mixedrs_abort("Kenward-Roger's method is not available yet for fits with correlated or heteroscedastic residuals; use ddf = \"Satterthwaite\"", kind = "not_available")
   if (!is.null(object$model$weights)) mixedrs_abort("Kenward-Roger's method is not available for weighted fits", kind = "not_available")
   n <- nobs(object)
   if (n > 5000) mixedrs_abort(sprintf("Kenward-Roger's method needs dense %d x %d matrices; use ddf = \"Satterthwaite\"", n, n), kind = "not_available")

@@ -14,7 +14,10 @@
 #' @param verbose print the criterion at every evaluation when positive.
 #' @param subset,weights,na.action,offset as in [stats::lm()]; with
 #'   `na.action = na.exclude`, fitted values, residuals and predictions are padded
-#'   with `NA` where rows were dropped.
+#'   with `NA` where rows were dropped. `weights` may also be one of nlme's variance
+#'   functions (`varIdent(form = ~ 1 | g)`, `varPower(form = ~ x)`, `varExp()`,
+#'   `varConstPower()`, `varFixed()`, `varComb()` of them): residual standard
+#'   deviations that differ by stratum or change with a covariate, as in `nlme::lme()`.
 #' @param contrasts an optional list of contrasts for factors in the fixed part.
 #' @param devFunOnly return the profiled criterion (REML criterion or ML deviance)
 #'   as a function of θ instead of fitting.
@@ -53,7 +56,13 @@ lmm <- function(formula, data = NULL, REML = TRUE, control = lmm_control(), star
   args <- as.list(mf_call)[-1L]
   mf_call <- as.call(c(as.list(mf_call)[1L], args[intersect(c("data", "subset", "weights", "na.action", "offset"), names(args))]))
   check_correlation(correlation)
-  model <- build_model(formula, mf_call, parent.frame(), contrasts, control, correlation)
+  # nlme's variance functions come as weights = varIdent(...) and so on
+  variance <- variance_function(mf_call$weights, data, parent.frame())
+  if (!is.null(variance)) {
+    check_variance(variance)
+    mf_call$weights <- NULL
+  }
+  model <- build_model(formula, mf_call, parent.frame(), contrasts, control, correlation, variance)
   if (!is.null(start)) control$start <- start_theta(start, length(lower_bounds(model)))
   if (isTRUE(devFunOnly)) return(make_devfun(model, REML, control))
   res <- engine_fit(model, REML, control, verbose = verbose)

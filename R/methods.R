@@ -16,6 +16,19 @@ nlme::corCAR1
 nlme::corCompSymm
 #' @export
 nlme::intervals
+#' @importFrom nlme varIdent varPower varExp varConstPower varFixed varComb
+#' @export
+nlme::varIdent
+#' @export
+nlme::varPower
+#' @export
+nlme::varExp
+#' @export
+nlme::varConstPower
+#' @export
+nlme::varFixed
+#' @export
+nlme::varComb
 #' @importFrom stats drop1
 #' @export
 stats::drop1
@@ -336,13 +349,26 @@ fitted.lmm <- function(object, ...) {
 }
 
 #' @export
-residuals.lmm <- function(object, type = c("response", "pearson", "working", "deviance", "partial"),
+residuals.lmm <- function(object, type = c("response", "pearson", "working", "deviance", "partial", "normalized"),
                           scaled = FALSE, ...) {
   type <- match.arg(type)
   if (type == "partial") mixedrs_abort("partial residuals are not implemented yet", kind = "not_available")
   r <- object$model$y - object$fitted
+  # nlme's normalized residuals: decorrelated and standardized, (V C)^-1 r / sigma
+  if (type == "normalized") {
+    if (identical(object$correlation$class, "corCompSymm")) {
+      # nlme decorrelates compound symmetry with its own factor, not the Cholesky factor
+      mixedrs_abort("normalized residuals are not available yet with corCompSymm", kind = "not_available")
+    }
+    r <- if (is.null(object$whitened_residuals)) r / object$sigma else object$whitened_residuals / object$sigma
+    if (!is.null(object$model$weights)) r <- r * sqrt(object$model$weights)
+    names(r) <- rownames(object$model$frame)
+    return(stats::naresid(fit_na_action(object), r))
+  }
   names(r) <- rownames(object$model$frame)
   if (type %in% c("pearson", "deviance") && !is.null(object$model$weights)) r <- r * sqrt(object$model$weights)
+  # with a variance function, nlme's Pearson residuals divide by each row's v_i
+  if (type %in% c("pearson", "deviance") && !is.null(object$var_sd)) r <- r / object$var_sd
   if (scaled) r <- r / object$sigma
   stats::naresid(fit_na_action(object), r)
 }

@@ -254,14 +254,15 @@ model_frame <- function(mf_call, env) {
 }
 
 # Model frame, X, y, weights, offset and the sorted random-effects terms.
-build_model <- function(formula, mf_call, env, contrasts, control, correlation = NULL) {
+build_model <- function(formula, mf_call, env, contrasts, control, correlation = NULL, variance = NULL) {
   orig_call <- mf_call
   parsed <- parse_mixed_formula(formula)
   frame_formula <- parsed$frame
   # the correlation's time and group variables join the frame, so NA handling covers them
-  for (v in cor_variables(correlation)) frame_formula[[3L]] <- call("+", frame_formula[[3L]], v)
+  for (v in c(cor_variables(correlation), var_variables(variance))) frame_formula[[3L]] <- call("+", frame_formula[[3L]], v)
   mf_call$formula <- frame_formula
   mf_call[[1L]] <- quote(stats::model.frame)
+  check_variance_na(variance, mf_call, env)
   frame <- model_frame(mf_call, env)
   n <- nrow(frame)
   if (n == 0L) mixedrs_abort("0 (non-NA) cases: no observations left after subset and NA removal")
@@ -306,9 +307,10 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
     if (!is.null(w)) mixedrs_abort("weights together with a correlation structure are not supported")
     cor <- cor_setup(correlation, frame, terms)
   }
+  var <- if (is.null(variance)) NULL else var_setup(variance, frame, terms)
 
   list(formula = parsed$expanded, parsed = parsed, frame = frame, X = X, y = y, fixed_terms = fixed_terms,
-       cor = cor, correlation = correlation,
+       cor = cor, correlation = correlation, var = var, variance = variance,
        weights = w, offset = off, terms = terms, n = n,
        # how the frame was built, so a fit can be redone with another formula (ranova)
        mf_call = orig_call, env = env, contrasts = contrasts)

@@ -88,6 +88,8 @@ print.lmm <- function(x, digits = max(3, getOption("digits") - 3), ...) {
   print_groups(x)
   # correlated residuals: nlme's block for the correlation structure
   if (!is.null(x$correlation)) print(x$correlation)
+  # and for a variance function
+  if (!is.null(x$varStruct)) print(x$varStruct)
   cat("Fixed Effects:\n")
   if (length(fixef(x))) print.default(format(fixef(x), digits = digits), print.gap = 2L, quote = FALSE)
   else cat("No fixed effect coefficients\n")
@@ -164,6 +166,10 @@ print.summary.lmm <- function(x, digits = max(3, getOption("digits") - 3), corre
   cat("\n")
   if (!is.null(x$object$correlation)) {
     print(x$object$correlation)
+    cat("\n")
+  }
+  if (!is.null(x$object$varStruct)) {
+    print(x$object$varStruct)
     cat("\n")
   }
   cf <- x$coefficients

@@ -28,8 +28,8 @@ with_r_seed <- function(seed, expr) {
 }
 
 check_no_correlation <- function(object, what) {
-  if (!is.null(object$correlation)) {
-    mixedrs_abort(sprintf("%s is not available yet for fits with correlated residuals", what), kind = "not_available")
+  if (structured_residuals(object)) {
+    mixedrs_abort(sprintf("%s is not available yet for fits with correlated or heteroscedastic residuals", what), kind = "not_available")
   }
 }
 

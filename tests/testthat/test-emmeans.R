@@ -51,3 +51,22 @@ test_that("emmeans prints the df method as it does for lmerTest and nlme fits", 
   expect_identical(dfm(emmeans::emmeans(ours, ~ treatment, mode = "containment")),
                    dfm(emmeans::emmeans(ref, ~ treatment)))
 })
+
+test_that("containment df are emmeans' for lme fits, intercept included (BodyWeight, corCAR1, varPower)", {
+  b <- nlme::BodyWeight
+  ref <- nlme::lme(weight ~ Time * Diet, random = ~ Time | Rat, data = b, correlation = nlme::corCAR1(form = ~ Time | Rat))
+  ours <- lmm(weight ~ Time * Diet + (Time | Rat), b, correlation = corCAR1(form = ~ Time | Rat))
+  a <- suppressMessages(as.data.frame(emmeans::emmeans(ours, ~ Diet, mode = "containment")))
+  e <- suppressMessages(as.data.frame(emmeans::emmeans(ref, ~ Diet)))
+  expect_equal(a$df, e$df)
+  expect_equal(a$df[1], 15)
+  expect_equal(a$emmean, e$emmean, tolerance = 1e-5)
+  expect_equal(a$SE, e$SE, tolerance = 1e-3)
+  ref <- nlme::lme(weight ~ Time * Diet, random = ~ Time | Rat, data = b, weights = nlme::varPower(form = ~ Time))
+  ours <- lmm(weight ~ Time * Diet + (Time | Rat), b, weights = varPower(form = ~ Time))
+  a <- suppressMessages(as.data.frame(emmeans::emmeans(ours, pairwise ~ Diet, mode = "containment")$contrasts))
+  e <- suppressMessages(as.data.frame(emmeans::emmeans(ref, pairwise ~ Diet)$contrasts))
+  expect_equal(a$df, e$df)
+  expect_equal(a$estimate, e$estimate, tolerance = 1e-4)
+  expect_equal(a$SE, e$SE, tolerance = 5e-3)
+})

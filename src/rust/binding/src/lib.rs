@@ -6,7 +6,7 @@
 use extendr_api::prelude::*;
 use mixedrs_core::lmm::model::CriterionParts;
 use mixedrs_core::{
-    simulate_design, BootControl, BootType, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams,
+    simulate_design, BootControl, BootType, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
     LinearMixedModel, MixedError, ReTerm, Residuals,
 };
 use std::borrow::Cow;
@@ -143,6 +143,42 @@ fn read_cor(robj: &Robj) -> std::result::Result<(CorStruct, Vec<f64>), Error> {
 }
 
 
+/// The variance function: `spec$var$parts`, each a list with `type` and its covariate
+/// or 1-based strata codes, and `spec$var$start` (natural scale) or NULL.
+fn read_var(robj: &Robj, n: usize) -> std::result::Result<(VarFunc, Vec<f64>), Error> {
+    let list: List = robj.try_into().map_err(|_| input("'var' must be a list"))?;
+    let map = named(list);
+    let parts_list: List = field(&map, "parts")?.try_into().map_err(|_| input("'var$parts' must be a list"))?;
+    let mut parts = Vec::new();
+    for part in parts_list.values() {
+        let pm = named(List::try_from(part).map_err(|_| input("each variance function part must be a list"))?);
+        let part = match field(&pm, "type")?.as_str() {
+            Some("Ident") => {
+                let strata = field(&pm, "strata")?
+                    .as_integer_slice()
+                    .ok_or_else(|| input("varIdent strata must be integer codes"))?
+                    .iter()
+                    .map(|&c| if c >= 1 { Ok((c - 1) as u32) } else { Err(input("varIdent strata codes must be positive (no NA)")) })
+                    .collect::<std::result::Result<_, _>>()?;
+                VarPart::Ident { strata, nstrata: int(&pm, "nstrata")? }
+            }
+            Some("Power") => VarPart::Power { covariate: reals(&pm, "covariate")? },
+            Some("Exp") => VarPart::Exp { covariate: reals(&pm, "covariate")? },
+            Some("ConstPower") => VarPart::ConstPower { covariate: reals(&pm, "covariate")? },
+            Some("Fixed") => VarPart::Fixed { covariate: reals(&pm, "covariate")? },
+            _ => return Err(input("unknown variance function")),
+        };
+        parts.push(part);
+    }
+    let var = VarFunc::new(parts, n).map_err(to_r_error)?;
+    let start = reals(&map, "start")?;
+    if start.len() != var.npar() {
+        return Err(input("the variance function's start has the wrong length"));
+    }
+    let eta = var.unconstrained(&start);
+    Ok((var, eta))
+}
+
 /// The terms of a spec, borrowing each Z.
 fn read_terms(objects: &SpecObjects) -> std::result::Result<Vec<ReTerm<'_>>, Error> {
     objects.terms.iter().map(read_term).collect()
@@ -154,11 +190,23 @@ fn read_residuals(objects: &SpecObjects) -> std::result::Result<Residuals<'_>, E
     let spec = &objects.map;
     let terms = read_terms(objects)?;
     let (x, p, y, reml) = (reals_ref(spec, "X")?, int(spec, "p")?, reals_ref(spec, "y")?, flag(spec, "REML")?);
+    let given = |name: &str| spec.get(name).filter(|o| !o.is_null());
+    if given("cor").is_some() || given("var").is_some() {
+        let (cor, mut eta) = match given("cor") {
+            Some(c) => read_cor(c)?,
+            None => (CorStruct::independent(y.len()), Vec::new()),
+        };
+        let var = match given("var") {
+            Some(v) => {
+                let (var, var_eta) = read_var(v, y.len())?;
+                eta.extend(var_eta);
+                Some(var)
+            }
+            None => None,
+        };
+        return Ok(Residuals::Correlated(CorrelatedModel::new(terms, x, p, y, reml, cor, var, eta).map_err(to_r_error)?));
+    }
     match spec.get("cor") {
-        Some(c) if !c.is_null() => {
-            let (cor, eta) = read_cor(c)?;
-            Ok(Residuals::Correlated(CorrelatedModel::new(terms, x, p, y, reml, cor, eta).map_err(to_r_error)?))
-        }
         _ => {
             let weights = match spec.get("weights") {
                 Some(w) if !w.is_null() => Some(Cow::Borrowed(reals_ref(spec, "weights")?)),
@@ -304,7 +352,13 @@ fn run_fit(handle: Robj, control: List) -> std::result::Result<List, Error> {
     let optimize = flag(&ctl, "optimize")?;
     with_engine(handle, |engine| {
         let f = engine.fit(&fc, optimize).map_err(to_r_error)?;
-        fit_list(engine, f)
+        let structure = engine.residual_structure(&f.fit.beta, &f.fit.b).map_err(to_r_error)?;
+        let mut out = fit_list(engine, f)?;
+        if let Some((sd, whitened)) = structure {
+            out.set_attrib("var_sd", sd)?;
+            out.set_attrib("whitened_residuals", whitened)?;
+        }
+        Ok(out)
     })
 }
 

@@ -53,7 +53,7 @@ impl<'d> Residuals<'d> {
                 Residuals::Independent(LinearMixedModel::new(terms, x, m.p, y, w, m.reml)?)
             }
             Residuals::Correlated(c) => {
-                Residuals::Correlated(CorrelatedModel::new(terms, x, c.p, y, c.reml, c.cor.clone(), c.eta().to_vec())?)
+                Residuals::Correlated(CorrelatedModel::new(terms, x, c.p, y, c.reml, c.cor.clone(), c.var.clone(), c.eta().to_vec())?)
             }
         })
     }
@@ -263,6 +263,16 @@ impl<'d> Engine<'d> {
             self.model.objective(&params)?;
         }
         Ok(())
+    }
+
+    /// With a residual structure, at the fit: the standard-deviation multipliers v of the
+    /// variance function (ones without one) and the whitened residuals (V C)⁻¹(y − Xβ − Zb).
+    pub fn residual_structure(&mut self, beta: &[f64], b: &[Vec<f64>]) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
+        self.at_fitted()?;
+        match &self.model {
+            Residuals::Independent(_) => Ok(None),
+            Residuals::Correlated(c) => Ok(Some((c.multipliers()?, c.whitened_residuals(beta, b)))),
+        }
     }
 
     /// Set the fitted parameters without optimising (a fit restored from R).

@@ -7,7 +7,7 @@
 //!   with `update_l`), its exact gradient, the θ policy of the optimiser, the fit;
 //! - [`optim`]: a BFGS minimiser that knows nothing of mixed models;
 //! - [`inference`]: second derivatives for Satterthwaite's df, profiles, tail areas;
-//! - [`residuals`]: correlated residuals;
+//! - [`residuals`]: correlated residuals and variance functions;
 //! - [`simulate`]: simulation and the parametric bootstrap.
 pub mod engine;
 pub mod error;
@@ -28,4 +28,5 @@ pub use lmm::optimize::OptimSummary;
 pub use lmm::reterm::{Codes, CovForm, ReTerm};
 pub use optim::bfgs::{minimize, FitControl, Minimum};
 pub use residuals::correlation::{fit_correlated, CorKind, CorStruct, CorrelatedFit, CorrelatedModel};
+pub use residuals::variance::{VarFunc, VarPart};
 pub use simulate::{bootstrap, simulate, simulate_design, BootControl, BootResult, BootType, Design, FittedParams};

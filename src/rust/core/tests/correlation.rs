@@ -59,7 +59,7 @@ fn ar1_and_compound_symmetry_match_the_dense_likelihood() {
             }
         }
         for reml in [true, false] {
-            let mut cm = CorrelatedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), reml, cor.clone(), eta.clone()).unwrap();
+            let mut cm = CorrelatedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), reml, cor.clone(), None, eta.clone()).unwrap();
             for th in [0.4, 1.3] {
                 let ours = cm.objective(&[th], &eta).unwrap();
                 let want = dense_criterion(&d, &[th], &psi, reml);
@@ -75,5 +75,5 @@ fn groups_that_cut_across_a_grouping_factor_are_refused() {
     let n = d.y.len();
     let codes: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
     let cor = CorStruct::new(CorKind::CompSymm, &codes, vec![1.0; n]).unwrap();
-    assert!(CorrelatedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), true, cor, vec![0.0]).is_err());
+    assert!(CorrelatedModel::new(d.terms.clone(), d.x.clone(), d.p, d.y.clone(), true, cor, None, vec![0.0]).is_err());
 }

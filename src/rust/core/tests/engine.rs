@@ -104,7 +104,7 @@ fn a_start_of_theta_alone_takes_the_correlation_s_own_start() {
     let build = || {
         let c = cor();
         let eta = c.unconstrained(&[0.1]);
-        Engine::new(Residuals::Correlated(CorrelatedModel::new(vec![term()], x.clone(), 2, y.clone(), true, c, eta).unwrap()))
+        Engine::new(Residuals::Correlated(CorrelatedModel::new(vec![term()], x.clone(), 2, y.clone(), true, c, None, eta).unwrap()))
     };
     let mut free = build();
     let best = free.fit(&FitControl::default(), true).unwrap();

@@ -14,6 +14,7 @@ use crate::lmm::model::LinearMixedModel;
 use crate::lmm::optimize::{optimize_with, OptimSummary, SearchScale};
 use crate::optim::bfgs::FitControl;
 use crate::lmm::reterm::ReTerm;
+use crate::residuals::variance::VarFunc;
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub enum CorKind {
     /// Random walk observed at times t > 0: Ψ_jk = min(t_j, t_k), plus τ on the
     /// diagonal with an extra iid measurement error (τ = its variance / σ²).
     RandomWalk { nugget: bool },
+    /// No correlation (each row its own group): a variance function alone.
+    Independent,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +43,11 @@ pub struct CorStruct {
 }
 
 impl CorStruct {
+    /// No correlation: every row its own group.
+    pub fn independent(n: usize) -> Self {
+        CorStruct { kind: CorKind::Independent, groups: (0..n).map(|i| vec![i]).collect(), times: (0..n).map(|i| i as f64).collect(), max_size: 1 }
+    }
+
     pub fn new(kind: CorKind, codes: &[u32], times: Vec<f64>) -> Result<Self> {
         if codes.len() != times.len() {
             return Err(MixedError::Input("correlation groups and times differ in length".into()));
@@ -74,7 +82,7 @@ impl CorStruct {
     /// Number of correlation parameters.
     pub fn npar(&self) -> usize {
         match self.kind {
-            CorKind::RandomWalk { nugget: false } => 0,
+            CorKind::RandomWalk { nugget: false } | CorKind::Independent => 0,
             _ => 1,
         }
     }
@@ -97,7 +105,7 @@ impl CorStruct {
                     let lo = self.cs_lower();
                     lo + (1.0 - lo) / (1.0 + (-e).exp())
                 }
-                CorKind::RandomWalk { .. } => e.exp(),
+                CorKind::RandomWalk { .. } | CorKind::Independent => e.exp(),
             })
             .collect()
     }
@@ -116,7 +124,7 @@ impl CorStruct {
                     let u = ((p - lo) / (1.0 - lo)).clamp(1e-6, 1.0 - 1e-6);
                     (u / (1.0 - u)).ln()
                 }
-                CorKind::RandomWalk { .. } => p.max(1e-8).ln(),
+                CorKind::RandomWalk { .. } | CorKind::Independent => p.max(1e-8).ln(),
             })
             .collect()
     }
@@ -143,6 +151,13 @@ impl CorStruct {
                         }
                     }
                     CorKind::RandomWalk { nugget } => ta.min(tb) + if a == b && nugget { phi[0] } else { 0.0 },
+                    CorKind::Independent => {
+                        if a == b {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    }
                 };
             }
         }
@@ -151,6 +166,9 @@ impl CorStruct {
     /// Whiten the columns in place (each an n-vector) with C_g⁻¹ in every group;
     /// returns log|Ψ|.
     pub fn whiten(&self, phi: &[f64], cols: &mut [&mut [f64]]) -> Result<f64> {
+        if self.kind == CorKind::Independent {
+            return Ok(0.0);
+        }
         let mut logdet = 0.0;
         let mut psi = vec![0.0; self.max_size * self.max_size];
         let mut v = vec![0.0; self.max_size];
@@ -184,6 +202,8 @@ pub struct CorrelatedModel<'d> {
     pub(crate) y: Cow<'d, [f64]>,
     pub(crate) reml: bool,
     pub cor: CorStruct,
+    /// A variance function, with its parameters after the correlation's in η.
+    pub var: Option<VarFunc>,
     pub model: LinearMixedModel<'d>,
     eta: Vec<f64>,
     logdet: f64,
@@ -197,11 +217,13 @@ impl<'d> CorrelatedModel<'d> {
         y: impl Into<Cow<'d, [f64]>>,
         reml: bool,
         cor: CorStruct,
+        var: Option<VarFunc>,
         eta0: Vec<f64>,
     ) -> Result<Self> {
         let (x, y) = (x.into(), y.into());
-        if eta0.len() != cor.npar() {
-            return Err(MixedError::Input(format!("correlation start has {} values, expected {}", eta0.len(), cor.npar())));
+        let npar = cor.npar() + var.as_ref().map_or(0, VarFunc::npar);
+        if eta0.len() != npar {
+            return Err(MixedError::Input(format!("residual-structure start has {} values, expected {}", eta0.len(), npar)));
         }
         let n = y.len();
         if cor.times.len() != n {
@@ -218,16 +240,64 @@ impl<'d> CorrelatedModel<'d> {
                 }
             }
         }
-        let (model, logdet) = Self::whitened(&terms, &x, p, &y, reml, &cor, &cor.natural(&eta0))?;
-        Ok(CorrelatedModel { terms, x, p, y, reml, cor, model, eta: eta0, logdet })
+        let (model, logdet) = Self::whitened(&terms, &x, p, &y, reml, &cor, var.as_ref(), &eta0)?;
+        Ok(CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet })
     }
 
-    fn whitened(terms: &[ReTerm<'d>], x: &[f64], p: usize, y: &[f64], reml: bool, cor: &CorStruct, phi: &[f64]) -> Result<(LinearMixedModel<'d>, f64)> {
+    /// Number of residual-structure parameters (the correlation's, then the variance function's).
+    pub fn npar(&self) -> usize {
+        self.cor.npar() + self.var.as_ref().map_or(0, VarFunc::npar)
+    }
+
+    /// Natural-scale parameters at η: the correlation's, then the variance function's.
+    pub fn natural(&self, eta: &[f64]) -> Vec<f64> {
+        let nc = self.cor.npar();
+        let mut out = self.cor.natural(&eta[..nc]);
+        if let Some(v) = &self.var {
+            out.extend(v.natural(&eta[nc..]));
+        }
+        out
+    }
+
+    /// The standard-deviation multipliers at the current η (ones without a variance function).
+    pub fn multipliers(&self) -> Result<Vec<f64>> {
+        let n = self.y.len();
+        match &self.var {
+            Some(v) => Ok(v.multipliers(&self.eta[self.cor.npar()..], n)?.0),
+            None => Ok(vec![1.0; n]),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn whitened(
+        terms: &[ReTerm<'d>],
+        x: &[f64],
+        p: usize,
+        y: &[f64],
+        reml: bool,
+        cor: &CorStruct,
+        var: Option<&VarFunc>,
+        eta: &[f64],
+    ) -> Result<(LinearMixedModel<'d>, f64)> {
         let n = y.len();
         let mut xw = x.to_vec();
         let mut yw = y.to_vec();
         let mut zs: Vec<Vec<f64>> = terms.iter().map(|t| t.z.to_vec()).collect();
-        let logdet = {
+        let nc = cor.npar();
+        let phi = cor.natural(&eta[..nc]);
+        let mut var_logdet = 0.0;
+        if let Some(v) = var {
+            let (mult, logsum) = v.multipliers(&eta[nc..], n)?;
+            var_logdet = 2.0 * logsum;
+            let scale = |col: &mut [f64]| col.iter_mut().zip(&mult).for_each(|(c, m)| *c /= m);
+            scale(&mut yw);
+            xw.chunks_mut(n).for_each(scale);
+            for z in zs.iter_mut() {
+                z.chunks_mut(n).for_each(scale);
+            }
+        }
+        let phi = &phi[..];
+        let logdet = var_logdet + {
             let mut cols: Vec<&mut [f64]> = Vec::new();
             cols.push(&mut yw[..]);
             cols.extend(xw.chunks_mut(n));
@@ -247,13 +317,13 @@ impl<'d> CorrelatedModel<'d> {
     /// Move to η, re-whitening only when it changed.
     pub fn set_eta(&mut self, eta: &[f64]) -> Result<()> {
         if eta.len() != self.eta.len() {
-            return Err(MixedError::Input("wrong number of correlation parameters".into()));
+            return Err(MixedError::Input("wrong number of residual-structure parameters".into()));
         }
         if eta.iter().any(|v| !v.is_finite()) {
             return Err(MixedError::Numerical("correlation parameter is not finite".into()));
         }
         if eta != &self.eta[..] {
-            let (model, logdet) = Self::whitened(&self.terms, &self.x, self.p, &self.y, self.reml, &self.cor, &self.cor.natural(eta))?;
+            let (model, logdet) = Self::whitened(&self.terms, &self.x, self.p, &self.y, self.reml, &self.cor, self.var.as_ref(), eta)?;
             self.model = model;
             self.logdet = logdet;
             self.eta = eta.to_vec();
@@ -275,6 +345,13 @@ impl<'d> CorrelatedModel<'d> {
         Ok(self.model.objective(theta)? + self.logdet)
     }
 
+    /// nlme's normalized residuals at the current η: the residuals y − Xβ − Zb whitened,
+    /// (V C)⁻¹ (y − Xβ − Zb), in units of σ once divided by σ.
+    pub fn whitened_residuals(&self, beta: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
+        let fw = fitted_values(&self.model.x, self.y.len(), &self.model.terms, beta, b);
+        self.model.y.iter().zip(fw).map(|(y, f)| y - f).collect()
+    }
+
     /// Fitted values Xβ + Zb on the original (unwhitened) scale.
     pub fn fitted(&self, beta: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
         fitted_values(&self.x, self.y.len(), &self.terms, beta, b)
@@ -293,7 +370,7 @@ pub struct CorrelatedFit {
 /// Optimise θ and η jointly (or evaluate at `control.start` = [θ, η] when `optimize` is false).
 pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: bool) -> Result<CorrelatedFit> {
     let nth = cm.model.ntheta();
-    let ncor = cm.cor.npar();
+    let ncor = cm.npar();
     let start: Vec<f64> = match &control.start {
         Some(s) if s.len() == nth + ncor => s.clone(),
         Some(s) => return Err(MixedError::Input(format!("start has length {}, expected {}", s.len(), nth + ncor))),
@@ -323,13 +400,13 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
     fit.criterion += cm.logdet;
     fit.fitted = cm.fitted(&fit.beta, &fit.b);
     fit.optim = OptimSummary { theta, criterion: fit.criterion, ..optim };
-    Ok(CorrelatedFit { phi: cm.cor.natural(&eta), eta, logdet: cm.logdet, fit })
+    Ok(CorrelatedFit { phi: cm.natural(&eta), eta, logdet: cm.logdet, fit })
 }
 
 /// Satterthwaite's ingredients over (θ, η, σ) for a correlated fit.
 pub fn varpar_derivatives_correlated(cm: &mut CorrelatedModel, vars: &[f64], sigma: f64) -> Result<crate::inference::varpar::VarparDerivatives> {
     let nth = cm.model.ntheta();
-    if vars.len() != nth + cm.cor.npar() {
+    if vars.len() != nth + cm.npar() {
         return Err(MixedError::Input("wrong number of variance parameters".into()));
     }
     let (p, n, reml) = (cm.p, cm.y.len(), cm.reml);

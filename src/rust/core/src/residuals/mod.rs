@@ -1,2 +1,4 @@
-//! Residual structures beyond independent errors: correlation within groups.
+//! Residual structures beyond independent errors: correlation within groups, and
+//! variance functions.
 pub mod correlation;
+pub mod variance;
