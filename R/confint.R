@@ -54,8 +54,9 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
   a <- (1 - level) / 2
   cn <- format_perc(c(a, 1 - a))
   vnames <- profile_names(object, oldNames)
-  all_names <- c(vnames, names(object$beta))
-  which <- select_parm(parm, all_names, length(vnames), missing(parm))
+  # a correlation's and a variance function's parameters come last (on their natural scale)
+  all_names <- c(vnames, names(object$beta), structure_names(object))
+  which <- select_parm(parm, all_names, length(vnames), missing(parm), length(object$beta))
   out <- matrix(NA_real_, length(which), 2L, dimnames = list(all_names[which], cn))
   if (method == "boot" && !is.null(FUN)) {
     # lme4: intervals for what FUN returns, from parametric bootstrap refits
@@ -71,7 +72,7 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
     return(ci)
   }
   if (method == "Wald") {
-    fe <- which > length(vnames)
+    fe <- which > length(vnames) & which <= length(vnames) + length(object$beta)
     j <- which[fe] - length(vnames)
     se <- sqrt(diag(object$vcov))[j]
     z <- stats::qnorm(1 - a)
@@ -79,6 +80,18 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
     return(out)
   }
   if (!quiet) message("Computing profile confidence intervals ...")
+  base <- which <= length(vnames) + length(object$beta)
+  if (structured_residuals(object)) {
+    # the residual structure's parameters are profiled; the others are not yet
+    if (any(base)) {
+      mixedrs_abort("profile intervals of the variance components and fixed effects are not available yet for fits with correlated or heteroscedastic residuals; use parm = the structure's parameters, method = \"Wald\" or \"boot\", or intervals()",
+                    kind = "not_available")
+    }
+    ends <- structure_profile_ends(object, stats::qnorm(1 - a), which - length(vnames) - length(object$beta))
+    out[, 1L] <- ends$lower
+    out[, 2L] <- ends$upper
+    return(out)
+  }
   res <- profile_ends(object, stats::qnorm(1 - a), which)
   out[, 1L] <- res$lower
   out[, 2L] <- res$upper
@@ -97,7 +110,7 @@ profile_ends <- function(object, z, which, covariances = FALSE) {
   call_rust(engine_profile_rs, fit_engine(object), ctl)
 }
 
-select_parm <- function(parm, all_names, nvp, missing_parm) {
+select_parm <- function(parm, all_names, nvp, missing_parm, nbeta = length(all_names) - nvp) {
   if (missing_parm) return(seq_along(all_names))
   if (is.numeric(parm)) {
     if (any(parm < 1 | parm > length(all_names))) mixedrs_abort("'parm' indices are out of range")
@@ -106,7 +119,7 @@ select_parm <- function(parm, all_names, nvp, missing_parm) {
   parm <- as.character(parm)
   # nvp counts sigma too
   if (identical(parm, "theta_")) return(seq_len(nvp))
-  if (identical(parm, "beta_")) return(seq(nvp + 1L, length.out = length(all_names) - nvp))
+  if (identical(parm, "beta_")) return(seq(nvp + 1L, length.out = nbeta))
   bad <- setdiff(parm, all_names)
   if (length(bad)) mixedrs_abort(sprintf("unknown parameter%s: %s", if (length(bad) > 1) "s" else "", paste(bad, collapse = ", ")))
   match(parm, all_names)

@@ -91,9 +91,15 @@ cor_setup <- function(correlation, frame, terms) {
     }
   }
   times <- as.double(times)
-  dup <- tapply(times, group, function(t) anyDuplicated(t) > 0)
-  if (cls != "corCompSymm" && any(dup)) {
-    mixedrs_abort(sprintf("duplicated times within correlation group '%s' (level %s)", group_name, names(dup)[which(dup)[1L]]))
+  # rows in (group, time) order, so that neighbours tell duplicates and cut groups (one
+  # pass instead of one function call per group)
+  ord <- order(as.integer(group), times, method = "radix")
+  same_group <- if (n > 1L) as.integer(group)[ord][-1L] == as.integer(group)[ord][-n] else logical(0)
+  if (cls != "corCompSymm") {
+    dup <- which(same_group & times[ord][-1L] == times[ord][-n])
+    if (length(dup)) {
+      mixedrs_abort(sprintf("duplicated times within correlation group '%s' (level %s)", group_name, as.character(group[ord][dup[1L]])))
+    }
   }
   if (cls == "corAR1" && any(times != round(times))) {
     mixedrs_abort("corAR1 needs integer-valued times; use corCAR1 for continuous time")
@@ -102,8 +108,8 @@ cor_setup <- function(correlation, frame, terms) {
     mixedrs_abort("corRandomWalk needs positive times (the walk is 0 at time 0)")
   }
   for (t in terms) {
-    cut <- tapply(as.integer(t$factor), group, function(v) length(unique(v)) > 1L)
-    if (any(cut)) {
+    f <- as.integer(t$factor)[ord]
+    if (any(same_group & f[-1L] != f[-n])) {
       mixedrs_abort(sprintf("correlation groups '%s' cut across the random-effects grouping factor '%s'; they must be nested in it",
                             group_name, t$group))
     }

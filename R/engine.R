@@ -14,6 +14,7 @@ engine_objective_rs <- function(handle, params) .Call(wrap__engine_objective, ha
 engine_start_rs <- function(handle) .Call(wrap__engine_start, handle)
 engine_lambdas_rs <- function(handle, theta) .Call(wrap__engine_lambdas, handle, theta)
 engine_profile_rs <- function(handle, control) .Call(wrap__engine_profile, handle, control)
+engine_profile_structure_rs <- function(handle, z, which, control) .Call(wrap__engine_profile_structure, handle, z, which, control)
 engine_bootstrap_rs <- function(handle, params, control) .Call(wrap__engine_bootstrap, handle, params, control)
 simulate_rs <- function(spec, params, control) .Call(wrap__simulate_rs, spec, params, control)
 sim_workshop_rs <- function(which, params) .Call(wrap__sim_workshop_rs, which, params)

@@ -66,7 +66,10 @@ check_no_correlation <- function(object, what) {
 #' @export
 simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form = NA, newdata = NULL,
                          newparams = NULL, allow.new.levels = FALSE, na.action = stats::na.pass, ...) {
-  check_no_correlation(object, "simulate()")
+  if (structured_residuals(object) && !is.null(newdata)) {
+    mixedrs_abort("simulate(newdata =) is not available yet for fits with correlated or heteroscedastic residuals",
+                  kind = "not_available")
+  }
   if (!is.null(newparams)) mixedrs_abort("simulate(newparams =) is not available for lmm fits", kind = "not_available")
   if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
   if (!missing(use.u) && !missing(re.form)) mixedrs_abort("should specify only one of 'use.u' and 're.form'")
@@ -136,7 +139,11 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
   n <- length(mu)
   # the fixed part (and the terms conditioned on) enter as one column with coefficient 1
   dim(mu) <- c(n, 1L)
-  spec <- list(n = n, X = mu, p = 1L, weights = weights, terms = free)
+  spec <- list(n = n, X = mu, p = 1L, weights = weights, terms = free,
+               # correlated or heteroscedastic errors, at the fitted structure
+               cor = if (!is.null(model$cor)) c(model$cor[c("type", "groups", "times", "nugget")],
+                                                list(start = unname(as.double(coef(object$correlation))))),
+               var_sd = object$var_sd)
   params <- list(theta = unname(as.double(free_theta)),
                  beta = 1, sigma = as.double(object$sigma), b = lapply(free, function(t) rep(0, t$nlevels * t$k)))
   out <- with_r_seed(seed, {
@@ -197,13 +204,12 @@ bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "r
                       cores = getOption("mixedrs.cores", parallel::detectCores()), progress = interactive(),
                       oldNames = TRUE) {
   if (!inherits(object, "lmm")) mixedrs_abort("bootstrap() needs an lmm fit")
-  check_no_correlation(object, "bootstrap()")
   type <- match.arg(type)
   if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
   nsim <- as.integer(nsim)
   cores <- max(1L, as.integer(cores))
   if (!is.null(FUN)) return(bootstrap_r(object, nsim, match.fun(FUN), type, seed))
-  names <- c(profile_names(object, oldNames), names(object$beta))
+  names <- c(profile_names(object, oldNames), names(object$beta), structure_names(object))
   ctl <- engine_control(object$control, start = NULL, nsim = nsim, seed = NULL, threads = cores, type = type,
                         progress = isTRUE(progress))
   res <- with_r_seed(seed, {
@@ -219,6 +225,10 @@ bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "r
 
 # The slow path for a user FUN: responses from Rust, refits and FUN in R.
 bootstrap_r <- function(object, nsim, FUN, type, seed) {
+  if (type == "residual" && structured_residuals(object)) {
+    mixedrs_abort("bootstrap(FUN =, type = \"residual\") is not available yet for fits with correlated or heteroscedastic residuals",
+                  kind = "not_available")
+  }
   sims <- if (type == "parametric") {
     simulate.lmm(object, nsim = nsim, seed = seed, na.action = stats::na.omit)
   } else {

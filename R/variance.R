@@ -188,3 +188,17 @@ print.lmm_varFunc <- function(x, ...) {
 # Residuals that are not independent with one variance: a correlation or a variance
 # function (for the methods that assume them).
 structured_residuals <- function(object) !is.null(object$correlation) || !is.null(object$varStruct)
+
+# Names of the residual structure's parameters in bootstraps and intervals, after the
+# fixed effects: "corStruct.Phi", "varStruct.Female", ...
+structure_names <- function(object) {
+  c(if (!is.null(object$correlation)) paste0("corStruct.", names(coef(object$correlation))),
+    if (!is.null(object$varStruct)) paste0("varStruct.", names(coef(object$varStruct))))
+}
+
+# Profile-likelihood (ML) ends of the residual structure's parameters `which` (indices
+# among them), on their natural scale, from the engine.
+structure_profile_ends <- function(object, z, which) {
+  ctl <- engine_control(object$control, start = NULL)
+  call_rust(engine_profile_structure_rs, fit_engine(object), as.double(z), as.integer(which - 1L), ctl)
+}

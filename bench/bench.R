@@ -240,6 +240,31 @@ for (cs in list(list("B2", b2_setup, "y ~ x + (x | subj)", TRUE), list("B3", b3_
   mem[[length(mem) + 1L]] <- data.frame(case = cs[[1]], mixedrs_MiB = round(o), lme4_MiB = round(r), share = round(o / r, 2))
 }
 
+## Residual structures: 100k longitudinal rows, varIdent by arm and AR(1) within subject
+## (issue 19: at least 20x nlme::lme), with both fits' peak RSS
+sim_v1 <- function(ns, nt = 5L, seed = 42) {
+  set.seed(seed)
+  d <- data.frame(subj = factor(rep(seq_len(ns), each = nt)), time = rep(seq_len(nt), ns))
+  d$arm <- factor(sample(c("a", "b", "c"), ns, TRUE)[d$subj])
+  d$x <- rnorm(nrow(d))
+  sdv <- c(a = 1, b = 1.5, c = 0.7)[as.character(d$arm)]
+  e <- as.vector(stats::filter(matrix(rnorm(nrow(d)), nt), 0.5, "recursive"))
+  d$y <- 1 + 0.3 * d$time + 0.5 * d$x + rnorm(ns)[d$subj] + sdv * e
+  d
+}
+dv <- sim_v1(20000L)
+v_ours <- median_time(lmm(y ~ time + x + arm + (1 | subj), dv, weights = varIdent(form = ~ 1 | arm),
+                          correlation = corAR1(form = ~ time | subj)))
+v_ref <- time_it(nlme::lme(y ~ time + x + arm, random = ~ 1 | subj, data = dv, weights = nlme::varIdent(form = ~ 1 | arm),
+                           correlation = nlme::corAR1(form = ~ time | subj)))
+v_setup <- c(paste("sim_v1 <-", paste(deparse(sim_v1), collapse = "\n")), "d <- sim_v1(20000L)")
+v_mem_ours <- peak_rss(v_setup, "lmm(y ~ time + x + arm + (1 | subj), d, weights = varIdent(form = ~ 1 | arm), correlation = corAR1(form = ~ time | subj))")
+v_mem_ref <- peak_rss(v_setup, "nlme::lme(y ~ time + x + arm, random = ~ 1 | subj, data = d, weights = nlme::varIdent(form = ~ 1 | arm), correlation = nlme::corAR1(form = ~ time | subj))")
+v_row <- data.frame(case = "V1 100k rows, varIdent + corAR1, (1 | subj) (vs nlme::lme)", mixedrs_s = signif(v_ours$time, 4),
+                    ref_s = signif(v_ref$time, 4), ratio = round(v_ref$time / v_ours$time, 1),
+                    logLik_diff = signif(c(logLik(v_ours$value)) - c(logLik(v_ref$value)), 3),
+                    mixedrs_MiB = round(v_mem_ours), nlme_MiB = round(v_mem_ref))
+
 cat(sprintf("\nmixedrs bench, %s, %d cores, R %s, lme4 %s, lmerTest %s\n", format(Sys.Date()), parallel::detectCores(),
             getRversion(), packageVersion("lme4"), packageVersion("lmerTest")))
 cat("\nFits (time per fit; ratio = lme4 / mixedrs; crit_diff_rel < 0 means mixedrs reached a lower criterion;",
@@ -250,6 +275,8 @@ print(do.call(rbind, inf), row.names = FALSE)
 cat("\nAfter the fit (medians of 3; methods_over_fit should be at most 0.3):\n")
 print(after_row, row.names = FALSE)
 print(signif(after, 3))
+cat("\nResidual structures (ratio = nlme / mixedrs; logLik_diff > 0: mixedrs's is higher; peak RSS above the loaded data):\n")
+print(v_row, row.names = FALSE)
 cat("\nPeak RSS of the fit above the loaded data (MiB):\n")
 print(do.call(rbind, mem), row.names = FALSE)
 
@@ -261,6 +288,8 @@ shipped <- rbind(
              ratio = fits$ratio, max_rel_diff = fits$crit_diff_rel),
   data.frame(kind = "inference", case = inference$case, mixedrs_s = inference$mixedrs_s,
              reference_s = inference$ref_s, ratio = inference$ratio, max_rel_diff = inference$max_rel_diff),
+  data.frame(kind = "residual_structure", case = v_row$case, mixedrs_s = v_row$mixedrs_s, reference_s = v_row$ref_s,
+             ratio = v_row$ratio, max_rel_diff = NA),
   # here the reference is mixedrs's own fit and the ratio is methods / fit
   data.frame(kind = "after_fit", case = after_row$case, mixedrs_s = after_row$methods_s, reference_s = after_row$fit_s,
              ratio = after_row$methods_over_fit, max_rel_diff = NA))

@@ -167,3 +167,49 @@ test_that("bad variance functions give classed errors", {
   expect_warning(cd <- cooks.distance(m), "heteroscedastic")
   expect_true(all(is.nan(cd)))
 })
+
+test_that("simulate() draws errors with the fitted variance function and correlation", {
+  m <- lmm(distance ~ age + (1 | Subject), o, weights = varIdent(form = ~ 1 | Sex))
+  # conditional on the random effects, the errors' sd ratio is the fitted one
+  s <- simulate(m, 400, seed = 1, use.u = TRUE)
+  e <- as.matrix(s) - fitted(m)
+  ratio <- sd(e[o$Sex == "Female", ]) / sd(e[o$Sex == "Male", ])
+  expect_equal(ratio, unname(coef(m$varStruct)), tolerance = 0.03)
+  expect_equal(sd(e[o$Sex == "Male", ]), sigma(m), tolerance = 0.03)
+  # AR(1) within rats at the fitted phi (lag-1 correlation of the errors)
+  mc <- lmm(weight ~ Time * Diet + (Time | Rat), bw, weights = varPower(form = ~ Time), correlation = corAR1(form = ~ 1 | Rat))
+  s <- simulate(mc, 300, seed = 2, use.u = TRUE)
+  e <- (as.matrix(s) - fitted(mc)) / mc$var_sd
+  lag <- unlist(lapply(split(seq_len(nrow(bw)), bw$Rat), function(i) i[-1]))
+  expect_equal(cor(as.vector(e[lag, ]), as.vector(e[lag - 1L, ])), unname(coef(mc$correlation)), tolerance = 0.05)
+  # the same draws from the same seed, and newdata is refused with a structure
+  expect_identical(simulate(m, 2, seed = 5), simulate(m, 2, seed = 5))
+  expect_error(simulate(m, 1, newdata = o[1:5, ]), class = "mixedrs_not_available_error")
+})
+
+test_that("bootstrap() refits the residual structure; its intervals; profiles of its parameters", {
+  m <- lmm(weight ~ Time * Diet + (Time | Rat), bw, weights = varPower(form = ~ Time), correlation = corCAR1(form = ~ Time | Rat))
+  b1 <- bootstrap(m, 24, seed = 3, cores = 1)
+  b2 <- bootstrap(m, 24, seed = 3, cores = 2)
+  expect_identical(b1$t, b2$t)
+  expect_equal(b1$failed, 0L)
+  expect_equal(tail(names(b1$t0), 2), c("corStruct.Phi", "varStruct.power"))
+  expect_equal(unname(b1$t0[c("corStruct.Phi", "varStruct.power")]), unname(c(coef(m$correlation), coef(m$varStruct))))
+  expect_true(all(is.finite(b1$t)))
+  ci <- suppressMessages(confint(m, parm = c("corStruct.Phi", "varStruct.power"), method = "boot", nsim = 24, seed = 3))
+  expect_equal(unname(ci), unname(confint(b1, parm = c("corStruct.Phi", "varStruct.power"))))
+  expect_true(all(is.na(suppressMessages(confint(m, method = "Wald"))[c("corStruct.Phi", "varStruct.power"), ])))
+  # the profile's ends are where the ML deviance, minimised over the other parameters,
+  # is z^2 above its minimum (checked with the criterion itself and optim())
+  mi <- lmm(distance ~ age + (1 | Subject), o, weights = varIdent(form = ~ 1 | Sex))
+  ends <- suppressMessages(confint(mi, parm = "varStruct.Female"))
+  dev <- lmm(distance ~ age + (1 | Subject), o, weights = varIdent(form = ~ 1 | Sex), REML = FALSE, devFunOnly = TRUE)
+  best <- optim(c(1, 0), dev, method = "L-BFGS-B", lower = c(0, -Inf))$value
+  at <- function(ratio) optimize(function(th) dev(c(th, log(ratio))), c(0, 10))$objective - best
+  expect_equal(at(ends[1, 1]), qnorm(0.975)^2, tolerance = 2e-3)
+  expect_equal(at(ends[1, 2]), qnorm(0.975)^2, tolerance = 2e-3)
+  expect_error(suppressMessages(confint(mi)), class = "mixedrs_not_available_error")
+  # residual bootstraps resample the whitened residuals
+  br <- bootstrap(mi, 20, seed = 4, type = "residual")
+  expect_true(all(is.finite(br$t)))
+})

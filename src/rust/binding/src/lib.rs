@@ -6,7 +6,7 @@
 use extendr_api::prelude::*;
 use mixedrs_core::lmm::model::CriterionParts;
 use mixedrs_core::{
-    simulate_design, BootControl, BootType, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
+    simulate_design_with, BootControl, ErrorStructure, BootType, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
     LinearMixedModel, MixedError, ReTerm, Residuals,
 };
 use std::borrow::Cow;
@@ -429,7 +429,25 @@ fn run_simulate(spec: List, params: List, control: List) -> std::result::Result<
     }
     let ctl = named(control);
     let design = Design { x, n, terms: &terms, weights };
-    let sims = simulate_design(&design, &par, flag(&ctl, "use_u")?, int(&ctl, "nsim")?, seed_of(&ctl)?);
+    // correlated or heteroscedastic errors: the correlation (its `start` the fitted φ)
+    // and the variance function's standard-deviation multipliers
+    let errors = {
+        let cor = match objects.map.get("cor") {
+            Some(c) if !c.is_null() => {
+                let (cor, eta) = read_cor(c)?;
+                let phi = cor.natural(&eta);
+                Some((cor, phi))
+            }
+            _ => None,
+        };
+        let sd = opt_reals(&objects.map, "var_sd")?;
+        if sd.as_ref().is_some_and(|s| s.len() != n) || cor.as_ref().is_some_and(|(c, _)| c.times.len() != n) {
+            return Err(input("the residual structure does not have n rows"));
+        }
+        if cor.is_some() || sd.is_some() { Some(ErrorStructure { cor, sd }) } else { None }
+    };
+    let sims = simulate_design_with(&design, &par, flag(&ctl, "use_u")?, int(&ctl, "nsim")?, seed_of(&ctl)?, errors.as_ref())
+        .map_err(to_r_error)?;
     // straight into one R vector, replicate after replicate
     let y: Robj = sims.iter().flatten().copied().collect_robj();
     Ok(List::from_names_and_values(["y"], [y])?)
@@ -608,6 +626,20 @@ fn engine_set(handle: Robj, params: Vec<f64>) -> extendr_api::Result<List> {
     }))
 }
 
+/// Profile intervals of the residual structure's parameters (`which`: 0-based into η).
+#[extendr]
+fn engine_profile_structure(handle: Robj, z: f64, which: Vec<i32>, control: List) -> extendr_api::Result<List> {
+    guarded(|| {
+        let fc = read_control(&named(control))?;
+        let which: Vec<usize> = which.iter().map(|&j| j.max(0) as usize).collect();
+        with_engine(handle, |engine| {
+            let ends = engine.profile_structure(z, &which, &fc).map_err(to_r_error)?;
+            let (lo, hi): (Vec<f64>, Vec<f64>) = ends.into_iter().unzip();
+            Ok(List::from_names_and_values(["lower", "upper"], [Robj::from(lo), Robj::from(hi)])?)
+        })
+    })
+}
+
 /// Conditional covariances of the random effects at the fit, per term.
 #[extendr]
 fn engine_condvar(handle: Robj, sigma: f64) -> extendr_api::Result<List> {
@@ -702,6 +734,7 @@ extendr_module! {
     fn engine_start;
     fn engine_lambdas;
     fn engine_profile;
+    fn engine_profile_structure;
     fn engine_bootstrap;
     fn simulate_rs;
     fn sim_workshop_rs;

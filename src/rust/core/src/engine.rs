@@ -361,11 +361,26 @@ impl<'d> Engine<'d> {
         }
     }
 
+    /// Profile intervals (ML) of the residual structure's parameters `which` (indices into η).
+    pub fn profile_structure(&mut self, z: f64, which: &[usize], control: &FitControl) -> Result<Vec<(f64, f64)>> {
+        let start = self.fitted.clone().ok_or_else(|| MixedError::Input("the engine has no fit yet".into()))?;
+        match &self.model {
+            Residuals::Independent(_) => Err(MixedError::Input("the fit has no residual structure".into())),
+            Residuals::Correlated(c) => crate::residuals::correlation::profile_structure(c, &start, z, which, control),
+        }
+    }
+
     /// The parametric or residual bootstrap, refitting copies of the blocks.
     pub fn bootstrap(&self, par: &FittedParams, control: &BootControl, fit_control: &FitControl, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<BootResult> {
         match &self.model {
             Residuals::Independent(m) => bootstrap(m, par, control, fit_control, progress),
-            Residuals::Correlated(_) => Err(MixedError::NotAvailable("the bootstrap is not available yet for fits with correlated residuals".into())),
+            Residuals::Correlated(c) => {
+                let mut c = c.clone();
+                if let Some(f) = &self.fitted {
+                    c.set_eta(&f[c.model.ntheta()..])?;
+                }
+                crate::simulate::bootstrap_correlated(&c, par, control, fit_control, progress)
+            }
         }
     }
 }

@@ -29,4 +29,4 @@ pub use lmm::reterm::{Codes, CovForm, ReTerm};
 pub use optim::bfgs::{minimize, FitControl, Minimum};
 pub use residuals::correlation::{fit_correlated, CorKind, CorStruct, CorrelatedFit, CorrelatedModel};
 pub use residuals::variance::{VarFunc, VarPart};
-pub use simulate::{bootstrap, simulate, simulate_design, BootControl, BootResult, BootType, Design, FittedParams};
+pub use simulate::{bootstrap, simulate, simulate_design, simulate_design_with, BootControl, BootResult, BootType, Design, ErrorStructure, FittedParams};

@@ -274,6 +274,21 @@ impl<'d> LinearMixedModel<'d> {
                         }
                     });
                     Block::Dense(d)
+                } else if weights.is_none() {
+                    // [X y]ᵀ[X y] by matrix products (column-major X, no row pass)
+                    let mut d = Dense::zeros(m, m);
+                    let mut xx = vec![0.0; p * p];
+                    dense::gemm(&mut xx, p, p, 1.0, x, true, x, false, n, 0.0);
+                    let mut xy = vec![0.0; p];
+                    dense::gemm(&mut xy, p, 1, 1.0, x, true, y, false, n, 0.0);
+                    for b in 0..p {
+                        for c in b..p {
+                            d.data[b * m + c] = xx[c + b * p];
+                        }
+                        d.data[b * m + p] = xy[b];
+                    }
+                    d.data[p * m + p] = y.iter().map(|v| v * v).sum();
+                    Block::Dense(d)
                 } else {
                     let mut d = Dense::zeros(m, m);
                     for_row_chunks(x, p, y, n, |o0, rows| {
@@ -368,6 +383,15 @@ impl<'d> LinearMixedModel<'d> {
 
     /// Replace the response and re-form only the y row of A (Zᵀy, Xᵀy, yᵀy); the
     /// Z and X blocks are untouched. Used by profiles and simulation refits.
+    /// Re-form A from the current data, whose values changed but not their structure
+    /// (the whitened copy of a model with correlated residuals at a new η); L keeps its
+    /// pattern and is refactored at the next evaluation.
+    pub(crate) fn reform_a(&mut self) {
+        self.a = Self::form_a(&self.terms, &self.x, self.p, &self.y, self.n, self.weights.as_deref());
+        self.factor_current = false;
+        self.sigma_at_theta = None;
+    }
+
     pub fn set_response(&mut self, y: &[f64]) -> Result<()> {
         if y.len() != self.n {
             return Err(MixedError::Input(format!("response has length {}, expected {}", y.len(), self.n)));

@@ -11,8 +11,8 @@ use crate::linalg::dense;
 use crate::error::{MixedError, Result};
 use crate::lmm::fit::{fitted_values, Fit};
 use crate::lmm::model::LinearMixedModel;
-use crate::lmm::optimize::{optimize_with, OptimSummary, SearchScale};
-use crate::optim::bfgs::FitControl;
+use crate::lmm::optimize::{optimize_objective, optimize_with, OptimSummary, SearchScale};
+use crate::optim::bfgs::{FitControl, Objective};
 use crate::lmm::reterm::ReTerm;
 use crate::residuals::variance::VarFunc;
 use std::borrow::Cow;
@@ -163,11 +163,63 @@ impl CorStruct {
         }
     }
 
+    /// AR(1) and CAR(1) are Markov in time, so C_g⁻¹ is bidiagonal: in time order, the
+    /// first row is kept and row t becomes (r_t − ρ r_{t−1}) / √(1 − ρ²) with
+    /// ρ = φ^(t_t − t_{t−1}); log|Ψ_g| = Σ log(1 − ρ²). No factorisation, and one power
+    /// per distinct gap.
+    fn whiten_markov(&self, phi: f64, cols: &mut [&mut [f64]]) -> Result<f64> {
+        let mut logdet = 0.0;
+        let (mut last_gap, mut rho, mut scale) = (f64::NAN, 0.0, 1.0);
+        for g in &self.groups {
+            for w in g.windows(2).rev() {
+                let gap = self.times[w[1]] - self.times[w[0]];
+                if gap != last_gap {
+                    last_gap = gap;
+                    rho = phi.powf(gap);
+                    let one_minus = 1.0 - rho * rho;
+                    if !(one_minus > 0.0) {
+                        return Err(MixedError::Numerical("the residual correlation matrix is not positive definite".into()));
+                    }
+                    scale = 1.0 / one_minus.sqrt();
+                }
+                for col in cols.iter_mut() {
+                    col[w[1]] = (col[w[1]] - rho * col[w[0]]) * scale;
+                }
+                logdet -= 2.0 * scale.ln();
+            }
+        }
+        Ok(logdet)
+    }
+
+    /// Colour independent N(0, 1) draws in place: C_g z in every group (Ψ_g = C_g C_gᵀ).
+    pub fn colour(&self, phi: &[f64], e: &mut [f64]) -> Result<()> {
+        if self.kind == CorKind::Independent {
+            return Ok(());
+        }
+        let mut psi = vec![0.0; self.max_size * self.max_size];
+        let mut v = vec![0.0; self.max_size];
+        for g in &self.groups {
+            let m = g.len();
+            let psi = &mut psi[..m * m];
+            self.group_matrix(g, phi, psi);
+            dense::chol_lower(psi, m).map_err(|_| MixedError::Numerical("the residual correlation matrix is not positive definite".into()))?;
+            for a in 0..m {
+                v[a] = (0..=a).map(|c| psi[a + c * m] * e[g[c]]).sum();
+            }
+            for (a, &o) in g.iter().enumerate() {
+                e[o] = v[a];
+            }
+        }
+        Ok(())
+    }
+
     /// Whiten the columns in place (each an n-vector) with C_g⁻¹ in every group;
     /// returns log|Ψ|.
     pub fn whiten(&self, phi: &[f64], cols: &mut [&mut [f64]]) -> Result<f64> {
-        if self.kind == CorKind::Independent {
-            return Ok(0.0);
+        match self.kind {
+            CorKind::Independent => return Ok(0.0),
+            CorKind::Ar1 | CorKind::Car1 => return self.whiten_markov(phi[0], cols),
+            _ => {}
         }
         let mut logdet = 0.0;
         let mut psi = vec![0.0; self.max_size * self.max_size];
@@ -192,9 +244,25 @@ impl CorStruct {
     }
 }
 
+/// Whiten columns (y, X's, Z's, each an n-vector) in place: divide by the variance
+/// function's v_i, then C_g⁻¹ in every correlation group; returns log|V Ψ V|.
+fn whiten_columns(cor: &CorStruct, var: Option<&VarFunc>, eta: &[f64], n: usize, cols: &mut [&mut [f64]]) -> Result<f64> {
+    let nc = cor.npar();
+    let mut var_logdet = 0.0;
+    if let Some(v) = var {
+        let (mult, logsum) = v.multipliers(&eta[nc..], n)?;
+        var_logdet = 2.0 * logsum;
+        for col in cols.iter_mut() {
+            col.iter_mut().zip(&mult).for_each(|(c, m)| *c /= m);
+        }
+    }
+    Ok(var_logdet + cor.whiten(&cor.natural(&eta[..nc]), cols)?)
+}
+
 /// A linear mixed model with correlated residuals: the original data, the structure,
 /// and the whitened [`LinearMixedModel`] at the current η.
 /// The original data are borrowed like [`LinearMixedModel`]'s; the whitened copy is owned.
+#[derive(Clone)]
 pub struct CorrelatedModel<'d> {
     pub(crate) terms: Vec<ReTerm<'d>>,
     pub(crate) x: Cow<'d, [f64]>,
@@ -259,6 +327,26 @@ impl<'d> CorrelatedModel<'d> {
         out
     }
 
+    /// A new response (a bootstrap replicate): the whitened model is rebuilt at the current η.
+    pub fn set_response(&mut self, y: &[f64]) -> Result<()> {
+        if y.len() != self.y.len() {
+            return Err(MixedError::Input("the response has the wrong length".into()));
+        }
+        self.y = Cow::Owned(y.to_vec());
+        let (model, logdet) = Self::whitened(&self.terms, &self.x, self.p, &self.y, self.reml, &self.cor, self.var.as_ref(), &self.eta)?;
+        self.model = model;
+        self.logdet = logdet;
+        Ok(())
+    }
+
+    /// The errors' structure at the current η, for simulation.
+    pub fn errors(&self) -> Result<crate::simulate::ErrorStructure> {
+        let nc = self.cor.npar();
+        let cor = if self.cor.kind == CorKind::Independent { None } else { Some((self.cor.clone(), self.cor.natural(&self.eta[..nc]))) };
+        let sd = if self.var.is_some() { Some(self.multipliers()?) } else { None };
+        Ok(crate::simulate::ErrorStructure { cor, sd })
+    }
+
     /// The standard-deviation multipliers at the current η (ones without a variance function).
     pub fn multipliers(&self) -> Result<Vec<f64>> {
         let n = self.y.len();
@@ -283,28 +371,13 @@ impl<'d> CorrelatedModel<'d> {
         let mut xw = x.to_vec();
         let mut yw = y.to_vec();
         let mut zs: Vec<Vec<f64>> = terms.iter().map(|t| t.z.to_vec()).collect();
-        let nc = cor.npar();
-        let phi = cor.natural(&eta[..nc]);
-        let mut var_logdet = 0.0;
-        if let Some(v) = var {
-            let (mult, logsum) = v.multipliers(&eta[nc..], n)?;
-            var_logdet = 2.0 * logsum;
-            let scale = |col: &mut [f64]| col.iter_mut().zip(&mult).for_each(|(c, m)| *c /= m);
-            scale(&mut yw);
-            xw.chunks_mut(n).for_each(scale);
-            for z in zs.iter_mut() {
-                z.chunks_mut(n).for_each(scale);
-            }
-        }
-        let phi = &phi[..];
-        let logdet = var_logdet + {
-            let mut cols: Vec<&mut [f64]> = Vec::new();
-            cols.push(&mut yw[..]);
+        let logdet = {
+            let mut cols: Vec<&mut [f64]> = vec![&mut yw[..]];
             cols.extend(xw.chunks_mut(n));
             for z in zs.iter_mut() {
                 cols.extend(z.chunks_mut(n));
             }
-            cor.whiten(phi, &mut cols)?
+            whiten_columns(cor, var, eta, n, &mut cols)?
         };
         let wterms = terms
             .iter()
@@ -312,6 +385,28 @@ impl<'d> CorrelatedModel<'d> {
             .map(|(t, z)| ReTerm::new(t.codes.clone(), t.nlevels, z, t.k, t.cov))
             .collect::<Result<Vec<_>>>()?;
         Ok((LinearMixedModel::new(wterms, xw, p, yw, None, reml)?, logdet))
+    }
+
+    /// Re-whiten the data into the whitened model's own buffers at η and re-form its A
+    /// (same blocks, same pattern of L): no allocation per evaluation.
+    fn rewhiten(&mut self, eta: &[f64]) -> Result<f64> {
+        let n = self.y.len();
+        let m = &mut self.model;
+        m.y.to_mut().copy_from_slice(&self.y);
+        m.x.to_mut().copy_from_slice(&self.x);
+        for (wt, t) in m.terms.iter_mut().zip(&self.terms) {
+            wt.z.to_mut().copy_from_slice(&t.z);
+        }
+        let logdet = {
+            let mut cols: Vec<&mut [f64]> = vec![m.y.to_mut()];
+            cols.extend(m.x.to_mut().chunks_mut(n));
+            for t in m.terms.iter_mut() {
+                cols.extend(t.z.to_mut().chunks_mut(n));
+            }
+            whiten_columns(&self.cor, self.var.as_ref(), eta, n, &mut cols)?
+        };
+        m.reform_a();
+        Ok(logdet)
     }
 
     /// Move to η, re-whitening only when it changed.
@@ -323,8 +418,8 @@ impl<'d> CorrelatedModel<'d> {
             return Err(MixedError::Numerical("correlation parameter is not finite".into()));
         }
         if eta != &self.eta[..] {
-            let (model, logdet) = Self::whitened(&self.terms, &self.x, self.p, &self.y, self.reml, &self.cor, self.var.as_ref(), eta)?;
-            self.model = model;
+            // on failure (a degenerate η) the model is left to be re-whitened at the next η
+            let logdet = self.rewhiten(eta).inspect_err(|_| self.eta = vec![f64::NAN; eta.len()])?;
             self.logdet = logdet;
             self.eta = eta.to_vec();
         }
@@ -358,6 +453,72 @@ impl<'d> CorrelatedModel<'d> {
     }
 }
 
+/// The criterion over [θ, η] for the optimiser. The θ part of its gradient is exact
+/// (the whitened model's, at fixed η); the η part is central differences, which
+/// re-whiten the n rows, so they run on copies of the model in parallel on large data.
+struct CorrelatedCriterion<'m, 'd> {
+    cm: &'m mut CorrelatedModel<'d>,
+    spares: Vec<CorrelatedModel<'d>>,
+}
+
+/// Rows × columns from which the η differences run on two or more threads.
+const PARALLEL_DIFFERENCES_MIN: usize = 50_000;
+
+impl CorrelatedCriterion<'_, '_> {
+    fn gradient_at(&mut self, x: &[f64]) -> Result<Vec<f64>> {
+        let nth = self.cm.model.ntheta();
+        let (theta, eta) = x.split_at(nth);
+        self.cm.set_eta(eta)?;
+        self.cm.model.update_l(theta)?;
+        let mut g = self.cm.model.gradient()?;
+        if eta.is_empty() {
+            return Ok(g);
+        }
+        let steps: Vec<f64> = eta.iter().map(|e| 1e-5 * e.abs().max(1.0)).collect();
+        let tasks: Vec<(usize, f64)> = (0..eta.len()).flat_map(|k| [(k, steps[k]), (k, -steps[k])]).collect();
+        let size = self.cm.y.len() * (self.cm.p + 1 + self.cm.terms.iter().map(|t| t.k).sum::<usize>());
+        let threads = if size >= PARALLEL_DIFFERENCES_MIN {
+            std::thread::available_parallelism().map_or(1, |t| t.get()).min(tasks.len())
+        } else {
+            1
+        };
+        while self.spares.len() < threads {
+            self.spares.push(self.cm.clone());
+        }
+        let value_at = |m: &mut CorrelatedModel, &(k, h): &(usize, f64)| -> Result<f64> {
+            let mut e = eta.to_vec();
+            e[k] += h;
+            m.objective(theta, &e)
+        };
+        let values: Vec<Result<f64>> = if threads == 1 {
+            tasks.iter().map(|t| value_at(&mut self.spares[0], t)).collect()
+        } else {
+            let chunk = tasks.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = self.spares[..threads]
+                    .iter_mut()
+                    .zip(tasks.chunks(chunk))
+                    .map(|(m, ts)| s.spawn(move || ts.iter().map(|t| value_at(m, t)).collect::<Vec<_>>()))
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| vec![Err(MixedError::internal("a worker thread", "panicked"))])).collect()
+            })
+        };
+        let values = values.into_iter().collect::<Result<Vec<f64>>>()?;
+        g.extend((0..eta.len()).map(|k| (values[2 * k] - values[2 * k + 1]) / (2.0 * steps[k])));
+        Ok(g)
+    }
+}
+
+impl Objective for CorrelatedCriterion<'_, '_> {
+    fn value(&mut self, x: &[f64]) -> Result<f64> {
+        let nth = self.cm.model.ntheta();
+        self.cm.objective(&x[..nth], &x[nth..])
+    }
+    fn gradient(&mut self, x: &[f64]) -> Option<Result<Vec<f64>>> {
+        Some(self.gradient_at(x))
+    }
+}
+
 /// A fit with correlated residuals: the usual [`Fit`] (criterion including log|Ψ|,
 /// fitted values on the data scale) and the correlation parameters.
 pub struct CorrelatedFit {
@@ -386,7 +547,7 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
     let mut scale = SearchScale::linear(nth + ncor);
     scale.sinh[..nth].copy_from_slice(&SearchScale::for_model(&cm.model).sinh);
     let optim = if optimize {
-        let mut res = optimize_with(|v| cm.objective(&v[..nth], &v[nth..]), &start, &is_diag, &scale, control)?;
+        let mut res = optimize_objective(&mut CorrelatedCriterion { cm: &mut *cm, spares: Vec::new() }, &start, &is_diag, &scale, control)?;
         cm.model.normalize_theta(&mut res.theta[..nth]);
         res
     } else {
@@ -426,4 +587,95 @@ pub fn varpar_derivatives_correlated(cm: &mut CorrelatedModel, vars: &[f64], sig
     cm.set_eta(&vars[nth..])?;
     cm.model.update_l(&vars[..nth])?;
     d
+}
+
+/// Profile-likelihood intervals of the residual structure's parameters (ML): for η_j
+/// fixed at v, the ML criterion minimised over θ and the other η; ζ(v) =
+/// sign(v − η̂_j) √(that minimum − the ML minimum), and each end is where ζ = ±z. The
+/// ends are returned on the natural scale (every parameter's map is increasing); an
+/// end the profile never reaches is the parameter's limit.
+pub fn profile_structure(cm: &CorrelatedModel, start: &[f64], z: f64, which: &[usize], control: &FitControl) -> Result<Vec<(f64, f64)>> {
+    let nth = cm.model.ntheta();
+    let npar = cm.npar();
+    if which.iter().any(|&j| j >= npar) {
+        return Err(MixedError::Input("the residual structure has no such parameter".into()));
+    }
+    let mut ml = CorrelatedModel::new(cm.terms.clone(), cm.x.clone(), cm.p, cm.y.clone(), false, cm.cor.clone(), cm.var.clone(), cm.eta.clone())?;
+    let ctl = FitControl { start: Some(start.to_vec()), ..control.clone() };
+    let best = fit_correlated(&mut ml, &ctl, true)?;
+    let f_hat = best.fit.criterion;
+    let mut full_hat = best.fit.optim.theta.clone();
+    full_hat.extend(&best.eta);
+    let mut is_diag = ml.model.theta_is_diagonal();
+    is_diag.extend(std::iter::repeat(false).take(npar - 1));
+    let mut scale = SearchScale::linear(nth + npar - 1);
+    scale.sinh[..nth].copy_from_slice(&SearchScale::for_model(&ml.model).sinh);
+    let mut out = Vec::with_capacity(which.len());
+    for &j in which {
+        let at = nth + j;
+        let hat = full_hat[at];
+        // warm starts: the reduced optimum last found on this side
+        let reduced_hat: Vec<f64> = full_hat.iter().enumerate().filter(|&(i, _)| i != at).map(|(_, &v)| v).collect();
+        let mut zeta = |v: f64, warm: &mut Vec<f64>| -> Result<f64> {
+            let full = |w: &[f64]| -> Vec<f64> {
+                let mut x = w[..at].to_vec();
+                x.push(v);
+                x.extend(&w[at..]);
+                x
+            };
+            let res = optimize_with(
+                |w| {
+                    let x = full(w);
+                    ml.objective(&x[..nth], &x[nth..])
+                },
+                warm,
+                &is_diag,
+                &scale,
+                &FitControl { start: None, ..control.clone() },
+            )?;
+            *warm = res.theta.clone();
+            let g = (res.criterion - f_hat).max(0.0);
+            Ok((v - hat).signum() * g.sqrt())
+        };
+        let mut end = |sign: f64| -> Result<f64> {
+            let target = sign * z;
+            let mut warm = reduced_hat.clone();
+            // a first step of 0.1 (or 10% of the estimate), then secant steps on ζ(v) − target
+            let (mut v0, mut z0) = (hat, 0.0);
+            let mut v1 = hat + sign * 0.1 * hat.abs().max(1.0);
+            let mut z1 = zeta(v1, &mut warm)?;
+            for _ in 0..60 {
+                if (z1 - target).abs() < 1e-4 {
+                    return Ok(v1);
+                }
+                if (v1 - hat).abs() > 50.0 {
+                    return Ok(sign * f64::INFINITY);
+                }
+                let slope = (z1 - z0) / (v1 - v0);
+                let mut next = if slope.is_finite() && slope.abs() > 1e-12 { v1 + (target - z1) / slope } else { v1 + sign * (v1 - hat).abs() };
+                // stay on this side, and at most double the distance per step
+                let dist = (v1 - hat).abs();
+                if (next - hat) * sign <= 0.0 {
+                    next = hat + sign * dist / 2.0;
+                }
+                if (next - hat).abs() > 2.0 * dist + 1.0 {
+                    next = hat + sign * (2.0 * dist + 1.0);
+                }
+                v0 = v1;
+                z0 = z1;
+                v1 = next;
+                z1 = zeta(v1, &mut warm)?;
+            }
+            Err(MixedError::Numerical("the profile of a residual-structure parameter did not reach its end".into()))
+        };
+        let (lo, hi) = (end(-1.0)?, end(1.0)?);
+        let natural_at = |v: f64| -> f64 {
+            let mut x = full_hat[nth..].to_vec();
+            x[j] = if v.is_finite() { v } else { v.signum() * 700.0 };
+            let n = ml.natural(&x)[j];
+            if n.abs() > 1e300 { n.signum() * f64::INFINITY } else { n }
+        };
+        out.push((natural_at(lo), natural_at(hi)));
+    }
+    Ok(out)
 }

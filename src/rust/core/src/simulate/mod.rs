@@ -10,6 +10,7 @@ use crate::lmm::reterm::ReTerm;
 use crate::lmm::optimize::optimize_theta;
 use crate::optim::bfgs::FitControl;
 use crate::inference::profile::theta_to_sdcor;
+use crate::residuals::correlation::{fit_correlated, CorStruct, CorrelatedModel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -49,9 +50,36 @@ impl<'d> LinearMixedModel<'d> {
     }
 }
 
+/// Errors that are not independent with one variance: ε = σ V C z, with C the
+/// correlation's Cholesky factor in each group and V the variance function's
+/// standard-deviation multipliers.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorStructure {
+    pub cor: Option<(CorStruct, Vec<f64>)>,
+    pub sd: Option<Vec<f64>>,
+}
+
+impl ErrorStructure {
+    /// z (independent N(0, 1)) → V C z, in place.
+    pub fn colour(&self, e: &mut [f64]) -> Result<()> {
+        if let Some((c, phi)) = &self.cor {
+            c.colour(phi, e)?;
+        }
+        if let Some(sd) = &self.sd {
+            e.iter_mut().zip(sd).for_each(|(e, s)| *e *= s);
+        }
+        Ok(())
+    }
+}
+
 /// One simulated response: new random effects b = σΛu (u ~ N(0, I)) unless `use_u`,
 /// then independent N(0, σ²/w) errors. Without terms, only the errors are drawn.
 pub fn simulate_one(d: &Design, par: &FittedParams, use_u: bool, rng: &mut StdRng) -> Vec<f64> {
+    simulate_one_with(d, par, use_u, rng, None).expect("independent errors cannot fail")
+}
+
+/// [`simulate_one`] with the errors' structure (the same draws, then coloured).
+pub fn simulate_one_with(d: &Design, par: &FittedParams, use_u: bool, rng: &mut StdRng, errors: Option<&ErrorStructure>) -> Result<Vec<f64>> {
     let mut y = crate::lmm::fit::x_beta(d.x, d.n, &par.beta);
     if use_u {
         crate::lmm::fit::add_zb(d.terms, d.n, &par.b, &mut y);
@@ -80,19 +108,33 @@ pub fn simulate_one(d: &Design, par: &FittedParams, use_u: bool, rng: &mut StdRn
             .collect();
         crate::lmm::fit::add_zb(d.terms, d.n, &b, &mut y);
     }
-    for (o, v) in y.iter_mut().enumerate() {
-        let e: f64 = rng.sample(StandardNormal);
-        *v += par.sigma * e / d.weights.map_or(1.0, |w| w[o].sqrt());
+    match errors {
+        None => {
+            for (o, v) in y.iter_mut().enumerate() {
+                let e: f64 = rng.sample(StandardNormal);
+                *v += par.sigma * e / d.weights.map_or(1.0, |w| w[o].sqrt());
+            }
+        }
+        Some(es) => {
+            let mut e: Vec<f64> = (0..d.n).map(|_| rng.sample(StandardNormal)).collect();
+            es.colour(&mut e)?;
+            y.iter_mut().zip(e).for_each(|(v, e)| *v += par.sigma * e);
+        }
     }
-    y
+    Ok(y)
 }
 
 /// `nsim` simulated responses, replicate r from `replicate_seed(seed, r)`.
 pub fn simulate_design(d: &Design, par: &FittedParams, use_u: bool, nsim: usize, seed: u64) -> Vec<Vec<f64>> {
+    simulate_design_with(d, par, use_u, nsim, seed, None).expect("independent errors cannot fail")
+}
+
+/// [`simulate_design`] with the errors' structure.
+pub fn simulate_design_with(d: &Design, par: &FittedParams, use_u: bool, nsim: usize, seed: u64, errors: Option<&ErrorStructure>) -> Result<Vec<Vec<f64>>> {
     (0..nsim)
         .map(|r| {
             let mut rng = StdRng::seed_from_u64(replicate_seed(seed, r as u64));
-            simulate_one(d, par, use_u, &mut rng)
+            simulate_one_with(d, par, use_u, &mut rng, errors)
         })
         .collect()
 }
@@ -148,10 +190,6 @@ pub fn bootstrap(
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<BootResult> {
     let nstat = model.ntheta() + 1 + model.p;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(control.threads.max(1))
-        .build()
-        .map_err(|e| MixedError::Numerical(format!("could not start worker threads: {}", e)))?;
     // workers never poll R for interrupts (R is single-threaded); this thread does, between chunks
     let ctl = FitControl { start: Some(par.theta.clone()), interrupt: None, ..fit_control.clone() };
     let (fitted, resid) = {
@@ -160,6 +198,77 @@ pub fn bootstrap(
         let r: Vec<f64> = model.y.iter().zip(&f).map(|(y, f)| y - f).collect();
         (f, r)
     };
+    let (stats, failed, done) = replicates(model, nstat, control, progress, |m, rng| {
+        let y = match control.kind {
+            BootType::Parametric => simulate_one(&m.design(), par, false, rng),
+            BootType::Residual => fitted.iter().map(|f| f + resid[rng.random_range(0..resid.len())]).collect(),
+        };
+        refit_stats(m, &y, &ctl).ok()
+    })?;
+    let mut t0 = theta_to_sdcor(model, &par.theta, par.sigma);
+    t0.extend(&par.beta);
+    Ok(BootResult { t0, stats, failed, done })
+}
+
+/// The bootstrap of a fit with correlated or heteroscedastic residuals (at its η):
+/// parametric draws coloured by the fitted structure, or the whitened residuals
+/// resampled and coloured back; each replicate refits θ and η. The statistics are
+/// [`bootstrap`]'s followed by the structure's parameters on their natural scale.
+pub fn bootstrap_correlated(
+    model: &CorrelatedModel,
+    par: &FittedParams,
+    control: &BootControl,
+    fit_control: &FitControl,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<BootResult> {
+    let errors = model.errors()?;
+    let nth = model.model.ntheta();
+    let nstat = nth + 1 + model.p + model.npar();
+    let mut start = par.theta.clone();
+    start.extend(model.eta());
+    let ctl = FitControl { start: Some(start), interrupt: None, ..fit_control.clone() };
+    let n = model.y.len();
+    let fitted = model.fitted(&par.beta, &par.b);
+    let whitened = model.whitened_residuals(&par.beta, &par.b);
+    let design = Design { x: &model.x, n, terms: &model.terms, weights: None };
+    let stats_of = |m: &mut CorrelatedModel, y: &[f64]| -> Result<Vec<f64>> {
+        m.set_response(y)?;
+        let f = fit_correlated(m, &ctl, true)?;
+        let mut s = theta_to_sdcor(&m.model, &f.fit.optim.theta, f.fit.sigma);
+        s.extend(&f.fit.beta);
+        s.extend(&f.phi);
+        Ok(s)
+    };
+    let (stats, failed, done) = replicates(model, nstat, control, progress, |m, rng| {
+        let y = match control.kind {
+            BootType::Parametric => simulate_one_with(&design, par, false, rng, Some(&errors)).ok()?,
+            BootType::Residual => {
+                let mut e: Vec<f64> = (0..n).map(|_| whitened[rng.random_range(0..n)]).collect();
+                errors.colour(&mut e).ok()?;
+                fitted.iter().zip(e).map(|(f, e)| f + e).collect()
+            }
+        };
+        stats_of(m, &y).ok()
+    })?;
+    let mut t0 = theta_to_sdcor(&model.model, &par.theta, par.sigma);
+    t0.extend(&par.beta);
+    t0.extend(model.natural(model.eta()));
+    Ok(BootResult { t0, stats, failed, done })
+}
+
+/// Replicates `0..nsim` on the control's threads, each on its own copy of `proto`
+/// (made once per worker) and its own generator; failed ones are NaN rows.
+fn replicates<M: Clone + Send + Sync>(
+    proto: &M,
+    nstat: usize,
+    control: &BootControl,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+    one: impl Fn(&mut M, &mut StdRng) -> Option<Vec<f64>> + Sync,
+) -> Result<(Vec<Vec<f64>>, usize, usize)> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(control.threads.max(1))
+        .build()
+        .map_err(|e| MixedError::Numerical(format!("could not start worker threads: {}", e)))?;
     let mut stats = Vec::with_capacity(control.nsim);
     let chunk = (4 * control.threads.max(1)).max(8);
     let mut done = 0;
@@ -170,16 +279,10 @@ pub fn bootstrap(
             (done..end)
                 .into_par_iter()
                 .map_init(
-                    || model.clone(),
+                    || proto.clone(),
                     |m, r| {
                         let mut rng = StdRng::seed_from_u64(replicate_seed(control.seed, r as u64));
-                        let y = match control.kind {
-                            BootType::Parametric => simulate_one(&m.design(), par, false, &mut rng),
-                            BootType::Residual => {
-                                fitted.iter().map(|f| f + resid[rng.random_range(0..resid.len())]).collect()
-                            }
-                        };
-                        refit_stats(m, &y, &ctl).ok()
+                        one(m, &mut rng)
                     },
                 )
                 .collect()
@@ -198,7 +301,5 @@ pub fn bootstrap(
             break;
         }
     }
-    let mut t0 = theta_to_sdcor(model, &par.theta, par.sigma);
-    t0.extend(&par.beta);
-    Ok(BootResult { t0, stats, failed, done })
+    Ok((stats, failed, done))
 }
