@@ -517,7 +517,8 @@ refit_formula <- function(model, formula) {
   }
   control <- model$control
   control$start <- NULL
-  new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, control, m$correlation, m$variance))
+  new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, control, m$correlation, m$variance,
+                                                  fitted_values = m$var_fitted))
   res <- engine_fit(new_model, model$REML, control)
   fit <- package_fit(new_model, res, model$REML, model$call, model$control)
   fit$call$formula <- new_model$formula

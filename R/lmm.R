@@ -62,6 +62,10 @@ lmm <- function(formula, data = NULL, REML = TRUE, control = lmm_control(), star
     check_variance(variance)
     mf_call$weights <- NULL
   }
+  if (uses_fitted(variance)) {
+    if (isTRUE(devFunOnly)) mixedrs_abort("devFunOnly = TRUE with a variance function of the fitted values is not available", kind = "not_available")
+    return(fit_on_fitted(formula, mf_call, parent.frame(), contrasts, control, correlation, variance, REML, start, verbose, mc))
+  }
   model <- build_model(formula, mf_call, parent.frame(), contrasts, control, correlation, variance)
   if (!is.null(start)) control$start <- start_theta(start, length(lower_bounds(model)))
   if (isTRUE(devFunOnly)) return(make_devfun(model, REML, control))

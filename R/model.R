@@ -254,7 +254,8 @@ model_frame <- function(mf_call, env) {
 }
 
 # Model frame, X, y, weights, offset and the sorted random-effects terms.
-build_model <- function(formula, mf_call, env, contrasts, control, correlation = NULL, variance = NULL) {
+build_model <- function(formula, mf_call, env, contrasts, control, correlation = NULL, variance = NULL,
+                        fitted_values = NULL) {
   orig_call <- mf_call
   parsed <- parse_mixed_formula(formula)
   frame_formula <- parsed$frame
@@ -307,10 +308,10 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
     if (!is.null(w)) mixedrs_abort("weights together with a correlation structure are not supported")
     cor <- cor_setup(correlation, frame, terms)
   }
-  var <- if (is.null(variance)) NULL else var_setup(variance, frame, terms)
+  var <- if (is.null(variance)) NULL else var_setup(variance, frame, terms, fitted_values)
 
   list(formula = parsed$expanded, parsed = parsed, frame = frame, X = X, y = y, fixed_terms = fixed_terms,
-       cor = cor, correlation = correlation, var = var, variance = variance,
+       cor = cor, correlation = correlation, var = var, variance = variance, var_fitted = fitted_values,
        weights = w, offset = off, terms = terms, n = n,
        # how the frame was built, so a fit can be redone with another formula (ranova)
        mf_call = orig_call, env = env, contrasts = contrasts)

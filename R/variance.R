@@ -35,9 +35,8 @@ check_variance <- function(variance) {
                     kind = "not_available")
     }
     parts <- cor_form_parts(var_formula(part))
-    if (any(all.names(parts$covariate) == "fitted") || any(all.names(parts$covariate) == ".")) {
-      mixedrs_abort(sprintf("%s() on the fitted values (nlme's default form ~ fitted(.)) is not available yet; give a covariate, as in %s(form = ~ x)",
-                            cls, cls), kind = "not_available")
+    if (on_fitted(parts$covariate) && !identical(parts$covariate, quote(fitted(.)))) {
+      mixedrs_abort(sprintf("%s(): of the fitted values only form = ~ fitted(.) itself is available", cls), kind = "not_available")
     }
     if (cls == "varIdent" && is.null(parts$group)) mixedrs_abort("varIdent() needs strata: form = ~ 1 | g")
     if (cls != "varIdent" && !is.null(parts$group)) {
@@ -46,6 +45,12 @@ check_variance <- function(variance) {
     if (cls != "varIdent" && identical(parts$covariate, 1)) mixedrs_abort(sprintf("%s() needs a covariate: form = ~ x", cls))
   }
   invisible()
+}
+
+# nlme's `~ fitted(.)`: the covariate is the fit's own fitted values.
+on_fitted <- function(expr) any(all.names(expr) %in% c("fitted", "."))
+uses_fitted <- function(variance) {
+  !is.null(variance) && any(vapply(var_parts(variance), function(p) on_fitted(cor_form_parts(var_formula(p))$covariate), NA))
 }
 
 var_formula <- function(part) {
@@ -59,7 +64,8 @@ var_variables <- function(variance) {
   if (is.null(variance)) return(list())
   unlist(lapply(var_parts(variance), function(part) {
     parts <- cor_form_parts(var_formula(part))
-    c(if (!identical(parts$covariate, 1)) list(parts$covariate), if (!is.null(parts$group)) list(group_variables(parts$group)))
+    c(if (!identical(parts$covariate, 1) && !on_fitted(parts$covariate)) list(parts$covariate),
+      if (!is.null(parts$group)) list(group_variables(parts$group)))
   }), recursive = FALSE)
 }
 
@@ -94,7 +100,7 @@ eval_strata <- function(expr, frame, env) {
 # The engine's description of the variance function, from the model frame. nlme orders
 # the data by the grouping factors before it reads the strata, and the first stratum
 # it meets is the reference (ratio 1): the same order here.
-var_setup <- function(variance, frame, terms) {
+var_setup <- function(variance, frame, terms, fitted_values = NULL) {
   n <- nrow(frame)
   factors <- lapply(terms[order(vapply(terms, function(t) nlevels(t$factor), 1L))], `[[`, "factor")
   ord <- if (length(factors)) do.call(order, unname(factors)) else seq_len(n)
@@ -115,8 +121,12 @@ var_setup <- function(variance, frame, terms) {
       return(list(type = "Ident", strata = match(s, names_s), nstrata = length(names_s), class = cls, form = form,
                   names = names_s[-1L], reference = names_s[1L], start = rep(1, length(names_s) - 1L)))
     }
-    x <- eval(fp$covariate, frame, env)
     label <- deparse1(fp$covariate)
+    x <- if (on_fitted(fp$covariate)) {
+      # the fitted values of the previous round of nlme's outer iteration (lmm())
+      if (length(fitted_values) != n) mixedrs_abort("internal: the fitted values for ~ fitted(.) are missing", kind = "internal")
+      fitted_values
+    } else eval(fp$covariate, frame, env)
     if (!is.numeric(x) || length(x) != n) mixedrs_abort(sprintf("the variance covariate '%s' must be numeric", label))
     if (anyNA(x)) mixedrs_abort(sprintf("the variance covariate '%s' has missing values", label))
     if (any(!is.finite(x))) mixedrs_abort(sprintf("the variance covariate '%s' has infinite values", label))
@@ -201,4 +211,37 @@ structure_names <- function(object) {
 structure_profile_ends <- function(object, z, which) {
   ctl <- engine_control(object$control, start = NULL)
   call_rust(engine_profile_structure_rs, fit_engine(object), as.double(z), as.integer(which - 1L), ctl)
+}
+
+# nlme's outer iteration for a variance function of the fitted values (its default
+# varPower()): fit with the covariate fixed at the last fit's fitted values (at first,
+# those of the fit without the variance function), update it, and repeat until the
+# fitted values stop moving. The fit keeps the covariate of its last round.
+fit_on_fitted <- function(formula, mf_call, env, contrasts, control, correlation, variance, REML, start, verbose, mc) {
+  model <- build_model(formula, mf_call, env, contrasts, control, correlation)
+  if (!is.null(start)) control$start <- start_theta(start, length(lower_bounds(model)))
+  res <- engine_fit(model, REML, control, verbose = verbose)
+  mu <- res$fitted + if (is.null(model$offset)) 0 else model$offset
+  params <- NULL
+  for (round in seq_len(50L)) {
+    model <- build_model(formula, mf_call, env, contrasts, control, correlation, variance, fitted_values = mu)
+    ctl <- control
+    if (!is.null(params)) ctl$start <- params
+    res <- engine_fit(model, REML, ctl, verbose = verbose)
+    params <- c(res$theta, res$cor_eta)
+    new_mu <- res$fitted + if (is.null(model$offset)) 0 else model$offset
+    moved <- max(abs(new_mu - mu)) / max(abs(mu), 1e-300)
+    mu <- new_mu
+    if (moved < 1e-8) break
+  }
+  if (moved >= 1e-8) {
+    warning(sprintf("the variance function's fitted values did not settle in 50 rounds (last relative change %.2g)", moved),
+            call. = FALSE)
+  }
+  mc$formula <- model$formula
+  control$start <- NULL
+  fit <- package_fit(model, res, REML, mc, control)
+  fit$var_rounds <- round
+  convergence_checks(fit)
+  fit
 }

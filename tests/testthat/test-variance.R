@@ -85,6 +85,17 @@ test_that("varExp, varConstPower, varFixed, varIdent with corAR1 and varComb mat
   expect_variance_parity(ours, ref, "varComb ML")
 })
 
+test_that("nlme's default varPower() on the fitted values matches nlme (its outer iteration)", {
+  for (case in list(list(distance ~ age + (1 | Subject), distance ~ age, ~ 1 | Subject, o),
+                    list(weight ~ Time * Diet + (Time | Rat), weight ~ Time * Diet, ~ Time | Rat, bw))) {
+    ours <- lmm(case[[1]], case[[4]], weights = varPower())
+    ref <- best_lme(case[[2]], random = case[[3]], data = case[[4]], weights = nlme::varPower())
+    expect_variance_parity(ours, ref, paste("varPower() on fitted values", deparse(case[[2]])))
+    expect_equal(deparse(ours$varStruct$parts[[1]]$form), "~fitted(.)")
+    expect_lt(ours$var_rounds, 50L)
+  }
+})
+
 test_that("summary, intervals, residuals, predict, anova and compare_fits as nlme's", {
   ours <- lmm(distance ~ age + (1 | Subject), o, weights = varIdent(form = ~ 1 | Sex))
   ref <- best_lme(distance ~ age, random = ~ 1 | Subject, data = o, weights = nlme::varIdent(form = ~ 1 | Sex))
@@ -135,7 +146,7 @@ test_that("summary, intervals, residuals, predict, anova and compare_fits as nlm
 })
 
 test_that("bad variance functions give classed errors", {
-  expect_error(lmm(distance ~ age + (1 | Subject), o, weights = varPower()), "fitted values",
+  expect_error(lmm(distance ~ age + (1 | Subject), o, weights = varPower(form = ~ log(fitted(.)))), "fitted\\(\\.\\) itself",
                class = "mixedrs_not_available_error")
   expect_error(lmm(distance ~ age + (1 | Subject), o, weights = varPower(0.5, form = ~ age)), "initial",
                class = "mixedrs_not_available_error")
