@@ -88,7 +88,7 @@ test_that("bad simulation requests are classed errors", {
   expect_error(simulate(m, newdata = "a"), class = "mixedrs_input_error")
   expect_error(bootstrap(m, -1), class = "mixedrs_input_error")
   mc <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), sim_growth(trees = 5), correlation = corAR1())
-  expect_error(simulate(mc), class = "mixedrs_not_available_error")
+  expect_error(simulate(mc, newdata = sim_growth(trees = 2)), class = "mixedrs_not_available_error")
 })
 
 test_that("simulate(newdata =) draws new random effects for the levels of newdata", {

@@ -268,6 +268,9 @@ impl<'d> Engine<'d> {
     /// With a residual structure, at the fit: the standard-deviation multipliers v of the
     /// variance function (ones without one) and the whitened residuals (V C)⁻¹(y − Xβ − Zb).
     pub fn residual_structure(&mut self, beta: &[f64], b: &[Vec<f64>]) -> Result<Option<(Vec<f64>, Vec<f64>)>> {
+        if let Residuals::Independent(_) = &self.model {
+            return Ok(None);
+        }
         self.at_fitted()?;
         match &self.model {
             Residuals::Independent(_) => Ok(None),

@@ -230,7 +230,14 @@ impl<'d> LinearMixedModel<'d> {
     }
 
     /// Form every block of A from the data. The only pass over the n observations.
+    /// A = [Z X y]ᵀ W [Z X y] in blocks. `by_products`: [X y]ᵀ[X y] by matrix products
+    /// (the whitened copies re-formed at every η; a model's own A keeps the row pass,
+    /// whose rounding its fits were tuned on).
     fn form_a(terms: &[ReTerm], x: &[f64], p: usize, y: &[f64], n: usize, weights: Option<&[f64]>) -> Vec<Block> {
+        Self::form_a_with(terms, x, p, y, n, weights, false)
+    }
+
+    fn form_a_with(terms: &[ReTerm], x: &[f64], p: usize, y: &[f64], n: usize, weights: Option<&[f64]>, by_products: bool) -> Vec<Block> {
         let nt = terms.len();
         let m = p + 1;
         let w = |o: usize| weights.map_or(1.0, |w| w[o]);
@@ -274,7 +281,7 @@ impl<'d> LinearMixedModel<'d> {
                         }
                     });
                     Block::Dense(d)
-                } else if weights.is_none() {
+                } else if weights.is_none() && by_products {
                     // [X y]ᵀ[X y] by matrix products (column-major X, no row pass)
                     let mut d = Dense::zeros(m, m);
                     let mut xx = vec![0.0; p * p];
@@ -387,7 +394,7 @@ impl<'d> LinearMixedModel<'d> {
     /// (the whitened copy of a model with correlated residuals at a new η); L keeps its
     /// pattern and is refactored at the next evaluation.
     pub(crate) fn reform_a(&mut self) {
-        self.a = Self::form_a(&self.terms, &self.x, self.p, &self.y, self.n, self.weights.as_deref());
+        self.a = Self::form_a_with(&self.terms, &self.x, self.p, &self.y, self.n, self.weights.as_deref(), true);
         self.factor_current = false;
         self.sigma_at_theta = None;
     }
