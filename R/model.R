@@ -255,7 +255,7 @@ model_frame <- function(mf_call, env) {
 
 # Model frame, X, y, weights, offset and the sorted random-effects terms.
 build_model <- function(formula, mf_call, env, contrasts, control, correlation = NULL, variance = NULL,
-                        fitted_values = NULL) {
+                        fitted_values = NULL, response = NULL) {
   orig_call <- mf_call
   parsed <- parse_mixed_formula(formula)
   frame_formula <- parsed$frame
@@ -270,7 +270,8 @@ build_model <- function(formula, mf_call, env, contrasts, control, correlation =
   yname <- deparse1(parsed$response)
   # the response is the frame's first column (model.response() would also build
   # n row names, which costs more than the rest of this function on large data)
-  y <- check_response(frame[[1L]], yname, control)
+  # glmm() reads its response its own way (counts, proportions, factors)
+  y <- if (is.null(response)) check_response(frame[[1L]], yname, control) else response(frame[[1L]], yname)
 
   # the random-effects terms first, as lme4 checks Z before X
   terms <- lapply(parsed$bars, function(b) make_reterm(b$lhs, b$group, frame))

@@ -47,13 +47,14 @@ print_aic <- function(tab, digits) {
 }
 
 format_varcorr <- function(vc, digits, comp = "Std.Dev.") {
-  sds <- c(lapply(vc, attr, "stddev"), list(Residual = attr(vc, "sc")))
+  # a GLMM's (useSc = FALSE) has no residual row
+  sds <- c(lapply(vc, attr, "stddev"), if (!isFALSE(attr(vc, "useSc"))) list(Residual = attr(vc, "sc")))
   lens <- lengths(sds)
   nr <- sum(lens)
   cols <- c("Groups", "Name", comp)
   out <- matrix("", nr, length(cols), dimnames = list(rep("", nr), cols))
   out[1L + cumsum(lens) - lens, "Groups"] <- names(lens)
-  out[, "Name"] <- c(unlist(lapply(vc, colnames)), "")
+  out[, "Name"] <- c(unlist(lapply(vc, colnames)), if (!isFALSE(attr(vc, "useSc"))) "")
   sd <- unlist(sds)
   if ("Variance" %in% comp) out[, "Variance"] <- format(sd^2, digits = digits)
   if ("Std.Dev." %in% comp) out[, "Std.Dev."] <- format(sd, digits = digits)

@@ -6,7 +6,7 @@
 use extendr_api::prelude::*;
 use mixedrs_core::lmm::model::CriterionParts;
 use mixedrs_core::{
-    simulate_design_with, BootControl, ErrorStructure, BootType, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
+    simulate_design_with, BootControl, ErrorStructure, Family, Link, GeneralizedLinearMixedModel, fit_glmm, BootType, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
     LinearMixedModel, MixedError, ReTerm, Residuals,
 };
 use std::borrow::Cow;
@@ -685,6 +685,74 @@ fn engine_bootstrap(handle: Robj, params: List, control: List) -> extendr_api::R
     guarded(|| run_bootstrap(handle, params, control))
 }
 
+/// A GLMM fit: glmer's two stages (or the first alone for nAGQ = 0), the Hessian over
+/// [θ, β] for the covariance of β̂.
+#[extendr]
+fn glmm_fit_rs(spec: List, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_glmm_fit(spec, control))
+}
+
+fn run_glmm_fit(spec: List, control: List) -> std::result::Result<List, Error> {
+    let objects = spec_objects(spec)?;
+    let map = &objects.map;
+    let terms = read_terms(&objects)?;
+    let family = match field(map, "family")?.as_str() {
+        Some("binomial") => Family::Binomial,
+        Some("poisson") => Family::Poisson,
+        _ => return Err(input("unknown family")),
+    };
+    let link = match field(map, "link")?.as_str() {
+        Some("logit") => Link::Logit,
+        Some("probit") => Link::Probit,
+        Some("cloglog") => Link::Cloglog,
+        Some("log") => Link::Log,
+        _ => return Err(input("unknown link")),
+    };
+    let p = int(map, "p")?;
+    let mut m = GeneralizedLinearMixedModel::new(
+        terms,
+        reals_ref(map, "X")?,
+        p,
+        reals(map, "y")?,
+        reals(map, "wt")?,
+        reals(map, "offset")?,
+        family,
+        link,
+    )
+    .map_err(to_r_error)?;
+    let ctl = named(control);
+    let fc = read_control(&ctl)?;
+    let f = fit_glmm(&mut m, &fc, flag(&ctl, "nagq0")?, flag(&ctl, "hessian")?).map_err(to_r_error)?;
+    let (th_term, th_row, th_col) = theta_layout(m.working_model());
+    let lam = lambdas(m.working_model(), &f.theta)?;
+    let names = [
+        "theta", "beta", "u", "b", "eta", "mu", "deviance", "dev_resid", "sqr_u", "ldL2", "hessian", "evaluations", "converged", "message",
+        "theta_term", "theta_row", "theta_col", "lambdas", "vcov_rx",
+    ];
+    let values: Vec<Robj> = vec![
+        f.theta.into(),
+        f.beta.into(),
+        list_of_reals(f.state.u),
+        list_of_reals(f.state.b),
+        f.state.eta.into(),
+        f.state.mu.into(),
+        f.deviance.into(),
+        f.state.dev_resid.into(),
+        f.state.sqr_u.into(),
+        f.state.ldl2.into(),
+        f.hessian.map_or(().into(), Robj::from),
+        (f.optim.evaluations as i32).into(),
+        f.optim.converged.into(),
+        f.optim.message.into(),
+        th_term.into(),
+        th_row.into(),
+        th_col.into(),
+        lam,
+        f.vcov_rx.map_or(().into(), Robj::from),
+    ];
+    Ok(List::from_names_and_values(names, values)?)
+}
+
 /// Simulated responses from a design and parameters (one column per replicate, flattened).
 #[extendr]
 fn simulate_rs(spec: List, params: List, control: List) -> extendr_api::Result<List> {
@@ -737,5 +805,6 @@ extendr_module! {
     fn engine_profile_structure;
     fn engine_bootstrap;
     fn simulate_rs;
+    fn glmm_fit_rs;
     fn sim_workshop_rs;
 }

@@ -16,6 +16,7 @@ pub mod linalg;
 pub mod lmm;
 pub mod optim;
 pub mod residuals;
+pub mod glmm;
 pub mod simulate;
 
 pub use engine::{CorFit, Engine, EngineFit, Residuals};
@@ -29,4 +30,5 @@ pub use lmm::reterm::{Codes, CovForm, ReTerm};
 pub use optim::bfgs::{minimize, FitControl, Minimum};
 pub use residuals::correlation::{fit_correlated, CorKind, CorStruct, CorrelatedFit, CorrelatedModel};
 pub use residuals::variance::{VarFunc, VarPart};
+pub use glmm::{fit_glmm, Family, GeneralizedLinearMixedModel, GlmmFit, Link};
 pub use simulate::{bootstrap, simulate, simulate_design, simulate_design_with, BootControl, BootResult, BootType, Design, ErrorStructure, FittedParams};

@@ -399,6 +399,46 @@ impl<'d> LinearMixedModel<'d> {
         self.sigma_at_theta = None;
     }
 
+    /// New prior weights and response with the same structure (a PIRLS step of a GLMM:
+    /// GLM weights and working response); A is re-formed in place.
+    pub fn set_weights_response(&mut self, w: &[f64], y: &[f64]) -> Result<()> {
+        if w.len() != self.n || y.len() != self.n {
+            return Err(MixedError::Input("weights or response of the wrong length".into()));
+        }
+        if w.iter().any(|v| !(v.is_finite() && *v > 0.0)) || y.iter().any(|v| !v.is_finite()) {
+            return Err(MixedError::Numerical("PIRLS weights or working response are not finite".into()));
+        }
+        match &mut self.weights {
+            Some(own) => own.to_mut().copy_from_slice(w),
+            None => self.weights = Some(Cow::Owned(w.to_vec())),
+        }
+        self.y.to_mut().copy_from_slice(y);
+        self.log_det_w = w.iter().map(|v| v.ln()).sum();
+        self.reform_a_rows();
+        Ok(())
+    }
+
+    /// Each term's Λ at θ, without factoring (b = Λu for a given u).
+    pub fn update_lambdas_only(&mut self, theta: &[f64]) -> Result<()> {
+        if theta.len() != self.ntheta() {
+            return Err(MixedError::Input("theta has the wrong length".into()));
+        }
+        self.reclaim_factor();
+        self.factor_current = false;
+        self.sigma_at_theta = None;
+        for (i, t) in self.terms.iter().enumerate() {
+            t.fill_lambda(&theta[self.theta_offsets[i]..self.theta_offsets[i + 1]], &mut self.lambdas[i]);
+        }
+        Ok(())
+    }
+
+    /// As [`LinearMixedModel::reform_a`], with the row pass for [X y]ᵀW[X y].
+    fn reform_a_rows(&mut self) {
+        self.a = Self::form_a(&self.terms, &self.x, self.p, &self.y, self.n, self.weights.as_deref());
+        self.factor_current = false;
+        self.sigma_at_theta = None;
+    }
+
     pub fn set_response(&mut self, y: &[f64]) -> Result<()> {
         if y.len() != self.n {
             return Err(MixedError::Input(format!("response has length {}, expected {}", y.len(), self.n)));

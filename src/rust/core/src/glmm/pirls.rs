@@ -1,0 +1,330 @@
+//! PIRLS and the Laplace deviance. Each PIRLS step is a weighted penalised least-squares
+//! problem with GLM weights w and working response z: exactly a [`LinearMixedModel`]
+//! with prior weights, whose A is re-formed in place (same blocks, same pattern of L).
+//! For fixed (θ, β) only u moves (a model without X, the response z − Xβ); for glmer's
+//! first stage (nAGQ = 0) β moves with u (a model with X).
+use super::family::{Family, Link};
+use crate::error::{MixedError, Result};
+use crate::lmm::fit::{add_zb, x_beta};
+use crate::lmm::model::LinearMixedModel;
+use crate::lmm::optimize::{optimize_with, OptimSummary, SearchScale};
+use crate::lmm::reterm::ReTerm;
+use crate::optim::bfgs::FitControl;
+use std::borrow::Cow;
+
+pub struct GeneralizedLinearMixedModel<'d> {
+    pub terms: Vec<ReTerm<'d>>,
+    pub x: Cow<'d, [f64]>,
+    pub p: usize,
+    /// The response (a proportion for the binomial family).
+    pub y: Vec<f64>,
+    /// Prior weights (binomial: trials times any user weights).
+    pub wt: Vec<f64>,
+    pub offset: Vec<f64>,
+    pub family: Family,
+    pub link: Link,
+    /// Working models: for u given β (no X), and for (β, u) jointly.
+    random_only: LinearMixedModel<'d>,
+    joint: LinearMixedModel<'d>,
+    /// The conditional modes of the last PIRLS (warm start), per term.
+    pub u: Vec<Vec<f64>>,
+}
+
+/// The state at the end of a PIRLS run.
+#[derive(Debug, Clone)]
+pub struct PirlsResult {
+    pub beta: Vec<f64>,
+    pub u: Vec<Vec<f64>>,
+    pub b: Vec<Vec<f64>>,
+    pub eta: Vec<f64>,
+    pub mu: Vec<f64>,
+    /// Σ deviance residuals, ‖u‖² and log|L|²: the Laplace deviance is their sum.
+    pub dev_resid: f64,
+    pub sqr_u: f64,
+    pub ldl2: f64,
+}
+
+impl PirlsResult {
+    pub fn laplace(&self) -> f64 {
+        self.dev_resid + self.sqr_u + self.ldl2
+    }
+}
+
+impl<'d> GeneralizedLinearMixedModel<'d> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        terms: Vec<ReTerm<'d>>,
+        x: impl Into<Cow<'d, [f64]>>,
+        p: usize,
+        y: Vec<f64>,
+        wt: Vec<f64>,
+        offset: Vec<f64>,
+        family: Family,
+        link: Link,
+    ) -> Result<Self> {
+        let x = x.into();
+        let n = y.len();
+        if wt.len() != n || offset.len() != n || x.len() != n * p {
+            return Err(MixedError::Input("the response, weights, offset and X differ in length".into()));
+        }
+        match family {
+            Family::Binomial => {
+                if y.iter().any(|&v| !(0.0..=1.0).contains(&v)) {
+                    return Err(MixedError::Input("binomial responses must be proportions in [0, 1]".into()));
+                }
+            }
+            Family::Poisson => {
+                if y.iter().any(|&v| v < 0.0 || v.fract() != 0.0) {
+                    return Err(MixedError::Input("Poisson responses must be non-negative integer counts".into()));
+                }
+            }
+        }
+        let ones = vec![1.0; n];
+        let random_only = LinearMixedModel::new(terms.clone(), Vec::<f64>::new(), 0, y.clone(), Some(Cow::Owned(ones.clone())), false)?;
+        let joint = LinearMixedModel::new(terms.clone(), x.to_vec(), p, y.clone(), Some(Cow::Owned(ones)), false)?;
+        let u = terms.iter().map(|t| vec![0.0; t.q()]).collect();
+        Ok(GeneralizedLinearMixedModel { terms, x, p, y, wt, offset, family, link, random_only, joint, u })
+    }
+
+    /// The working model of the random effects (θ's layout, Λ).
+    pub fn working_model(&self) -> &LinearMixedModel<'d> {
+        &self.random_only
+    }
+
+    pub fn n(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn ntheta(&self) -> usize {
+        self.random_only.ntheta()
+    }
+
+    pub fn theta_start(&self) -> Vec<f64> {
+        self.random_only.theta_start()
+    }
+
+    pub fn theta_is_diagonal(&self) -> Vec<bool> {
+        self.random_only.theta_is_diagonal()
+    }
+
+    fn eta_of(&self, beta: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
+        let n = self.n();
+        let mut eta = if self.p > 0 { x_beta(&self.x, n, beta) } else { vec![0.0; n] };
+        add_zb(&self.terms, n, b, &mut eta);
+        eta.iter_mut().zip(&self.offset).for_each(|(e, o)| *e += o);
+        eta
+    }
+
+    fn dev_resid_at(&self, eta: &[f64]) -> (Vec<f64>, f64) {
+        let mu: Vec<f64> = eta.iter().map(|&e| self.link.linkinv(e)).collect();
+        let d = self.y.iter().zip(&mu).zip(&self.wt).map(|((&y, &m), &w)| self.family.dev_resid(y, m, w)).sum();
+        (mu, d)
+    }
+
+    /// GLM weights and working residuals at η.
+    fn working(&self, eta: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let mut w = Vec::with_capacity(eta.len());
+        let mut r = Vec::with_capacity(eta.len());
+        for (o, &e) in eta.iter().enumerate() {
+            let mu = self.link.linkinv(e);
+            let d = self.link.mu_eta(e);
+            w.push(self.wt[o] * d * d / self.family.variance(mu));
+            r.push((self.y[o] - mu) / d);
+        }
+        (w, r)
+    }
+
+    /// PIRLS at θ: u only for the given β, or β and u together (`beta = None`).
+    pub fn pirls(&mut self, theta: &[f64], beta: Option<&[f64]>) -> Result<PirlsResult> {
+        let n = self.n();
+        let mut beta_now: Vec<f64> = match beta {
+            Some(b) => b.to_vec(),
+            None => vec![0.0; self.p],
+        };
+        let model_b = |m: &LinearMixedModel, u: &[Vec<f64>]| m.b_from_u(u);
+        let mut u = self.u.clone();
+        // b from the warm-start u at this θ
+        self.random_only.update_lambdas_only(theta)?;
+        let mut b = model_b(&self.random_only, &u);
+        let mut eta = self.eta_of(&beta_now, &b);
+        let (_, dev0) = self.dev_resid_at(&eta);
+        let mut pdev = dev0 + sqr(&u);
+        let mut converged = false;
+        for _ in 0..100 {
+            let (w, r) = self.working(&eta);
+            // working response: the linear predictor without offset (and without Xβ
+            // when β is fixed) plus the working residual
+            let z: Vec<f64> = (0..n)
+                .map(|o| eta[o] - self.offset[o] + r[o] - if beta.is_some() && self.p > 0 { xb_row(&self.x, n, self.p, &beta_now, o) } else { 0.0 })
+                .collect();
+            let m = if beta.is_some() { &mut self.random_only } else { &mut self.joint };
+            m.set_weights_response(&w, &z)?;
+            m.update_l(theta)?;
+            let new_u = m.u();
+            let new_beta = if beta.is_some() { beta_now.clone() } else { m.beta() };
+            let new_b = m.b_from_u(&new_u);
+            // step halving on the penalised deviance
+            let mut step = 1.0;
+            let mut accepted = None;
+            for _ in 0..20 {
+                let cu: Vec<Vec<f64>> = u.iter().zip(&new_u).map(|(a, c)| a.iter().zip(c).map(|(a, c)| a + step * (c - a)).collect()).collect();
+                let cb: Vec<Vec<f64>> = b.iter().zip(&new_b).map(|(a, c)| a.iter().zip(c).map(|(a, c)| a + step * (c - a)).collect()).collect();
+                let cbeta: Vec<f64> = beta_now.iter().zip(&new_beta).map(|(a, c)| a + step * (c - a)).collect();
+                let ceta = self.eta_of(&cbeta, &cb);
+                let (_, d) = self.dev_resid_at(&ceta);
+                let cp = d + sqr(&cu);
+                if cp.is_finite() && cp <= pdev + 1e-10 * pdev.abs().max(1.0) {
+                    accepted = Some((cu, cb, cbeta, ceta, cp));
+                    break;
+                }
+                step /= 2.0;
+            }
+            let Some((cu, cb, cbeta, ceta, cp)) = accepted else { break };
+            let change = (pdev - cp).abs();
+            u = cu;
+            b = cb;
+            beta_now = cbeta;
+            eta = ceta;
+            pdev = cp;
+            if change < 1e-13 * (pdev.abs() + 0.1) {
+                converged = true;
+                break;
+            }
+        }
+        if !converged && !pdev.is_finite() {
+            return Err(MixedError::Numerical("PIRLS did not converge".into()));
+        }
+        // the factor at the weights of the final μ, for log|L|²
+        let (w, r) = self.working(&eta);
+        let z: Vec<f64> = (0..n).map(|o| eta[o] - self.offset[o] + r[o]).collect();
+        self.random_only.set_weights_response(&w, &z)?;
+        self.random_only.update_l(theta)?;
+        let ldl2 = self.random_only.parts().ldl2;
+        let (mu, dev) = self.dev_resid_at(&eta);
+        self.u = u.clone();
+        Ok(PirlsResult { beta: beta_now, sqr_u: sqr(&u), u, b, eta, mu, dev_resid: dev, ldl2 })
+    }
+}
+
+impl GeneralizedLinearMixedModel<'_> {
+    /// (R_XᵀR_X)⁻¹ of the joint working model at θ and the weights of η: glmer's
+    /// covariance of β̂ without the Hessian (nAGQ = 0).
+    pub fn vcov_from_rx(&mut self, theta: &[f64], eta: &[f64]) -> Result<Vec<f64>> {
+        let n = self.n();
+        let (w, r) = self.working(eta);
+        let z: Vec<f64> = (0..n).map(|o| eta[o] - self.offset[o] + r[o]).collect();
+        self.joint.set_weights_response(&w, &z)?;
+        self.joint.update_l(theta)?;
+        Ok(self.joint.vcov_unscaled())
+    }
+}
+
+fn sqr(u: &[Vec<f64>]) -> f64 {
+    u.iter().flatten().map(|v| v * v).sum()
+}
+
+fn xb_row(x: &[f64], n: usize, p: usize, beta: &[f64], o: usize) -> f64 {
+    (0..p).map(|j| x[o + j * n] * beta[j]).sum()
+}
+
+/// A GLMM fit: θ, β, the PIRLS state at the optimum, and the optimiser's account.
+pub struct GlmmFit {
+    pub theta: Vec<f64>,
+    pub beta: Vec<f64>,
+    pub state: PirlsResult,
+    pub deviance: f64,
+    pub optim: OptimSummary,
+    /// The Hessian of the Laplace deviance over [θ, β] (column-major), when computed.
+    pub hessian: Option<Vec<f64>>,
+    /// Var(β̂) from R_X (nAGQ = 0, where β is not optimised over).
+    pub vcov_rx: Option<Vec<f64>>,
+}
+
+/// glmer's two stages: θ with β in PIRLS (nAGQ = 0), then, unless `nagq0`, θ and β
+/// together with u in PIRLS (the Laplace approximation). The Hessian over [θ, β] at
+/// the end (central differences of the Laplace deviance), for glmer's vcov.
+pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0: bool, hessian: bool) -> Result<GlmmFit> {
+    let nth = m.ntheta();
+    let is_diag = m.theta_is_diagonal();
+    let theta0 = match &control.start {
+        Some(s) if s.len() >= nth => s[..nth].to_vec(),
+        _ => m.theta_start(),
+    };
+    let scale = SearchScale::linear(nth);
+    let stage1 = optimize_with(|th| Ok(m.pirls(th, None)?.laplace()), &theta0, &is_diag, &scale, control)?;
+    let mut theta = stage1.theta.clone();
+    let state1 = m.pirls(&theta, None)?;
+    let mut beta = state1.beta.clone();
+    let mut optim = stage1;
+    if !nagq0 {
+        let mut start = theta.clone();
+        start.extend(&beta);
+        let mut d = is_diag.clone();
+        d.extend(std::iter::repeat(false).take(m.p));
+        let scale = SearchScale::linear(nth + m.p);
+        let res = optimize_with(|v| Ok(m.pirls(&v[..nth], Some(&v[nth..]))?.laplace()), &start, &d, &scale, control)?;
+        theta = res.theta[..nth].to_vec();
+        beta = res.theta[nth..].to_vec();
+        optim = OptimSummary { evaluations: res.evaluations + optim.evaluations, ..res };
+    }
+    for (t, &dg) in theta.iter_mut().zip(&is_diag) {
+        if dg {
+            *t = t.abs();
+        }
+    }
+    let state = m.pirls(&theta, Some(&beta))?;
+    let deviance = state.laplace();
+    let (hessian, vcov_rx) = if nagq0 {
+        (None, Some(m.vcov_from_rx(&theta, &state.eta)?))
+    } else if hessian {
+        (Some(laplace_hessian(m, &theta, &beta)?), None)
+    } else {
+        (None, None)
+    };
+    // leave the warm start at the optimum
+    m.pirls(&theta, Some(&beta))?;
+    Ok(GlmmFit { theta, beta, state, deviance, optim, hessian, vcov_rx })
+}
+
+/// Central second differences of the Laplace deviance over [θ, β] (lme4's deriv12 steps).
+fn laplace_hessian(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64]) -> Result<Vec<f64>> {
+    let nth = theta.len();
+    let mut x0 = theta.to_vec();
+    x0.extend(beta);
+    let k = x0.len();
+    let u0 = m.u.clone();
+    let mut f = |x: &[f64]| -> Result<f64> {
+        m.u = u0.clone();
+        Ok(m.pirls(&x[..nth], Some(&x[nth..]))?.laplace())
+    };
+    let f0 = f(&x0)?;
+    let h: Vec<f64> = x0.iter().map(|v| 1e-4 * v.abs().max(1.0)).collect();
+    let mut hess = vec![0.0; k * k];
+    for i in 0..k {
+        let mut xp = x0.clone();
+        xp[i] += h[i];
+        let mut xm = x0.clone();
+        xm[i] -= h[i];
+        let (fp, fm) = (f(&xp)?, f(&xm)?);
+        hess[i + i * k] = (fp - 2.0 * f0 + fm) / (h[i] * h[i]);
+        for j in 0..i {
+            let mut a = x0.clone();
+            a[i] += h[i];
+            a[j] += h[j];
+            let mut b = x0.clone();
+            b[i] += h[i];
+            b[j] -= h[j];
+            let mut c = x0.clone();
+            c[i] -= h[i];
+            c[j] += h[j];
+            let mut d = x0.clone();
+            d[i] -= h[i];
+            d[j] -= h[j];
+            let v = (f(&a)? - f(&b)? - f(&c)? + f(&d)?) / (4.0 * h[i] * h[j]);
+            hess[i + j * k] = v;
+            hess[j + i * k] = v;
+        }
+    }
+    m.u = u0;
+    Ok(hess)
+}
