@@ -261,7 +261,25 @@ pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0
         start.extend(&beta);
         let mut d = is_diag.clone();
         d.extend(std::iter::repeat(false).take(m.p));
-        let scale = SearchScale::linear(nth + m.p);
+        // search on a scale where the deviance's curvature is about 1 in every
+        // coordinate (its second differences at the first stage's optimum): β and θ
+        // differ in scale by orders of magnitude, which costs BFGS many iterations
+        let mut scale = SearchScale::linear(nth + m.p);
+        {
+            let mut f = |x: &[f64]| -> Result<f64> { Ok(m.pirls(&x[..nth], Some(&x[nth..]))?.laplace()) };
+            let f0 = f(&start)?;
+            for i in 0..start.len() {
+                let h = 1e-3 * start[i].abs().max(0.1);
+                let mut xp = start.clone();
+                xp[i] += h;
+                let mut xm = start.clone();
+                xm[i] -= h;
+                let curv = (f(&xp)? - 2.0 * f0 + f(&xm)?) / (h * h);
+                if curv.is_finite() && curv > 1e-8 {
+                    scale.weight[i] = curv.sqrt();
+                }
+            }
+        }
         let res = optimize_with(|v| Ok(m.pirls(&v[..nth], Some(&v[nth..]))?.laplace()), &start, &d, &scale, control)?;
         theta = res.theta[..nth].to_vec();
         beta = res.theta[nth..].to_vec();
