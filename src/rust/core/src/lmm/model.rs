@@ -282,19 +282,16 @@ impl<'d> LinearMixedModel<'d> {
                     });
                     Block::Dense(d)
                 } else if weights.is_none() && by_products {
-                    // [X y]ᵀ[X y] by matrix products (column-major X, no row pass)
+                    // [X y]ᵀ[X y] by dot products of X's columns (no row pass), in a
+                    // fixed order of summation whatever the buffers' alignment, so
+                    // that refits give the same numbers on any thread
                     let mut d = Dense::zeros(m, m);
-                    let mut xx = vec![0.0; p * p];
-                    dense::gemm(&mut xx, p, p, 1.0, x, true, x, false, n, 0.0);
-                    let mut xy = vec![0.0; p];
-                    dense::gemm(&mut xy, p, 1, 1.0, x, true, y, false, n, 0.0);
-                    for b in 0..p {
-                        for c in b..p {
-                            d.data[b * m + c] = xx[c + b * p];
+                    let col = |j: usize| if j < p { &x[j * n..(j + 1) * n] } else { y };
+                    for b in 0..m {
+                        for c in b..m {
+                            d.data[b * m + c] = dense::dot(col(c), col(b));
                         }
-                        d.data[b * m + p] = xy[b];
                     }
-                    d.data[p * m + p] = y.iter().map(|v| v * v).sum();
                     Block::Dense(d)
                 } else {
                     let mut d = Dense::zeros(m, m);

@@ -333,9 +333,10 @@ impl<'d> CorrelatedModel<'d> {
             return Err(MixedError::Input("the response has the wrong length".into()));
         }
         self.y = Cow::Owned(y.to_vec());
-        let (model, logdet) = Self::whitened(&self.terms, &self.x, self.p, &self.y, self.reml, &self.cor, self.var.as_ref(), &self.eta)?;
-        self.model = model;
-        self.logdet = logdet;
+        // re-whitened in place, as at every η: the whitened model's A is then formed
+        // the same way whatever this copy fitted before (bootstrap workers reuse copies)
+        let eta = self.eta.clone();
+        self.logdet = self.rewhiten(&eta)?;
         Ok(())
     }
 

@@ -231,7 +231,11 @@ pub fn bootstrap_correlated(
     let fitted = model.fitted(&par.beta, &par.b);
     let whitened = model.whitened_residuals(&par.beta, &par.b);
     let design = Design { x: &model.x, n, terms: &model.terms, weights: None };
+    let eta_hat = model.eta().to_vec();
     let stats_of = |m: &mut CorrelatedModel, y: &[f64]| -> Result<Vec<f64>> {
+        // every replicate from the fitted η, whatever this worker's copy fitted before
+        // (or failed on)
+        m.set_eta(&eta_hat)?;
         m.set_response(y)?;
         let f = fit_correlated(m, &ctl, true)?;
         let mut s = theta_to_sdcor(&m.model, &f.fit.optim.theta, f.fit.sigma);
