@@ -17,6 +17,7 @@ engine_profile_rs <- function(handle, control) .Call(wrap__engine_profile, handl
 engine_profile_structure_rs <- function(handle, z, which, control) .Call(wrap__engine_profile_structure, handle, z, which, control)
 engine_bootstrap_rs <- function(handle, params, control) .Call(wrap__engine_bootstrap, handle, params, control)
 simulate_rs <- function(spec, params, control) .Call(wrap__simulate_rs, spec, params, control)
+glmm_fit_rs <- function(spec, control) .Call(wrap__glmm_fit_rs, spec, control)
 sim_workshop_rs <- function(which, params) .Call(wrap__sim_workshop_rs, which, params)
 pvalues_rs <- function(kind, stat, df1, df2) .Call(wrap__pvalues_rs, kind, stat, df1, df2)
 
@@ -44,15 +45,20 @@ rust_spec <- function(model, REML) {
     REML = isTRUE(REML),
     cor = if (is.null(model$cor)) NULL else model$cor[c("type", "groups", "times", "start", "nugget")],
     var = if (is.null(model$var)) NULL else model$var[c("parts", "start")],
-    terms = lapply(model$terms, function(t) list(
-      # a factor is already the integer codes the engine reads; no copy
-      codes = t$factor,
-      nlevels = nlevels(t$factor),
-      Z = as_double_matrix(t$Z),
-      k = ncol(t$Z),
-      diagonal = t$diagonal
-    ))
+    terms = spec_terms(model)
   )
+}
+
+# Each random-effects term as the engine reads it (lmm() and glmm() alike).
+spec_terms <- function(model) {
+  lapply(model$terms, function(t) list(
+    # a factor is already the integer codes the engine reads; no copy
+    codes = t$factor,
+    nlevels = nlevels(t$factor),
+    Z = as_double_matrix(t$Z),
+    k = ncol(t$Z),
+    diagonal = t$diagonal
+  ))
 }
 
 # The engine reads a double vector with any attributes; copy only when the storage is not double.
@@ -75,9 +81,6 @@ engine_fit <- function(model, REML, control, theta = NULL, verbose = 0L) {
   ctl <- engine_control(control, start = start, optimize = is.null(theta) && isTRUE(control$optimize),
                         verbose = as.integer(verbose))
   res <- call_rust(engine_fit_rs, handle, ctl)
-  # with a residual structure: the variance function's multipliers and the whitened residuals
-  res$var_sd <- attr(res, "var_sd")
-  res$whitened_residuals <- attr(res, "whitened_residuals")
   res$handle <- handle
   res
 }

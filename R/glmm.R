@@ -67,8 +67,6 @@ glmm <- function(formula, data = NULL, family = stats::binomial, weights, offset
   fit
 }
 
-glmm_fit_rs <- function(spec, control) .Call(wrap__glmm_fit_rs, spec, control)
-
 # The family object, from a family, a family function or its name; only what the
 # engine fits.
 glmm_family <- function(family) {
@@ -118,9 +116,7 @@ glmm_response <- function(y, name, family) {
 glmm_spec <- function(model, fam, wt) {
   list(y = as.double(model$y), X = as_double_matrix(model$X), p = ncol(model$X), wt = wt,
        offset = if (is.null(model$offset)) rep(0, model$n) else as.double(model$offset),
-       family = fam$family, link = fam$link,
-       terms = lapply(model$terms, function(t) list(codes = t$factor, nlevels = nlevels(t$factor), Z = as_double_matrix(t$Z),
-                                                    k = ncol(t$Z), diagonal = t$diagonal)))
+       family = fam$family, link = fam$link, terms = spec_terms(model))
 }
 
 # glmer's layout of a fit: θ named as lme4 names it, b per term, vcov of β̂ from the
@@ -183,14 +179,16 @@ deviance.glmm <- function(object, ...) sum(stats::residuals(object, type = "devi
 nobs.glmm <- function(object, ...) object$model$n
 
 #' @export
-ngrps.glmm <- function(object, ...) {
-  vapply(object$model$terms, function(t) nlevels(t$factor), 1L) |> stats::setNames(vapply(object$model$terms, `[[`, "", "group"))
-}
+ngrps.glmm <- function(object, ...) ngrps.lmm(object)
 
 #' @export
-ranef.glmm <- function(object, ...) {
-  out <- lapply(object$b, as.data.frame)
-  names(out) <- vapply(object$model$terms, `[[`, "", "group")
+ranef.glmm <- function(object, condVar = FALSE, ...) {
+  if (isTRUE(condVar)) mixedrs_abort("ranef(condVar = TRUE) is not available yet for glmm fits", kind = "not_available")
+  groups <- vapply(object$model$terms, `[[`, "", "group")
+  # one data frame per grouping factor, its terms' columns side by side (as lme4 for (x || g))
+  out <- lapply(split(seq_along(groups), factor(groups, levels = unique(groups))), function(i) {
+    as.data.frame(do.call(cbind, object$b[i]), check.names = FALSE)
+  })
   structure(out, class = "ranef.mer")
 }
 

@@ -97,3 +97,15 @@ test_that("bad GLMM input gives classed errors; separation warns with finite out
   expect_true(any(grepl("separation", warned)))
   expect_true(all(is.finite(fixef(m))))
 })
+
+test_that("ranef() of a glmm with (x || g) has one data frame per factor, as glmer; condVar is refused", {
+  g <- lme4::grouseticks
+  ours <- glmm(TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (0 + HEIGHT | BROOD), g, family = poisson)
+  ref <- lme4::glmer(TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (0 + HEIGHT | BROOD), g, family = poisson,
+                     control = lme4::glmerControl(tolPwrss = 1e-13))
+  expect_equal(names(ranef(ours)), names(lme4::ranef(ref)))
+  expect_equal(colnames(ranef(ours)$BROOD), colnames(lme4::ranef(ref)$BROOD))
+  expect_equal(unname(as.matrix(ranef(ours)$BROOD)), unname(as.matrix(lme4::ranef(ref)$BROOD)), tolerance = 1e-3)
+  expect_equal(ngrps(ours), lme4::ngrps(ref))
+  expect_error(ranef(ours, condVar = TRUE), class = "mixedrs_not_available_error")
+})

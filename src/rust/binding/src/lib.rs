@@ -298,7 +298,9 @@ fn lambdas(model: &LinearMixedModel, theta: &[f64]) -> std::result::Result<Robj,
     Ok(list_of_reals(out))
 }
 
-fn fit_list(engine: &Engine<'static>, f: EngineFit) -> std::result::Result<List, Error> {
+/// The fit as R reads it; with a residual structure, the variance function's
+/// multipliers and the whitened residuals too (NULL otherwise).
+fn fit_list(engine: &Engine<'static>, f: EngineFit, structure: Option<(Vec<f64>, Vec<f64>)>) -> std::result::Result<List, Error> {
     let model = engine.model.lmm();
     let (th_term, th_row, th_col) = theta_layout(model);
     let logdet = f.cor.as_ref().map_or(0.0, |c| c.logdet);
@@ -314,7 +316,7 @@ fn fit_list(engine: &Engine<'static>, f: EngineFit) -> std::result::Result<List,
     let names = [
         "theta", "beta", "sigma", "b", "u", "vcov", "ldL2", "ldRX2", "pwrss", "criterion", "criterion_reml", "criterion_ml",
         "fitted", "evaluations", "gradients", "converged", "message", "grad_norm", "theta_term", "theta_row", "theta_col",
-        "lambdas", "cor_phi", "cor_eta", "ldPsi",
+        "lambdas", "cor_phi", "cor_eta", "ldPsi", "var_sd", "whitened_residuals",
     ];
     let values: Vec<Robj> = vec![
         fit.optim.theta.into(),
@@ -342,6 +344,8 @@ fn fit_list(engine: &Engine<'static>, f: EngineFit) -> std::result::Result<List,
         cor_phi,
         cor_eta,
         logdet.into(),
+        structure.as_ref().map_or(().into(), |(sd, _)| Robj::from(sd.clone())),
+        structure.map_or(().into(), |(_, w)| Robj::from(w)),
     ];
     List::from_names_and_values(names, values)
 }
@@ -353,12 +357,7 @@ fn run_fit(handle: Robj, control: List) -> std::result::Result<List, Error> {
     with_engine(handle, |engine| {
         let f = engine.fit(&fc, optimize).map_err(to_r_error)?;
         let structure = engine.residual_structure(&f.fit.beta, &f.fit.b).map_err(to_r_error)?;
-        let mut out = fit_list(engine, f)?;
-        if let Some((sd, whitened)) = structure {
-            out.set_attrib("var_sd", sd)?;
-            out.set_attrib("whitened_residuals", whitened)?;
-        }
-        Ok(out)
+        fit_list(engine, f, structure)
     })
 }
 

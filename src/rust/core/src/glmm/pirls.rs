@@ -107,9 +107,14 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
         self.random_only.theta_is_diagonal()
     }
 
-    fn eta_of(&self, beta: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
+    fn x_beta(&self, beta: &[f64]) -> Vec<f64> {
+        if self.p > 0 { x_beta(&self.x, self.n(), beta) } else { vec![0.0; self.n()] }
+    }
+
+    /// η = Xβ + Zb + offset, from Xβ.
+    fn eta_from(&self, xb: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
         let n = self.n();
-        let mut eta = if self.p > 0 { x_beta(&self.x, n, beta) } else { vec![0.0; n] };
+        let mut eta = xb.to_vec();
         add_zb(&self.terms, n, b, &mut eta);
         eta.iter_mut().zip(&self.offset).for_each(|(e, o)| *e += o);
         eta
@@ -146,7 +151,10 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
         // b from the warm-start u at this θ
         self.random_only.update_lambdas_only(theta)?;
         let mut b = model_b(&self.random_only, &u);
-        let mut eta = self.eta_of(&beta_now, &b);
+        // Xβ: once when β is fixed, else at each step
+        let xb_fixed = beta.map(|bt| self.x_beta(bt));
+        let xb_of = |s: &Self, bt: &[f64]| -> Vec<f64> { xb_fixed.clone().unwrap_or_else(|| s.x_beta(bt)) };
+        let mut eta = self.eta_from(&xb_of(self, &beta_now), &b);
         let (_, dev0) = self.dev_resid_at(&eta);
         let mut pdev = dev0 + sqr(&u);
         let mut converged = false;
@@ -155,7 +163,7 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
             // working response: the linear predictor without offset (and without Xβ
             // when β is fixed) plus the working residual
             let z: Vec<f64> = (0..n)
-                .map(|o| eta[o] - self.offset[o] + r[o] - if beta.is_some() && self.p > 0 { xb_row(&self.x, n, self.p, &beta_now, o) } else { 0.0 })
+                .map(|o| eta[o] - self.offset[o] + r[o] - xb_fixed.as_ref().map_or(0.0, |xb| xb[o]))
                 .collect();
             let m = if beta.is_some() { &mut self.random_only } else { &mut self.joint };
             m.set_weights_response(&w, &z)?;
@@ -170,7 +178,7 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
                 let cu: Vec<Vec<f64>> = u.iter().zip(&new_u).map(|(a, c)| a.iter().zip(c).map(|(a, c)| a + step * (c - a)).collect()).collect();
                 let cb: Vec<Vec<f64>> = b.iter().zip(&new_b).map(|(a, c)| a.iter().zip(c).map(|(a, c)| a + step * (c - a)).collect()).collect();
                 let cbeta: Vec<f64> = beta_now.iter().zip(&new_beta).map(|(a, c)| a + step * (c - a)).collect();
-                let ceta = self.eta_of(&cbeta, &cb);
+                let ceta = self.eta_from(&xb_of(self, &cbeta), &cb);
                 let (_, d) = self.dev_resid_at(&ceta);
                 let cp = d + sqr(&cu);
                 if cp.is_finite() && cp <= pdev + 1e-10 * pdev.abs().max(1.0) {
@@ -223,9 +231,6 @@ fn sqr(u: &[Vec<f64>]) -> f64 {
     u.iter().flatten().map(|v| v * v).sum()
 }
 
-fn xb_row(x: &[f64], n: usize, p: usize, beta: &[f64], o: usize) -> f64 {
-    (0..p).map(|j| x[o + j * n] * beta[j]).sum()
-}
 
 /// A GLMM fit: θ, β, the PIRLS state at the optimum, and the optimiser's account.
 pub struct GlmmFit {

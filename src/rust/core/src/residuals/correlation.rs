@@ -191,11 +191,9 @@ impl CorStruct {
         Ok(logdet)
     }
 
-    /// Colour independent N(0, 1) draws in place: C_g z in every group (Ψ_g = C_g C_gᵀ).
-    pub fn colour(&self, phi: &[f64], e: &mut [f64]) -> Result<()> {
-        if self.kind == CorKind::Independent {
-            return Ok(());
-        }
+    /// Each group's rows and the Cholesky factor C_g of Ψ_g (m×m, column-major), with a
+    /// buffer of length m for the caller: the one place Ψ_g is formed and factored.
+    fn for_each_factor(&self, phi: &[f64], mut f: impl FnMut(&[usize], &[f64], &mut [f64])) -> Result<()> {
         let mut psi = vec![0.0; self.max_size * self.max_size];
         let mut v = vec![0.0; self.max_size];
         for g in &self.groups {
@@ -203,14 +201,25 @@ impl CorStruct {
             let psi = &mut psi[..m * m];
             self.group_matrix(g, phi, psi);
             dense::chol_lower(psi, m).map_err(|_| MixedError::Numerical("the residual correlation matrix is not positive definite".into()))?;
+            f(g, psi, &mut v[..m]);
+        }
+        Ok(())
+    }
+
+    /// Colour independent N(0, 1) draws in place: C_g z in every group (Ψ_g = C_g C_gᵀ).
+    pub fn colour(&self, phi: &[f64], e: &mut [f64]) -> Result<()> {
+        if self.kind == CorKind::Independent {
+            return Ok(());
+        }
+        self.for_each_factor(phi, |g, c, v| {
+            let m = g.len();
             for a in 0..m {
-                v[a] = (0..=a).map(|c| psi[a + c * m] * e[g[c]]).sum();
+                v[a] = (0..=a).map(|b| c[a + b * m] * e[g[b]]).sum();
             }
             for (a, &o) in g.iter().enumerate() {
                 e[o] = v[a];
             }
-        }
-        Ok(())
+        })
     }
 
     /// Whiten the columns in place (each an n-vector) with C_g⁻¹ in every group;
@@ -222,24 +231,19 @@ impl CorStruct {
             _ => {}
         }
         let mut logdet = 0.0;
-        let mut psi = vec![0.0; self.max_size * self.max_size];
-        let mut v = vec![0.0; self.max_size];
-        for g in &self.groups {
+        self.for_each_factor(phi, |g, c, v| {
             let m = g.len();
-            let psi = &mut psi[..m * m];
-            self.group_matrix(g, phi, psi);
-            dense::chol_lower(psi, m).map_err(|_| MixedError::Numerical("the residual correlation matrix is not positive definite".into()))?;
-            logdet += 2.0 * dense::log_diag_sum(psi, m, m);
+            logdet += 2.0 * dense::log_diag_sum(c, m, m);
             for col in cols.iter_mut() {
                 for (a, &o) in g.iter().enumerate() {
                     v[a] = col[o];
                 }
-                dense::solve_lower(psi, m, &mut v[..m]);
+                dense::solve_lower(c, m, v);
                 for (a, &o) in g.iter().enumerate() {
                     col[o] = v[a];
                 }
             }
-        }
+        })?;
         Ok(logdet)
     }
 }
