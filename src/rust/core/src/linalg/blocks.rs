@@ -116,6 +116,13 @@ impl BlockSparse {
         BlockSparse { kr, kc, nrow_levels, ncol_levels, colptr, rowlev, values }
     }
 
+    /// The index of the stored block at (row level `r`, column level `c`).
+    pub fn slot(&self, c: usize, r: usize) -> usize {
+        let lo = self.colptr[c];
+        let within = self.rowlev[lo..self.colptr[c + 1]].binary_search(&(r as u32));
+        lo + within.expect("the observation's level pair is in the pattern it made")
+    }
+
     /// Zeros on a pattern given as the sorted row levels of each block column.
     pub fn with_pattern(kr: usize, kc: usize, nrow_levels: usize, cols: &[Vec<u32>]) -> Self {
         let mut colptr = Vec::with_capacity(cols.len() + 1);

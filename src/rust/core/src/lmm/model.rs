@@ -69,6 +69,10 @@ pub struct LinearMixedModel<'d> {
     /// Whether L is the factor at `theta` of the current A (cleared while `update_l`
     /// runs and by `set_response`).
     factor_current: bool,
+    /// For each block of A between two terms, the stored block each observation adds
+    /// to; found on the first re-forming so that later ones (PIRLS steps, whitened
+    /// copies at a new η) refill A in place without sorting.
+    slots: Option<Vec<Vec<u32>>>,
 }
 
 fn cholesky_error(nt: usize, p: usize, j: usize, col: usize) -> MixedError {
@@ -112,6 +116,7 @@ impl Clone for LinearMixedModel<'_> {
             spent: Vec::new(),
             sigma_at_theta: None,
             factor_current: false,
+            slots: self.slots.clone(),
         }
     }
 }
@@ -220,6 +225,7 @@ impl<'d> LinearMixedModel<'d> {
             spent: Vec::new(),
             sigma_at_theta: None,
             factor_current: false,
+            slots: None,
         })
     }
 
@@ -240,73 +246,24 @@ impl<'d> LinearMixedModel<'d> {
     fn form_a_with(terms: &[ReTerm], x: &[f64], p: usize, y: &[f64], n: usize, weights: Option<&[f64]>, by_products: bool) -> Vec<Block> {
         let nt = terms.len();
         let m = p + 1;
-        let w = |o: usize| weights.map_or(1.0, |w| w[o]);
         let mut a = Vec::with_capacity(tri(nt, nt) + 1);
         for i in 0..=nt {
             for j in 0..=i {
                 let blk = if i < nt && i == j {
                     let t = &terms[i];
-                    let k = t.k;
-                    let mut d = BlockDiagonal::zeros(k, t.nlevels);
-                    for o in 0..n {
-                        let wo = w(o);
-                        let blk = d.block_mut(t.codes.get(o));
-                        for b in 0..k {
-                            let zb = t.z[o + b * n] * wo;
-                            for c in 0..k {
-                                blk[c + b * k] += t.z[o + c * n] * zb;
-                            }
-                        }
-                    }
+                    let mut d = BlockDiagonal::zeros(t.k, t.nlevels);
+                    accumulate_diag(t, n, weights, &mut d);
                     Block::Diag(d)
                 } else if i < nt {
                     let (ti, tj) = (&terms[i], &terms[j]);
                     Block::Sparse(BlockSparse::cross_product(n, |o| ti.codes.get(o), &ti.z, ti.k, ti.nlevels, |o| tj.codes.get(o), &tj.z, tj.k, tj.nlevels, weights))
                 } else if j < nt {
-                    let tj = &terms[j];
-                    let kj = tj.k;
-                    let mut d = Dense::zeros(m, tj.q());
-                    for_row_chunks(x, p, y, n, |o0, rows| {
-                        for (i, row) in rows.chunks_exact(m).enumerate() {
-                            let o = o0 + i;
-                            let wo = w(o);
-                            let cj = tj.codes.get(o) * kj;
-                            for b in 0..kj {
-                                let zb = tj.z[o + b * n] * wo;
-                                let col = &mut d.data[(cj + b) * m..(cj + b + 1) * m];
-                                for (c, v) in col.iter_mut().zip(row) {
-                                    *c += v * zb;
-                                }
-                            }
-                        }
-                    });
-                    Block::Dense(d)
-                } else if weights.is_none() && by_products {
-                    // [X y]ᵀ[X y] by dot products of X's columns (no row pass), in a
-                    // fixed order of summation whatever the buffers' alignment, so
-                    // that refits give the same numbers on any thread
-                    let mut d = Dense::zeros(m, m);
-                    let col = |j: usize| if j < p { &x[j * n..(j + 1) * n] } else { y };
-                    for b in 0..m {
-                        for c in b..m {
-                            d.data[b * m + c] = dense::dot(col(c), col(b));
-                        }
-                    }
+                    let mut d = Dense::zeros(m, terms[j].q());
+                    accumulate_xy_z(&terms[j], x, p, y, n, weights, &mut d);
                     Block::Dense(d)
                 } else {
                     let mut d = Dense::zeros(m, m);
-                    for_row_chunks(x, p, y, n, |o0, rows| {
-                        for (i, row) in rows.chunks_exact(m).enumerate() {
-                            let wo = w(o0 + i);
-                            for b in 0..m {
-                                let vb = row[b] * wo;
-                                let col = &mut d.data[b * m + b..(b + 1) * m];
-                                for (c, v) in col.iter_mut().zip(&row[b..]) {
-                                    *c += v * vb;
-                                }
-                            }
-                        }
-                    });
+                    accumulate_xy(x, p, y, n, weights, by_products, &mut d);
                     Block::Dense(d)
                 };
                 a.push(blk);
@@ -391,9 +348,7 @@ impl<'d> LinearMixedModel<'d> {
     /// (the whitened copy of a model with correlated residuals at a new η); L keeps its
     /// pattern and is refactored at the next evaluation.
     pub(crate) fn reform_a(&mut self) {
-        self.a = Self::form_a_with(&self.terms, &self.x, self.p, &self.y, self.n, self.weights.as_deref(), true);
-        self.factor_current = false;
-        self.sigma_at_theta = None;
+        self.refill_a(true);
     }
 
     /// New prior weights and response with the same structure (a PIRLS step of a GLMM:
@@ -431,7 +386,65 @@ impl<'d> LinearMixedModel<'d> {
 
     /// As [`LinearMixedModel::reform_a`], with the row pass for [X y]ᵀW[X y].
     fn reform_a_rows(&mut self) {
-        self.a = Self::form_a(&self.terms, &self.x, self.p, &self.y, self.n, self.weights.as_deref());
+        self.refill_a(false);
+    }
+
+    /// Re-form A's values in place from the current data (same pattern): the diagonal
+    /// and [X y] blocks by the passes of [`LinearMixedModel::form_a_with`], the blocks
+    /// between terms through each observation's slot.
+    fn refill_a(&mut self, by_products: bool) {
+        let nt = self.terms.len();
+        if self.slots.is_none() {
+            let mut slots = Vec::new();
+            for i in 1..nt {
+                for j in 0..i {
+                    if let Block::Sparse(s) = &self.a[tri(i, j)] {
+                        let (ti, tj) = (&self.terms[i], &self.terms[j]);
+                        slots.push((0..self.n).map(|o| s.slot(tj.codes.get(o), ti.codes.get(o)) as u32).collect());
+                    }
+                }
+            }
+            self.slots = Some(slots);
+        }
+        let (terms, x, y, n, p) = (&self.terms, &self.x[..], &self.y[..], self.n, self.p);
+        let weights = self.weights.as_deref();
+        let slots = self.slots.as_ref().expect("slots set above");
+        let mut next_slot = 0;
+        for i in 0..=nt {
+            for j in 0..=i {
+                match &mut self.a[tri(i, j)] {
+                    Block::Diag(d) if i < nt && i == j => {
+                        d.data.fill(0.0);
+                        accumulate_diag(&terms[i], n, weights, d);
+                    }
+                    Block::Sparse(s) if i < nt => {
+                        s.values.fill(0.0);
+                        let (ti, tj) = (&terms[i], &terms[j]);
+                        let bs = ti.k * tj.k;
+                        for (o, &slot) in slots[next_slot].iter().enumerate() {
+                            let wo = weights.map_or(1.0, |w| w[o]);
+                            let base = slot as usize * bs;
+                            for b in 0..tj.k {
+                                let zb = tj.z[o + b * n] * wo;
+                                for a in 0..ti.k {
+                                    s.values[base + a + b * ti.k] += ti.z[o + a * n] * zb;
+                                }
+                            }
+                        }
+                        next_slot += 1;
+                    }
+                    Block::Dense(d) if i == nt && j < nt => {
+                        d.data.fill(0.0);
+                        accumulate_xy_z(&terms[j], x, p, y, n, weights, d);
+                    }
+                    Block::Dense(d) if i == nt => {
+                        d.data.fill(0.0);
+                        accumulate_xy(x, p, y, n, weights, by_products, d);
+                    }
+                    other => *other = Self::form_a_with(terms, x, p, y, n, weights, by_products).swap_remove(tri(i, j)),
+                }
+            }
+        }
         self.factor_current = false;
         self.sigma_at_theta = None;
     }
@@ -918,6 +931,70 @@ impl<'d> LinearMixedModel<'d> {
 /// Calls `f(first_row, rows)` on consecutive chunks of [X y] copied row-major, so the
 /// per-row products read contiguous memory rather than p + 1 columns n apart; the
 /// buffer is small and reused, so no copy of the data is kept.
+/// Adds a term's ZᵀWZ to its (zeroed) diagonal block of A.
+fn accumulate_diag(t: &ReTerm, n: usize, weights: Option<&[f64]>, d: &mut BlockDiagonal) {
+    let k = t.k;
+    for o in 0..n {
+        let wo = weights.map_or(1.0, |w| w[o]);
+        let blk = d.block_mut(t.codes.get(o));
+        for b in 0..k {
+            let zb = t.z[o + b * n] * wo;
+            for c in 0..k {
+                blk[c + b * k] += t.z[o + c * n] * zb;
+            }
+        }
+    }
+}
+
+/// Adds [X y]ᵀWZ_j to the (zeroed) block of A in the [X y] rows and term j's columns.
+fn accumulate_xy_z(tj: &ReTerm, x: &[f64], p: usize, y: &[f64], n: usize, weights: Option<&[f64]>, d: &mut Dense) {
+    let m = p + 1;
+    let kj = tj.k;
+    for_row_chunks(x, p, y, n, |o0, rows| {
+        for (i, row) in rows.chunks_exact(m).enumerate() {
+            let o = o0 + i;
+            let wo = weights.map_or(1.0, |w| w[o]);
+            let cj = tj.codes.get(o) * kj;
+            for b in 0..kj {
+                let zb = tj.z[o + b * n] * wo;
+                let col = &mut d.data[(cj + b) * m..(cj + b + 1) * m];
+                for (c, v) in col.iter_mut().zip(row) {
+                    *c += v * zb;
+                }
+            }
+        }
+    });
+}
+
+/// Adds [X y]ᵀW[X y] to the (zeroed) last diagonal block of A. Without weights and
+/// with `by_products`, by dot products of the columns (no row pass) in a fixed order
+/// of summation whatever the buffers' alignment, so that refits give the same numbers
+/// on any thread.
+fn accumulate_xy(x: &[f64], p: usize, y: &[f64], n: usize, weights: Option<&[f64]>, by_products: bool, d: &mut Dense) {
+    let m = p + 1;
+    if weights.is_none() && by_products {
+        let col = |j: usize| if j < p { &x[j * n..(j + 1) * n] } else { y };
+        for b in 0..m {
+            for c in b..m {
+                d.data[b * m + c] = dense::dot(col(c), col(b));
+            }
+        }
+        return;
+    }
+    for_row_chunks(x, p, y, n, |o0, rows| {
+        for (i, row) in rows.chunks_exact(m).enumerate() {
+            let wo = weights.map_or(1.0, |w| w[o0 + i]);
+            for b in 0..m {
+                let vb = row[b] * wo;
+                let col = &mut d.data[b * m + b..(b + 1) * m];
+                for (c, v) in col.iter_mut().zip(&row[b..]) {
+                    *c += v * vb;
+                }
+            }
+        }
+    });
+}
+
 fn for_row_chunks(x: &[f64], p: usize, y: &[f64], n: usize, mut f: impl FnMut(usize, &[f64])) {
     const CHUNK: usize = 256;
     let m = p + 1;
