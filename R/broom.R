@@ -93,7 +93,7 @@ tidy_fixed <- function(x, ddf, ci, conf.method, conf.level) {
 
 # Lower triangle of each VarCorr block, column by column, as broom.mixed lists it;
 # the profile interval's name for each row, to look up its ends.
-tidy_ran_pars <- function(x, scales, ci, conf.method) {
+tidy_ran_pars <- function(x, scales, ci, conf.method, residual = TRUE) {
   vc <- VarCorr.lmm(x)
   rows <- list()
   for (g in names(vc)) {
@@ -121,7 +121,7 @@ tidy_ran_pars <- function(x, scales, ci, conf.method) {
     }
   }
   s <- sigma(x)
-  rows[[length(rows) + 1L]] <- data.frame(effect = "ran_pars", group = "Residual",
+  if (residual) rows[[length(rows) + 1L]] <- data.frame(effect = "ran_pars", group = "Residual",
                                           term = if (scales == "sdcor") "sd__Observation" else "var__Observation",
                                           estimate = if (scales == "sdcor") s else s^2, ci_name = "sigma",
                                           stringsAsFactors = FALSE)
@@ -213,6 +213,90 @@ augment.lmm <- function(x, data = NULL, newdata = NULL, ...) {
   out$.sqrtrwt <- sqrt(w)
   out$.weights <- w
   out$.wtres <- pres
+  rownames(out) <- NULL
+  as_tibble_if(out)
+}
+
+#' Tidy, glance and augment a glmm fit (broom.mixed style)
+#'
+#' As broom.mixed's methods for glmer fits: `tidy()` gives the fixed effects with z
+#' statistics and their p-values, and the random-effects standard deviations and
+#' correlations; `glance()` one row of fit statistics; `augment()` the model frame
+#' with the linear predictor, mean, residuals and weights (no hat values, which
+#' lme4 itself warns "may not make sense for GLMMs").
+#' @param x a `glmm` fit.
+#' @inheritParams tidy.lmm
+#' @return a tibble if the tibble package is installed, else a data frame.
+#' @examples
+#' gm <- glmm(cbind(incidence, size - incidence) ~ period + (1 | herd), lme4::cbpp, family = binomial)
+#' if (requireNamespace("broom.mixed", quietly = TRUE)) print(broom.mixed::tidy(gm))
+#' @name tidy.glmm
+#' @export
+tidy.glmm <- function(x, effects = c("ran_pars", "fixed"), scales = NULL, conf.int = FALSE, conf.level = 0.95,
+                      conf.method = c("Wald", "profile"), ...) {
+  ok <- c("fixed", "ran_pars")
+  if (!is.character(effects) || !length(effects) || !all(effects %in% ok)) {
+    mixedrs_abort(sprintf("'effects' must be among %s for glmm fits", paste(dQuote(ok, FALSE), collapse = ", ")))
+  }
+  scales <- if (is.null(scales) || !"ran_pars" %in% effects) "sdcor" else
+    match.arg(scales[[match("ran_pars", effects)]], c("sdcor", "vcov"))
+  conf.method <- match.arg(conf.method)
+  ci <- if (conf.int) confint.glmm(x, level = conf.level, method = conf.method, oldNames = FALSE) else NULL
+  parts <- list()
+  if ("fixed" %in% effects) {
+    se <- sqrt(diag(x$vcov))
+    z <- x$beta / se
+    f <- data.frame(effect = "fixed", group = NA_character_, term = names(x$beta), estimate = unname(x$beta),
+                    std.error = unname(se), statistic = unname(z), p.value = unname(2 * stats::pnorm(-abs(z))),
+                    stringsAsFactors = FALSE)
+    if (!is.null(ci)) {
+      f$conf.low <- unname(ci[f$term, 1L])
+      f$conf.high <- unname(ci[f$term, 2L])
+    }
+    parts$fixed <- f
+  }
+  if ("ran_pars" %in% effects) parts$ran_pars <- tidy_ran_pars(x, scales, ci, conf.method, residual = FALSE)
+  cols <- unique(unlist(lapply(parts, names)))
+  out <- do.call(rbind, lapply(parts, function(p) {
+    for (nm in setdiff(cols, names(p))) p[[nm]] <- if (nm %in% c("group", "term")) NA_character_ else NA_real_
+    p[cols]
+  }))
+  rownames(out) <- NULL
+  as_tibble_if(out)
+}
+
+#' @rdname tidy.glmm
+#' @export
+glance.glmm <- function(x, ...) {
+  ll <- logLik.glmm(x)
+  as_tibble_if(data.frame(nobs = as.integer(nobs(x)), sigma = 1, logLik = c(ll), AIC = stats::AIC(ll), BIC = stats::BIC(ll),
+                          deviance = deviance.glmm(x), df.residual = as.integer(df.residual.glmm(x))))
+}
+
+#' @rdname tidy.glmm
+#' @export
+augment.glmm <- function(x, data = NULL, newdata = NULL, ...) {
+  if (!is.null(newdata)) mixedrs_abort("augment(): 'newdata' is not supported for glmm fits; use predict()")
+  frame <- if (is.null(data)) x$model$frame else data
+  if (nrow(frame) != nobs(x)) mixedrs_abort("augment(): 'data' must have one row per observation used in the fit")
+  out <- as.data.frame(frame, stringsAsFactors = FALSE)
+  attr(out, "terms") <- NULL
+  rn <- rownames(out)
+  if (!identical(rn, as.character(seq_len(nrow(out))))) out <- cbind(.rownames = rn, out, stringsAsFactors = FALSE)
+  fam <- x$family
+  wt <- x$prior_weights
+  off <- if (is.null(x$model$offset)) rep(0, nobs(x)) else x$model$offset
+  v <- fam$variance(x$mu)
+  out$.fitted <- x$eta
+  out$.resid <- unname(residuals.glmm(x, type = "deviance"))
+  out$.fixed <- x_beta(x$model$X, x$beta) + off
+  out$.mu <- x$mu
+  out$.offset <- off
+  out$.sqrtXwt <- sqrt(wt) * fam$mu.eta(x$eta) / sqrt(v)
+  out$.sqrtrwt <- sqrt(wt / v)
+  out$.weights <- wt
+  out$.wtres <- unname(residuals.glmm(x, type = "pearson"))
+  out$.eta <- x$eta
   rownames(out) <- NULL
   as_tibble_if(out)
 }

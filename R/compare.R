@@ -17,7 +17,8 @@
 #' compare_fits(fm, lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy))
 #' @export
 compare_fits <- function(m, other, tolerance = 1e-4) {
-  if (!inherits(m, "lmm")) mixedrs_abort("compare_fits(): 'm' must be an lmm fit")
+  if (inherits(m, "glmm")) return(compare_glmm(m, other, tolerance))
+  if (!inherits(m, "lmm")) mixedrs_abort("compare_fits(): 'm' must be an lmm or glmm fit")
   ref <- if (inherits(other, "merMod")) ref_merMod(other) else if (inherits(other, "lme")) ref_lme(other) else
     mixedrs_abort("compare_fits(): 'other' must be an lme4/lmerTest merMod or an nlme lme fit")
   ct <- coef_table(m, "Satterthwaite")
@@ -32,6 +33,23 @@ compare_fits <- function(m, other, tolerance = 1e-4) {
             if (!is.null(m$correlation)) stats::setNames(coef(m$correlation), paste("corStruct", names(coef(m$correlation)))),
             if (!is.null(m$varStruct)) stats::setNames(coef(m$varStruct), paste("varStruct", names(coef(m$varStruct)))),
             logLik = c(logLik(m)))
+  comparison_table(ours, ref, tolerance, other)
+}
+
+# A glmm fit against glmer: fixed effects, their (Hessian-based) standard errors, the
+# random-effects standard deviations and correlations, and the log-likelihood.
+compare_glmm <- function(m, other, tolerance) {
+  if (!inherits(other, "glmerMod")) mixedrs_abort("compare_fits(): a glmm fit is compared with an lme4 glmer fit")
+  se <- sqrt(diag(m$vcov))
+  vc <- as.data.frame(VarCorr(m))
+  vc <- vc[vc$grp != "Residual", , drop = FALSE]
+  vc_names <- ifelse(is.na(vc$var2), paste0("sd(", vc$var1, ")|", vc$grp), paste0("cor(", vc$var1, ",", vc$var2, ")|", vc$grp))
+  ours <- c(stats::setNames(m$beta, paste("fixef", names(m$beta))), stats::setNames(se, paste("SE", names(m$beta))),
+            stats::setNames(vc$sdcor, vc_names), logLik = c(logLik(m)))
+  comparison_table(ours, ref_merMod(other), tolerance, other)
+}
+
+comparison_table <- function(ours, ref, tolerance, other) {
   theirs <- ref[names(ours)]
   names(theirs) <- names(ours)
   scale <- pmax(1, abs(theirs))

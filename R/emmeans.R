@@ -76,6 +76,20 @@ emmeans_containment_df <- function(object) {
   dfx
 }
 
+# A glmm fit: asymptotic (z) inference on the link scale, as emmeans gives for glmer
+# fits; the family's link in `misc` makes type = "response" back-transform.
+recover_data.glmm <- function(object, ...) recover_data.lmm(object, ...)
+
+emm_basis.glmm <- function(object, trms, xlev, grid, vcov., ...) {
+  m <- stats::model.frame(trms, grid, na.action = stats::na.pass, xlev = xlev)
+  X <- stats::model.matrix(trms, m, contrasts.arg = attr(object$model$X, "contrasts"))[, colnames(object$model$X), drop = FALSE]
+  V <- unname(object$vcov)
+  if (!missing(vcov.)) V <- emmeans::.my.vcov(object, vcov.)
+  misc <- emmeans::.std.link.labels(object$family, list())
+  list(X = X, bhat = unname(object$beta), nbasis = estimability::all.estble, V = V,
+       dffun = function(k, dfargs) Inf, dfargs = list(), misc = misc)
+}
+
 register_emmeans_methods <- function(...) {
-  emmeans::.emm_register("lmm", "mixedrs")
+  emmeans::.emm_register(c("lmm", "glmm"), "mixedrs")
 }

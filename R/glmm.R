@@ -5,8 +5,8 @@
 #' Fit a generalized linear mixed model
 #'
 #' A drop-in for lme4's `glmer()`: binomial (logit, probit, cloglog) and Poisson (log)
-#' families, the Laplace approximation (`nAGQ = 1`) or glmer's first stage alone
-#' (`nAGQ = 0`). The conditional modes come from PIRLS and the standard errors of the
+#' families, the Laplace approximation (`nAGQ = 1`), adaptive Gauss-Hermite
+#' quadrature (`nAGQ > 1`) or glmer's first stage alone (`nAGQ = 0`). The conditional modes come from PIRLS and the standard errors of the
 #' fixed effects from the Hessian of the Laplace deviance, as glmer's `vcov()`.
 #' @param formula a two-sided formula with random-effects terms, as for `glmer()`.
 #'   A binomial response may be 0/1, logical, a two-level factor, `cbind(successes,
@@ -14,7 +14,9 @@
 #' @param data a data frame.
 #' @param family a family object, function or name: `binomial`, `poisson`.
 #' @param weights,offset,subset,na.action as in `glmer()`.
-#' @param nAGQ 1 (Laplace) or 0.
+#' @param nAGQ 1 (Laplace), 0 (glmer's first stage alone), or more: adaptive
+#'   Gauss-Hermite quadrature with that many nodes, for a single scalar
+#'   random-effects term (as glmer).
 #' @param control [lmm_control()] settings.
 #' @param start starting values: a list with `theta` (and `fixef`), or θ.
 #' @return an object of class `"glmm"`.
@@ -37,12 +39,37 @@ glmm <- function(formula, data = NULL, family = stats::binomial, weights, offset
   if (is.null(mf_call$na.action)) mf_call$na.action <- as.name(getOption("na.action", "na.omit"))
   model <- build_model(formula, mf_call, parent.frame(), NULL, control,
                        response = function(y, name) glmm_response(y, name, fam$family))
+  theta0 <- NULL
+  if (!is.null(start)) {
+    theta0 <- if (is.list(start)) start$theta else start
+    if (!is.null(theta0)) theta0 <- start_theta(theta0, length(lower_bounds(model)))
+  }
+  glmm_from_model(model, fam, as.integer(nAGQ), control, theta0, mc)
+}
+
+# Fit a built model (glmm(), refits, bootstrap replicates, reduced models). `start`:
+# θ, or θ then β (a refit, which skips glmer's first stage).
+glmm_from_model <- function(model, fam, nAGQ, control, start, call) {
   if (nAGQ > 1L) {
     scalar <- length(model$terms) == 1L && ncol(model$terms[[1L]]$Z) == 1L
     if (!scalar) mixedrs_abort("nAGQ > 1 is only available for models with a single, scalar random-effects term")
-    mixedrs_abort("adaptive Gauss-Hermite quadrature (nAGQ > 1) is not available yet; use nAGQ = 1 (Laplace)",
-                  kind = "not_available")
   }
+  wt <- glmm_prior_weights(model, fam)
+  spec <- glmm_spec(model, fam, wt)
+  rule <- if (nAGQ > 1L) gauss_hermite(nAGQ) else NULL
+  ctl <- engine_control(control, start = start, nagq0 = nAGQ == 0L, hessian = TRUE, agq_z = rule$z, agq_w = rule$w)
+  res <- call_rust(glmm_fit_rs, spec, ctl)
+  fit <- package_glmm(model, res, fam, wt, call, nAGQ, control)
+  if (!isTRUE(res$converged)) warning(paste("Model failed to converge:", res$message), call. = FALSE)
+  if (fam$family == "binomial" && any(fit$mu < 1e-10 | fit$mu > 1 - 1e-10)) {
+    # as glm() warns: the estimates are finite but run off towards infinity
+    warning("fitted probabilities numerically 0 or 1 occurred: complete or quasi-complete separation?", call. = FALSE)
+  }
+  fit
+}
+
+# The prior weights the engine reads: the binomial trials times any user weights.
+glmm_prior_weights <- function(model, fam) {
   trials <- attr(model$y, "trials")
   wt <- (if (is.null(model$weights)) 1 else model$weights) * (if (is.null(trials)) 1 else trials)
   wt <- rep_len(as.double(wt), model$n)
@@ -50,21 +77,24 @@ glmm <- function(formula, data = NULL, family = stats::binomial, weights, offset
     k <- model$y * wt
     if (any(abs(k - round(k)) > 1e-7)) mixedrs_abort("non-integer #successes in a binomial glm: the proportions times the weights must be counts")
   }
-  theta0 <- NULL
-  if (!is.null(start)) {
-    theta0 <- if (is.list(start)) start$theta else start
-    if (!is.null(theta0)) theta0 <- start_theta(theta0, length(lower_bounds(model)))
-  }
-  spec <- glmm_spec(model, fam, wt)
-  ctl <- engine_control(control, start = theta0, nagq0 = nAGQ == 0L, hessian = TRUE)
-  res <- call_rust(glmm_fit_rs, spec, ctl)
-  fit <- package_glmm(model, res, fam, wt, mc, nAGQ, control)
-  if (!isTRUE(res$converged)) warning(paste("Model failed to converge:", res$message), call. = FALSE)
-  if (fam$family == "binomial" && any(fit$mu < 1e-10 | fit$mu > 1 - 1e-10)) {
-    # as glm() warns: the estimates are finite but run off towards infinity
-    warning("fitted probabilities numerically 0 or 1 occurred: complete or quasi-complete separation?", call. = FALSE)
-  }
-  fit
+  wt
+}
+
+# Gauss-Hermite nodes and weights for the standard normal density (lme4's GHrule):
+# the eigenvalues of the Jacobi matrix of the probabilists' Hermite polynomials, and
+# the squared first components of its eigenvectors.
+gauss_hermite <- function(n) {
+  if (n > 100L) mixedrs_abort("nAGQ must be at most 100")
+  J <- matrix(0, n, n)
+  off <- sqrt(seq_len(n - 1L))
+  J[cbind(seq_len(n - 1L), 2:n)] <- off
+  J[cbind(2:n, seq_len(n - 1L))] <- off
+  e <- eigen(J, symmetric = TRUE)
+  z <- e$values
+  z[abs(z) < 1e-12] <- 0
+  w <- e$vectors[1L, ]^2
+  o <- order(z)
+  list(z = z[o], w = w[o] / sum(w))
 }
 
 # The family object, from a family, a family function or its name; only what the
@@ -143,15 +173,21 @@ package_glmm <- function(model, res, fam, wt, call, nAGQ, control) {
   }
   y <- as.double(model$y)
   aic_dev <- fam$aic(y, wt, res$mu, wt, sum(fam$dev.resids(y, res$mu, wt)))
+  cond_var <- Map(function(t, v) {
+    k <- ncol(t$Z)
+    array(v, c(k, k, nlevels(t$factor)))
+  }, model$terms, res$cond_var)
   structure(list(
     call = call, formula = model$formula, family = fam, nAGQ = nAGQ, model = model,
     theta = stats::setNames(res$theta, tn), theta_layout = layout,
     beta = stats::setNames(res$beta, colnames(X)), b = b, u = res$u,
     lambda = Map(function(t, lam) matrix(lam, ncol(t$Z), ncol(t$Z)), model$terms, res$lambdas),
-    sigma = 1, vcov = V, eta = res$eta, mu = res$mu, prior_weights = wt,
-    # -2 log L (Laplace): the family's -2 log-likelihood at the conditional modes plus
-    # the penalty and log|L|^2; what glmer optimises uses the deviance residuals instead
-    devcomp = c(minus2ll = aic_dev + res$sqr_u + res$ldL2, laplace = res$deviance, dev_resid = res$dev_resid,
+    sigma = 1, vcov = V, eta = res$eta, mu = res$mu, prior_weights = wt, cond_var = cond_var,
+    hessian = if (is.null(res$hessian)) NULL else matrix(res$hessian, nth + p, nth + p),
+    # -2 log L: the deviance optimised (Laplace or AGQ), which sums deviance residuals,
+    # with the family's -2 log-likelihood at the conditional modes in their place
+    # (glmer's AGQ fits report the deviance optimised itself)
+    devcomp = c(minus2ll = if (nAGQ > 1L) res$deviance else res$deviance - res$dev_resid + aic_dev, laplace = res$deviance, dev_resid = res$dev_resid,
                 sqr_u = res$sqr_u, ldL2 = res$ldL2),
     optinfo = list(evaluations = res$evaluations, converged = res$converged, message = res$message),
     control = control
@@ -181,15 +217,11 @@ nobs.glmm <- function(object, ...) object$model$n
 #' @export
 ngrps.glmm <- function(object, ...) ngrps.lmm(object)
 
+# lme4's ranef() of a GLMM: as for lmm fits, with the conditional variances from the
+# factor at the final PIRLS weights (given beta-hat).
 #' @export
-ranef.glmm <- function(object, condVar = FALSE, ...) {
-  if (isTRUE(condVar)) mixedrs_abort("ranef(condVar = TRUE) is not available yet for glmm fits", kind = "not_available")
-  groups <- vapply(object$model$terms, `[[`, "", "group")
-  # one data frame per grouping factor, its terms' columns side by side (as lme4 for (x || g))
-  out <- lapply(split(seq_along(groups), factor(groups, levels = unique(groups))), function(i) {
-    as.data.frame(do.call(cbind, object$b[i]), check.names = FALSE)
-  })
-  structure(out, class = "ranef.mer")
+ranef.glmm <- function(object, condVar = TRUE, drop = FALSE, whichel = NULL, ...) {
+  ranef.lmm(object, condVar = condVar, drop = drop, whichel = whichel, ...)
 }
 
 #' @export
@@ -204,19 +236,31 @@ fitted.glmm <- function(object, ...) {
   stats::napredict(fit_na_action(object), stats::setNames(object$mu, rownames(object$model$frame)))
 }
 
+#' Predictions from a glmm fit
+#'
+#' As lme4's `predict()` for glmer fits: the linear predictor (`type = "link"`) or the
+#' mean (`type = "response"`) on the data or on `newdata`, with the random effects that
+#' `re.form` selects (see [predict.lmm()] for `re.form`, `allow.new.levels` and
+#' `na.action`).
+#' @inheritParams predict.lmm
+#' @param object a `glmm` fit.
+#' @examples
+#' gm <- glmm(cbind(incidence, size - incidence) ~ period + (1 | herd), lme4::cbpp, family = binomial)
+#' predict(gm, newdata = data.frame(period = factor(1:4), herd = "1"), type = "response")
+#' predict(gm, newdata = data.frame(period = factor(1:4)), re.form = NA)
 #' @export
-predict.glmm <- function(object, newdata = NULL, re.form = NULL, type = c("link", "response"), ...) {
+predict.glmm <- function(object, newdata = NULL, newparams = NULL, re.form = NULL, random.only = FALSE,
+                         terms = NULL, type = c("link", "response"), allow.new.levels = FALSE,
+                         na.action = stats::na.pass, ...) {
   type <- match.arg(type)
-  if (!is.null(newdata)) mixedrs_abort("predict(newdata =) is not available yet for glmm fits", kind = "not_available")
-  eta <- if (is.null(re.form)) {
-    object$eta
-  } else if (identical(re.form, NA) || identical(re.form, ~0)) {
-    x_beta(object$model$X, object$beta) + if (is.null(object$model$offset)) 0 else object$model$offset
-  } else {
-    mixedrs_abort("re.form must be NULL, NA or ~0 for glmm fits", kind = "not_available")
-  }
-  out <- if (type == "link") eta else object$family$linkinv(eta)
-  stats::napredict(fit_na_action(object), stats::setNames(as.double(out), rownames(object$model$frame)))
+  on_link <- object
+  on_link$fitted <- object$eta  # predict.lmm's values on the fitted data
+  args <- list(on_link, newdata = newdata, newparams = newparams, re.form = re.form, random.only = random.only,
+               terms = terms, allow.new.levels = allow.new.levels)
+  if (!missing(na.action)) args$na.action <- na.action
+  eta <- do.call(predict.lmm, args)
+  if (type == "response") eta[] <- object$family$linkinv(eta)
+  eta
 }
 
 #' @export
@@ -244,7 +288,7 @@ summary.glmm <- function(object, ...) {
 }
 
 glmm_title <- function(x) {
-  approx <- if (x$nAGQ == 0L) "Adaptive Gauss-Hermite Quadrature, nAGQ = 0" else "Laplace Approximation"
+  approx <- if (x$nAGQ == 1L) "Laplace Approximation" else sprintf("Adaptive Gauss-Hermite Quadrature, nAGQ = %d", x$nAGQ)
   c(sprintf("Generalized linear mixed model fit by maximum likelihood (%s) ['glmm']", approx),
     sprintf(" Family: %s  ( %s )", x$family$family, x$family$link))
 }

@@ -109,6 +109,7 @@ group_postvar <- function(terms, cvs) {
 
 # σ² Λ [(LLᵀ)⁻¹]_ll Λᵀ per term, from the fit's engine (its factor at θ̂).
 condvar_blocks <- function(object) {
+  if (inherits(object, "glmm")) return(object$cond_var)  # computed with the fit
   cv <- call_rust(engine_condvar_rs, fit_engine(object), as.double(object$sigma))
   Map(function(t, v) {
     k <- length(t$cnms)

@@ -203,8 +203,12 @@ sim_term <- function(Z, f, diagonal, own = FALSE) {
 bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "residual"), seed = NULL,
                       cores = getOption("mixedrs.cores", parallel::detectCores()), progress = interactive(),
                       oldNames = TRUE) {
-  if (!inherits(object, "lmm")) mixedrs_abort("bootstrap() needs an lmm fit")
   type <- match.arg(type)
+  if (inherits(object, "glmm")) {
+    if (type != "parametric") mixedrs_abort("bootstrap() of a glmm fit is parametric only", kind = "not_available")
+    return(bootstrap_glmm(object, nsim, FUN, seed, oldNames))
+  }
+  if (!inherits(object, "lmm")) mixedrs_abort("bootstrap() needs an lmm or glmm fit")
   if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
   nsim <- as.integer(nsim)
   cores <- max(1L, as.integer(cores))
@@ -251,8 +255,8 @@ bootstrap_r <- function(object, nsim, FUN, type, seed) {
 
 #' @export
 print.lmm_boot <- function(x, digits = max(3L, getOption("digits") - 3L), ...) {
-  cat(sprintf("%s bootstrap of an lmm fit: %d replicates%s\n\n", if (x$type == "parametric") "Parametric" else "Residual",
-              x$R, if (x$failed > 0) sprintf(" (%d failed)", x$failed) else ""))
+  cat(sprintf("%s bootstrap of %s fit: %d replicates%s\n\n", if (x$type == "parametric") "Parametric" else "Residual",
+              if (identical(x$fit_class, "glmm")) "a glmm" else "an lmm", x$R, if (x$failed > 0) sprintf(" (%d failed)", x$failed) else ""))
   tab <- cbind(original = x$t0, bias = colMeans(x$t, na.rm = TRUE) - x$t0,
                `std. error` = apply(x$t, 2, stats::sd, na.rm = TRUE))
   print(tab, digits = digits)

@@ -7,6 +7,9 @@ lme4_generics <- c("getME", "refit", "refitML", "isREML", "isLMM", "isGLMM", "is
 register_lme4_methods <- function(...) {
   ns <- asNamespace("lme4")
   for (g in lme4_generics) registerS3method(g, "lmm", get(paste0(g, ".lmm"), mode = "function"), envir = ns)
+  for (g in intersect(lme4_generics, c("getME", "refit", "isREML", "isLMM", "isGLMM", "isNLMM", "ngrps"))) {
+    registerS3method(g, "glmm", get(paste0(g, ".glmm"), mode = "function"), envir = ns)
+  }
 }
 
 # lmerTest's generics dispatch to ours too (its ranova() is not generic: ours defers
@@ -23,6 +26,7 @@ register_lmertest_methods <- function(...) {
   # on stats' generic: our exported anova() (R/anova.R) is a wrapper around it, so a
   # NAMESPACE registration would be read as a method of the wrapper
   registerS3method("anova", "lmm", anova.lmm, envir = asNamespace("stats"))
+  registerS3method("anova", "glmm", anova.glmm, envir = asNamespace("stats"))
   if (isNamespaceLoaded("lme4")) register_lme4_methods()
   setHook(packageEvent("lme4", "onLoad"), register_lme4_methods)
   if (isNamespaceLoaded("lmerTest")) register_lmertest_methods()

@@ -6,7 +6,7 @@
 use extendr_api::prelude::*;
 use mixedrs_core::lmm::model::CriterionParts;
 use mixedrs_core::{
-    simulate_design_with, BootControl, ErrorStructure, Family, Link, GeneralizedLinearMixedModel, fit_glmm, BootType, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
+    simulate_design_with, BootControl, ErrorStructure, Family, Link, GeneralizedLinearMixedModel, fit_glmm, BootType, Approximation, profile_ends, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
     LinearMixedModel, MixedError, ReTerm, Residuals,
 };
 use std::borrow::Cow;
@@ -693,40 +693,18 @@ fn glmm_fit_rs(spec: List, control: List) -> extendr_api::Result<List> {
 
 fn run_glmm_fit(spec: List, control: List) -> std::result::Result<List, Error> {
     let objects = spec_objects(spec)?;
-    let map = &objects.map;
-    let terms = read_terms(&objects)?;
-    let family = match field(map, "family")?.as_str() {
-        Some("binomial") => Family::Binomial,
-        Some("poisson") => Family::Poisson,
-        _ => return Err(input("unknown family")),
-    };
-    let link = match field(map, "link")?.as_str() {
-        Some("logit") => Link::Logit,
-        Some("probit") => Link::Probit,
-        Some("cloglog") => Link::Cloglog,
-        Some("log") => Link::Log,
-        _ => return Err(input("unknown link")),
-    };
-    let p = int(map, "p")?;
-    let mut m = GeneralizedLinearMixedModel::new(
-        terms,
-        reals_ref(map, "X")?,
-        p,
-        reals(map, "y")?,
-        reals(map, "wt")?,
-        reals(map, "offset")?,
-        family,
-        link,
-    )
-    .map_err(to_r_error)?;
+    let mut m = glmm_model(&objects)?;
     let ctl = named(control);
     let fc = read_control(&ctl)?;
-    let f = fit_glmm(&mut m, &fc, flag(&ctl, "nagq0")?, flag(&ctl, "hessian")?).map_err(to_r_error)?;
+    let nodes = agq_nodes(&ctl)?;
+    let approx = if nodes.is_empty() { Approximation::Laplace } else { Approximation::Agq(&nodes) };
+    let f = fit_glmm(&mut m, &fc, flag(&ctl, "nagq0")?, flag(&ctl, "hessian")?, approx).map_err(to_r_error)?;
     let (th_term, th_row, th_col) = theta_layout(m.working_model());
     let lam = lambdas(m.working_model(), &f.theta)?;
+    let cond_var = m.cond_var().map_err(to_r_error)?;
     let names = [
         "theta", "beta", "u", "b", "eta", "mu", "deviance", "dev_resid", "sqr_u", "ldL2", "hessian", "evaluations", "converged", "message",
-        "theta_term", "theta_row", "theta_col", "lambdas", "vcov_rx",
+        "theta_term", "theta_row", "theta_col", "lambdas", "vcov_rx", "cond_var",
     ];
     let values: Vec<Robj> = vec![
         f.theta.into(),
@@ -748,8 +726,67 @@ fn run_glmm_fit(spec: List, control: List) -> std::result::Result<List, Error> {
         th_col.into(),
         lam,
         f.vcov_rx.map_or(().into(), Robj::from),
+        list_of_reals(cond_var),
     ];
     Ok(List::from_names_and_values(names, values)?)
+}
+
+/// The GLMM of a spec (glmm_spec() in R/glmm.R).
+fn glmm_model(objects: &SpecObjects) -> std::result::Result<GeneralizedLinearMixedModel<'_>, Error> {
+    let map = &objects.map;
+    let terms = read_terms(objects)?;
+    let family = match field(map, "family")?.as_str() {
+        Some("binomial") => Family::Binomial,
+        Some("poisson") => Family::Poisson,
+        _ => return Err(input("unknown family")),
+    };
+    let link = match field(map, "link")?.as_str() {
+        Some("logit") => Link::Logit,
+        Some("probit") => Link::Probit,
+        Some("cloglog") => Link::Cloglog,
+        Some("log") => Link::Log,
+        _ => return Err(input("unknown link")),
+    };
+    let p = int(map, "p")?;
+    GeneralizedLinearMixedModel::new(terms, reals_ref(map, "X")?, p, reals(map, "y")?, reals(map, "wt")?, reals(map, "offset")?, family, link)
+        .map_err(to_r_error)
+}
+
+/// The quadrature rule in a control list (agq_z, agq_w), empty for the Laplace deviance.
+fn agq_nodes(ctl: &HashMap<&str, Robj>) -> std::result::Result<Vec<(f64, f64)>, Error> {
+    match (opt_reals(ctl, "agq_z")?, opt_reals(ctl, "agq_w")?) {
+        (Some(z), Some(w)) if z.len() == w.len() => Ok(z.into_iter().zip(w).collect()),
+        (None, None) => Ok(Vec::new()),
+        _ => Err(input("the quadrature nodes and weights differ in length")),
+    }
+}
+
+/// Profile confidence limits of a GLMM fit's [θ, β] (control: start = the fit's
+/// [θ, β], cutoff = qchisq(level, 1), se = first steps, NA where unknown).
+#[extendr]
+fn glmm_profile_rs(spec: List, control: List) -> extendr_api::Result<List> {
+    guarded(|| run_glmm_profile(spec, control))
+}
+
+fn run_glmm_profile(spec: List, control: List) -> std::result::Result<List, Error> {
+    let objects = spec_objects(spec)?;
+    let mut m = glmm_model(&objects)?;
+    let ctl = named(control);
+    let mut fc = read_control(&ctl)?;
+    let x_hat = fc.start.take().ok_or_else(|| input("the fit's parameters are needed"))?;
+    let nth = m.ntheta();
+    if x_hat.len() != nth + m.p {
+        return Err(input("the fit's parameters have the wrong length"));
+    }
+    let nodes = agq_nodes(&ctl)?;
+    let approx = if nodes.is_empty() { Approximation::Laplace } else { Approximation::Agq(&nodes) };
+    let cutoff = real(&ctl, "cutoff")?;
+    let se = reals(&ctl, "se")?;
+    let step: Vec<f64> = x_hat.iter().zip(&se).map(|(x, s)| if s.is_finite() && *s > 0.0 { *s } else { 0.5 * x.abs().max(0.2) }).collect();
+    let dev_min = m.deviance_at(&x_hat[..nth], &x_hat[nth..], approx).map_err(to_r_error)?;
+    let ends = profile_ends(&mut m, &x_hat, dev_min, nth, &step, cutoff, approx, &fc).map_err(to_r_error)?;
+    let flat: Vec<f64> = ends.iter().flat_map(|e| e.iter().copied()).collect();
+    Ok(List::from_names_and_values(["ends", "deviance"], [Robj::from(flat), Robj::from(dev_min)])?)
 }
 
 /// Simulated responses from a design and parameters (one column per replicate, flattened).
@@ -805,5 +842,6 @@ extendr_module! {
     fn engine_bootstrap;
     fn simulate_rs;
     fn glmm_fit_rs;
+    fn glmm_profile_rs;
     fn sim_workshop_rs;
 }

@@ -227,6 +227,14 @@ impl GeneralizedLinearMixedModel<'_> {
     }
 }
 
+impl GeneralizedLinearMixedModel<'_> {
+    /// Λ[(LLᵀ)⁻¹]_llΛᵀ per term and level (σ = 1) from the factor of the last PIRLS:
+    /// glmer's conditional variances of the random effects, given β̂.
+    pub fn cond_var(&mut self) -> Result<Vec<Vec<f64>>> {
+        (0..self.terms.len()).map(|t| self.random_only.cond_var(t)).collect()
+    }
+}
+
 fn sqr(u: &[Vec<f64>]) -> f64 {
     u.iter().flatten().map(|v| v * v).sum()
 }
@@ -245,33 +253,110 @@ pub struct GlmmFit {
     pub vcov_rx: Option<Vec<f64>>,
 }
 
+/// The deviance the second stage minimises: the Laplace approximation, or glmer's
+/// adaptive Gauss–Hermite rule for one scalar term (nodes and weights for N(0, 1)).
+#[derive(Debug, Clone, Copy)]
+pub enum Approximation<'a> {
+    Laplace,
+    Agq(&'a [(f64, f64)]),
+}
+
+impl GeneralizedLinearMixedModel<'_> {
+    /// The approximate deviance at (θ, β), u from PIRLS.
+    pub fn deviance_at(&mut self, theta: &[f64], beta: &[f64], approx: Approximation) -> Result<f64> {
+        let s = self.pirls(theta, Some(beta))?;
+        match approx {
+            Approximation::Laplace => Ok(s.laplace()),
+            Approximation::Agq(nodes) => self.agq_deviance(&s, beta, nodes),
+        }
+    }
+
+    /// glmer's adaptive Gauss–Hermite deviance for a single scalar term, at the PIRLS
+    /// state `s` (its modes û and the factor at its weights, whose diagonal L_jj gives
+    /// each group's scale 1/L_jj). Groups are independent, so each one's integral is a
+    /// one-dimensional rule centred on û_j:
+    /// Σ_j [d_j(û_j)] + log|L|² − 2 Σ_j log Σ_k w_k exp(−(d_j(û_j + z_k/L_jj) − d_j(û_j))/2 + z_k²/2),
+    /// where d_j(u) is group j's deviance residuals plus u².
+    pub fn agq_deviance(&self, s: &PirlsResult, beta: &[f64], nodes: &[(f64, f64)]) -> Result<f64> {
+        if self.terms.len() != 1 || self.terms[0].k != 1 {
+            return Err(MixedError::Input("nAGQ > 1 needs a single, scalar random-effects term".into()));
+        }
+        let t = &self.terms[0];
+        let lambda = self.random_only.lambdas[0][0];
+        let ldiag = match &self.random_only.l[0] {
+            crate::linalg::blocks::Block::Diag(d) => &d.data,
+            _ => return Err(MixedError::internal("AGQ", "the factor's first block is not diagonal")),
+        };
+        let n = self.n();
+        let q = t.nlevels;
+        let xb = self.x_beta(beta);
+        let u0 = &s.u[0];
+        let group_dev = |shift: &dyn Fn(usize) -> f64| -> Vec<f64> {
+            let mut d: Vec<f64> = (0..q).map(|j| {
+                let u = u0[j] + shift(j);
+                u * u
+            }).collect();
+            for o in 0..n {
+                let j = t.codes.get(o);
+                let eta = xb[o] + self.offset[o] + lambda * t.z[o] * (u0[j] + shift(j));
+                d[j] += self.family.dev_resid(self.y[o], self.link.linkinv(eta), self.wt[o]);
+            }
+            d
+        };
+        let d0 = group_dev(&|_| 0.0);
+        let mut mult = vec![0.0; q];
+        for &(z, w) in nodes {
+            if z == 0.0 {
+                mult.iter_mut().for_each(|m| *m += w);
+                continue;
+            }
+            let dk = group_dev(&|j| z / ldiag[j]);
+            for j in 0..q {
+                mult[j] += w * (-(dk[j] - d0[j]) / 2.0 + z * z / 2.0).exp();
+            }
+        }
+        let dev = d0.iter().sum::<f64>() + s.ldl2 - 2.0 * mult.iter().map(|m| m.ln()).sum::<f64>();
+        if dev.is_finite() {
+            Ok(dev)
+        } else {
+            Err(MixedError::Numerical("the adaptive Gauss-Hermite deviance is not finite".into()))
+        }
+    }
+}
+
 /// glmer's two stages: θ with β in PIRLS (nAGQ = 0), then, unless `nagq0`, θ and β
-/// together with u in PIRLS (the Laplace approximation). The Hessian over [θ, β] at
-/// the end (central differences of the Laplace deviance), for glmer's vcov.
-pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0: bool, hessian: bool) -> Result<GlmmFit> {
+/// together with u in PIRLS (the Laplace or AGQ deviance). A start with β as well
+/// as θ (a refit) goes straight to the second stage. The Hessian over [θ, β] at the
+/// end (central differences of the deviance), for glmer's vcov.
+pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0: bool, hessian: bool, approx: Approximation) -> Result<GlmmFit> {
     let nth = m.ntheta();
     let is_diag = m.theta_is_diagonal();
+    let full_start = control.start.as_ref().filter(|s| s.len() == nth + m.p && !nagq0).cloned();
     let theta0 = match &control.start {
         Some(s) if s.len() >= nth => s[..nth].to_vec(),
         _ => m.theta_start(),
     };
-    let scale = SearchScale::linear(nth);
-    let stage1 = optimize_with(|th| Ok(m.pirls(th, None)?.laplace()), &theta0, &is_diag, &scale, control)?;
-    let mut theta = stage1.theta.clone();
-    let state1 = m.pirls(&theta, None)?;
-    let mut beta = state1.beta.clone();
-    let mut optim = stage1;
+    let (mut theta, mut beta, mut optim) = match &full_start {
+        Some(s) => (s[..nth].to_vec(), s[nth..].to_vec(), None),
+        None => {
+            let scale = SearchScale::linear(nth);
+            let stage1 = optimize_with(|th| Ok(m.pirls(th, None)?.laplace()), &theta0, &is_diag, &scale, control)?;
+            let theta = stage1.theta.clone();
+            let beta = m.pirls(&theta, None)?.beta;
+            (theta, beta, Some(stage1))
+        }
+    };
     if !nagq0 {
         let mut start = theta.clone();
         start.extend(&beta);
         let mut d = is_diag.clone();
         d.extend(std::iter::repeat(false).take(m.p));
         // search on a scale where the deviance's curvature is about 1 in every
-        // coordinate (its second differences at the first stage's optimum): β and θ
-        // differ in scale by orders of magnitude, which costs BFGS many iterations
+        // coordinate (its second differences at the start): β and θ differ in scale
+        // by orders of magnitude, which costs BFGS many iterations
         let mut scale = SearchScale::linear(nth + m.p);
         {
-            let mut f = |x: &[f64]| -> Result<f64> { Ok(m.pirls(&x[..nth], Some(&x[nth..]))?.laplace()) };
+            let mut f = |x: &[f64]| -> Result<f64> { m.deviance_at(&x[..nth], &x[nth..], approx) };
             let f0 = f(&start)?;
             for i in 0..start.len() {
                 let h = 1e-3 * start[i].abs().max(0.1);
@@ -285,32 +370,37 @@ pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0
                 }
             }
         }
-        let res = optimize_with(|v| Ok(m.pirls(&v[..nth], Some(&v[nth..]))?.laplace()), &start, &d, &scale, control)?;
+        let res = optimize_with(|v| m.deviance_at(&v[..nth], &v[nth..], approx), &start, &d, &scale, control)?;
         theta = res.theta[..nth].to_vec();
         beta = res.theta[nth..].to_vec();
-        optim = OptimSummary { evaluations: res.evaluations + optim.evaluations, ..res };
+        let evals = res.evaluations + optim.as_ref().map_or(0, |o| o.evaluations);
+        optim = Some(OptimSummary { evaluations: evals, ..res });
     }
+    let optim = optim.expect("a stage ran");
     for (t, &dg) in theta.iter_mut().zip(&is_diag) {
         if dg {
             *t = t.abs();
         }
     }
     let state = m.pirls(&theta, Some(&beta))?;
-    let deviance = state.laplace();
+    let deviance = match approx {
+        Approximation::Agq(nodes) if !nagq0 => m.agq_deviance(&state, &beta, nodes)?,
+        _ => state.laplace(),
+    };
     let (hessian, vcov_rx) = if nagq0 {
         (None, Some(m.vcov_from_rx(&theta, &state.eta)?))
     } else if hessian {
-        (Some(laplace_hessian(m, &theta, &beta)?), None)
+        (Some(deviance_hessian(m, &theta, &beta, approx)?), None)
     } else {
         (None, None)
     };
-    // leave the warm start at the optimum
+    // leave the warm start and the factor at the optimum
     m.pirls(&theta, Some(&beta))?;
     Ok(GlmmFit { theta, beta, state, deviance, optim, hessian, vcov_rx })
 }
 
-/// Central second differences of the Laplace deviance over [θ, β] (lme4's deriv12 steps).
-fn laplace_hessian(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64]) -> Result<Vec<f64>> {
+/// Central second differences of the deviance over [θ, β] (lme4's deriv12 steps).
+fn deviance_hessian(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64], approx: Approximation) -> Result<Vec<f64>> {
     let nth = theta.len();
     let mut x0 = theta.to_vec();
     x0.extend(beta);
@@ -318,7 +408,7 @@ fn laplace_hessian(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f
     let u0 = m.u.clone();
     let mut f = |x: &[f64]| -> Result<f64> {
         m.u = u0.clone();
-        Ok(m.pirls(&x[..nth], Some(&x[nth..]))?.laplace())
+        m.deviance_at(&x[..nth], &x[nth..], approx)
     };
     let f0 = f(&x0)?;
     let h: Vec<f64> = x0.iter().map(|v| 1e-4 * v.abs().max(1.0)).collect();

@@ -1,0 +1,153 @@
+# The methods of a glmm fit (R/glmm_methods.R and the glmm parts of predict, broom,
+# emmeans, compare and as_lmerMod) against the same methods on glmer fits, live.
+# Reference fits use glmerControl(tolPwrss = 1e-13) (see test-glmm.R). Tolerances:
+# predictions and conditional variances 1e-4 relative; profile ends 1e-3 (lme4
+# interpolates its profile with splines, ours solves for each end); same-seed
+# simulations exactly.
+skip_if_not_installed("lme4")
+
+tight <- function() lme4::glmerControl(tolPwrss = 1e-13)
+cbpp <- lme4::cbpp
+f_cbpp <- cbind(incidence, size - incidence) ~ period + (1 | herd)
+gm <- glmm(f_cbpp, cbpp, family = binomial)
+rm <- lme4::glmer(f_cbpp, cbpp, family = binomial, control = tight())
+
+test_that("predict(newdata) with re.form and allow.new.levels matches glmer", {
+  nd <- data.frame(period = factor(c(1, 2, 3, 4, 1), levels = 1:4), herd = factor(c(1, 2, 3, 15, 7), levels = levels(cbpp$herd)))
+  for (type in c("link", "response")) {
+    expect_equal(unname(predict(gm, nd, type = type)), unname(predict(rm, nd, type = type)), tolerance = 1e-4, label = type)
+    expect_equal(unname(predict(gm, nd, re.form = NA, type = type)), unname(predict(rm, nd, re.form = NA, type = type)),
+                 tolerance = 1e-4)
+  }
+  new <- data.frame(period = factor(1:2, levels = 1:4), herd = c("new", "1"))
+  expect_equal(unname(predict(gm, new, allow.new.levels = TRUE, type = "response")),
+               unname(predict(rm, new, allow.new.levels = TRUE, type = "response")), tolerance = 1e-4)
+  expect_error(predict(gm, new), "new levels")
+  # the fitted data: the same as fitted() on the response scale
+  expect_equal(unname(predict(gm, type = "response")), unname(fitted(gm)))
+})
+
+test_that("ranef(condVar = TRUE) gives glmer's conditional variances", {
+  pv <- attr(ranef(gm)$herd, "postVar")
+  ref <- attr(lme4::ranef(rm, condVar = TRUE)$herd, "postVar")
+  expect_equal(dim(pv), dim(ref))
+  expect_equal(as.vector(pv), as.vector(ref), tolerance = 1e-4)
+  g <- lme4::grouseticks
+  ours <- glmm(TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION), g, family = poisson)
+  # (glmer warns about the scale of HEIGHT; its estimates agree with ours to 1e-3)
+  theirs <- suppressWarnings(lme4::glmer(TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION), g, family = poisson,
+                                         control = tight()))
+  for (grp in c("BROOD", "LOCATION")) {
+    expect_equal(as.vector(attr(ranef(ours)[[grp]], "postVar")), as.vector(attr(lme4::ranef(theirs)[[grp]], "postVar")),
+                 tolerance = 1e-3, label = grp)
+  }
+})
+
+test_that("simulate() draws what glmer's simulate() draws for the same seed", {
+  s1 <- simulate(gm, 3, seed = 42)
+  s2 <- simulate(rm, 3, seed = 42)
+  expect_equal(names(s1), names(s2))
+  for (j in 1:3) expect_equal(unname(as.matrix(s1[[j]])), unname(as.matrix(s2[[j]])))
+  # conditional on the fitted random effects
+  c1 <- simulate(gm, 2, seed = 3, use.u = TRUE)
+  c2 <- simulate(rm, 2, seed = 3, use.u = TRUE)
+  expect_equal(unname(as.matrix(c1[[2]])), unname(as.matrix(c2[[2]])))
+  # a Poisson response and a 0/1 one
+  g <- lme4::grouseticks
+  po <- glmm(TICKS ~ YEAR + (1 | BROOD), g, family = poisson)
+  pr <- lme4::glmer(TICKS ~ YEAR + (1 | BROOD), g, family = poisson, control = tight())
+  expect_equal(simulate(po, 2, seed = 7)$sim_2, simulate(pr, 2, seed = 7)$sim_2)
+  long <- cbpp[rep(seq_len(nrow(cbpp)), cbpp$size), ]
+  long$y <- unlist(lapply(seq_len(nrow(cbpp)), function(i) rep(c(1, 0), c(cbpp$incidence[i], cbpp$size[i] - cbpp$incidence[i]))))
+  bo <- glmm(y ~ period + (1 | herd), long, family = binomial)
+  br <- lme4::glmer(y ~ period + (1 | herd), long, family = binomial, control = tight())
+  expect_equal(unname(simulate(bo, 1, seed = 9)$sim_1), unname(simulate(br, 1, seed = 9)$sim_1))
+  expect_error(simulate(gm, newdata = cbpp), class = "mixedrs_not_available_error")
+})
+
+test_that("refit(), anova() and drop1() give glmer's likelihood-ratio tests", {
+  s <- simulate(gm, 1, seed = 5)[[1]]
+  expect_equal(unname(fixef(refit(gm, s))), unname(lme4::fixef(lme4::refit(rm, s))), tolerance = 1e-3)
+  g0 <- glmm(cbind(incidence, size - incidence) ~ 1 + (1 | herd), cbpp, family = binomial)
+  r0 <- lme4::glmer(cbind(incidence, size - incidence) ~ 1 + (1 | herd), cbpp, family = binomial, control = tight())
+  a <- anova(g0, gm)
+  b <- anova(r0, rm)
+  expect_equal(unname(as.matrix(a)), unname(as.matrix(b)), tolerance = 1e-4)
+  d <- drop1(gm, test = "Chisq")
+  e <- drop1(rm, test = "Chisq")
+  expect_equal(rownames(d), rownames(e))
+  expect_equal(unname(as.matrix(d)), unname(as.matrix(e)), tolerance = 1e-4)
+  expect_error(anova(gm), class = "mixedrs_not_available_error")
+})
+
+test_that("confint(): Wald and profile as glmer's, boot reproducible; nAGQ = 9 profiles too", {
+  w <- confint(gm, method = "Wald")
+  expect_equal(unname(w), unname(confint(rm, method = "Wald")), tolerance = 1e-4)
+  p <- confint(gm)
+  ref <- suppressMessages(confint(rm))
+  expect_equal(rownames(p), rownames(ref))
+  expect_equal(unname(p), unname(ref), tolerance = 1e-3)
+  g9 <- glmm(f_cbpp, cbpp, family = binomial, nAGQ = 9)
+  r9 <- lme4::glmer(f_cbpp, cbpp, family = binomial, nAGQ = 9, control = tight())
+  expect_equal(unname(confint(g9)), unname(suppressMessages(confint(r9))), tolerance = 1e-3)
+  b1 <- confint(gm, method = "boot", nsim = 20, oldNames = FALSE)
+  expect_equal(rownames(b1), c("sd_(Intercept)|herd", names(fixef(gm))))
+  expect_true(all(b1[, 1] < b1[, 2]))
+  x <- bootstrap(gm, 10, seed = 11)
+  y <- bootstrap(gm, 10, seed = 11)
+  expect_identical(x$t, y$t)
+  expect_equal(colnames(x$t), c(".sig01", names(fixef(gm))))
+  expect_output(print(x), "Parametric bootstrap of a glmm fit: 10 replicates")
+})
+
+test_that("emmeans on the response scale and its contrasts equal emmeans on glmer", {
+  skip_if_not_installed("emmeans")
+  a <- as.data.frame(emmeans::emmeans(gm, ~ period, type = "response"))
+  b <- as.data.frame(emmeans::emmeans(rm, ~ period, type = "response"))
+  expect_equal(names(a), names(b))
+  expect_equal(a$prob, b$prob, tolerance = 1e-4)
+  expect_equal(a$SE, b$SE, tolerance = 1e-3)
+  expect_equal(a$df, b$df)
+  pa <- as.data.frame(pairs(emmeans::emmeans(gm, ~ period)))
+  pb <- as.data.frame(pairs(emmeans::emmeans(rm, ~ period)))
+  expect_equal(pa$estimate, pb$estimate, tolerance = 1e-3)
+  expect_equal(pa$p.value, pb$p.value, tolerance = 1e-3)
+})
+
+test_that("broom.mixed's tidy, glance and augment columns and values as for glmer", {
+  skip_if_not_installed("broom.mixed")
+  a <- as.data.frame(broom.mixed::tidy(gm, conf.int = TRUE))
+  b <- as.data.frame(broom.mixed::tidy(rm, conf.int = TRUE))
+  expect_equal(names(a), names(b))
+  expect_equal(a$term, b$term)
+  expect_equal(a$effect, b$effect)
+  num <- c("estimate", "std.error", "statistic", "p.value", "conf.low", "conf.high")
+  expect_equal(as.matrix(a[num]), as.matrix(b[num]), tolerance = 1e-3)
+  ga <- as.data.frame(broom.mixed::glance(gm))
+  gb <- as.data.frame(broom.mixed::glance(rm))
+  expect_equal(names(ga), names(gb))
+  expect_equal(unlist(ga), unlist(gb), tolerance = 1e-4)
+  aa <- as.data.frame(broom.mixed::augment(gm))
+  ab <- suppressWarnings(as.data.frame(broom.mixed::augment(rm)))
+  cols <- c(".fitted", ".resid", ".fixed", ".mu", ".offset", ".sqrtXwt", ".sqrtrwt", ".weights", ".wtres", ".eta")
+  expect_equal(as.matrix(aa[cols]), as.matrix(ab[cols]), tolerance = 1e-3)
+})
+
+test_that("compare_fits() against glmer, as_glmerMod() and lme4's own helpers on a glmm fit", {
+  cmp <- compare_fits(gm, rm)
+  expect_true(all(cmp$flag == ""))
+  expect_true(any(grepl("^SE ", cmp$quantity)))
+  expect_error(compare_fits(gm, lme4::lmer(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)), class = "mixedrs_input_error")
+  m <- as_glmerMod(gm)
+  expect_s4_class(m, "glmerMod")
+  expect_equal(unname(as.matrix(vcov(m))), unname(vcov(gm)), tolerance = 1e-8)
+  expect_equal(c(logLik(m)), c(logLik(gm)), tolerance = 1e-6)
+  expect_equal(lme4::getME(m, "theta"), lme4::getME(rm, "theta"), tolerance = 1e-4)
+  expect_false(lme4::isSingular(gm))
+  expect_true(lme4::isGLMM(gm))
+  expect_equal(lme4::getME(gm, "theta"), lme4::getME(rm, "theta"), tolerance = 1e-4)
+  expect_equal(lme4::getME(gm, "lower"), lme4::getME(rm, "lower"))
+  expect_error(lme4::getME(gm, "RX"), class = "mixedrs_not_available_error")
+  expect_true(isSingular(glmm(cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | period), cbpp,
+                              family = binomial)))
+})
