@@ -73,6 +73,22 @@ impl Link {
         }
     }
 
+    /// dμ/dη at η when μ = linkinv(η) is known: for the logit and log links no
+    /// further exponential (the same values as [`Link::mu_eta`] to rounding).
+    pub fn mu_eta_at(self, eta: f64, mu: f64) -> f64 {
+        match self {
+            Link::Logit => {
+                if eta > 30.0 || eta < -30.0 {
+                    EPS
+                } else {
+                    mu * (1.0 - mu)
+                }
+            }
+            Link::Log => mu,
+            _ => self.mu_eta(eta),
+        }
+    }
+
     pub fn link(self, mu: f64) -> f64 {
         match self {
             Link::Logit => (mu / (1.0 - mu)).ln(),

@@ -3,6 +3,7 @@
 //! of glmer (θ with β in PIRLS, then θ and β together), and glmer's adaptive
 //! Gauss–Hermite deviance for a single scalar term.
 pub mod family;
+pub mod gradient;
 pub mod pirls;
 pub mod profile;
 

@@ -7,7 +7,8 @@ use super::family::{Family, Link};
 use crate::error::{MixedError, Result};
 use crate::lmm::fit::{add_zb, x_beta};
 use crate::lmm::model::LinearMixedModel;
-use crate::lmm::optimize::{optimize_with, OptimSummary, SearchScale};
+use crate::lmm::optimize::{optimize_objective, optimize_with, OptimSummary, SearchScale};
+use crate::optim::Objective;
 use crate::lmm::reterm::ReTerm;
 use crate::optim::bfgs::FitControl;
 use std::borrow::Cow;
@@ -24,10 +25,13 @@ pub struct GeneralizedLinearMixedModel<'d> {
     pub family: Family,
     pub link: Link,
     /// Working models: for u given β (no X), and for (β, u) jointly.
-    random_only: LinearMixedModel<'d>,
+    pub(crate) random_only: LinearMixedModel<'d>,
     joint: LinearMixedModel<'d>,
     /// The conditional modes of the last PIRLS (warm start), per term.
     pub u: Vec<Vec<f64>>,
+    /// The last PIRLS for a given β, its θ and β: BFGS asks for the gradient where it
+    /// has just asked for the value, and the working model is still factored there.
+    last: Option<(Vec<f64>, Vec<f64>, PirlsResult)>,
 }
 
 /// The state at the end of a PIRLS run.
@@ -83,7 +87,7 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
         let random_only = LinearMixedModel::new(terms.clone(), Vec::<f64>::new(), 0, y.clone(), Some(Cow::Owned(ones.clone())), false)?;
         let joint = LinearMixedModel::new(terms.clone(), x.to_vec(), p, y.clone(), Some(Cow::Owned(ones)), false)?;
         let u = terms.iter().map(|t| vec![0.0; t.q()]).collect();
-        Ok(GeneralizedLinearMixedModel { terms, x, p, y, wt, offset, family, link, random_only, joint, u })
+        Ok(GeneralizedLinearMixedModel { terms, x, p, y, wt, offset, family, link, random_only, joint, u, last: None })
     }
 
     /// The working model of the random effects (θ's layout, Λ).
@@ -111,60 +115,67 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
         if self.p > 0 { x_beta(&self.x, self.n(), beta) } else { vec![0.0; self.n()] }
     }
 
-    /// η = Xβ + Zb + offset, from Xβ.
-    fn eta_from(&self, xb: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
-        let n = self.n();
-        let mut eta = xb.to_vec();
-        add_zb(&self.terms, n, b, &mut eta);
-        eta.iter_mut().zip(&self.offset).for_each(|(e, o)| *e += o);
-        eta
+    /// Xβ + offset.
+    fn fixed_base(&self, beta: &[f64]) -> Vec<f64> {
+        let mut v = self.x_beta(beta);
+        v.iter_mut().zip(&self.offset).for_each(|(e, o)| *e += o);
+        v
     }
 
-    fn dev_resid_at(&self, eta: &[f64]) -> (Vec<f64>, f64) {
-        let mu: Vec<f64> = eta.iter().map(|&e| self.link.linkinv(e)).collect();
-        let d = self.y.iter().zip(&mu).zip(&self.wt).map(|((&y, &m), &w)| self.family.dev_resid(y, m, w)).sum();
-        (mu, d)
+    /// η = base + Zb into `eta`, and μ at it into `mu`; returns Σ deviance residuals.
+    fn eta_mu_dev(&self, base: &[f64], b: &[Vec<f64>], eta: &mut Vec<f64>, mu: &mut Vec<f64>) -> f64 {
+        eta.clear();
+        eta.extend_from_slice(base);
+        add_zb(&self.terms, self.n(), b, eta);
+        mu.clear();
+        mu.extend(eta.iter().map(|&e| self.link.linkinv(e)));
+        self.y.iter().zip(mu.iter()).zip(&self.wt).map(|((&y, &m), &w)| self.family.dev_resid(y, m, w)).sum()
     }
 
-    /// GLM weights and working residuals at η.
-    fn working(&self, eta: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    /// GLM weights and working residuals at η (μ = μ(η) given).
+    fn working(&self, eta: &[f64], mu: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let mut w = Vec::with_capacity(eta.len());
         let mut r = Vec::with_capacity(eta.len());
-        for (o, &e) in eta.iter().enumerate() {
-            let mu = self.link.linkinv(e);
-            let d = self.link.mu_eta(e);
-            w.push(self.wt[o] * d * d / self.family.variance(mu));
-            r.push((self.y[o] - mu) / d);
+        for (o, (&e, &m)) in eta.iter().zip(mu).enumerate() {
+            let d = self.link.mu_eta_at(e, m);
+            w.push(self.wt[o] * d * d / self.family.variance(m));
+            r.push((self.y[o] - m) / d);
         }
         (w, r)
     }
 
     /// PIRLS at θ: u only for the given β, or β and u together (`beta = None`).
     pub fn pirls(&mut self, theta: &[f64], beta: Option<&[f64]>) -> Result<PirlsResult> {
+        if let (Some(bt), Some((lt, lb, state))) = (beta, &self.last) {
+            if lt.as_slice() == theta && lb.as_slice() == bt {
+                let state = state.clone();
+                self.u = state.u.clone();
+                return Ok(state);
+            }
+        }
+        self.last = None;
         let n = self.n();
         let mut beta_now: Vec<f64> = match beta {
             Some(b) => b.to_vec(),
             None => vec![0.0; self.p],
         };
-        let model_b = |m: &LinearMixedModel, u: &[Vec<f64>]| m.b_from_u(u);
         let mut u = self.u.clone();
         // b from the warm-start u at this θ
         self.random_only.update_lambdas_only(theta)?;
-        let mut b = model_b(&self.random_only, &u);
-        // Xβ: once when β is fixed, else at each step
-        let xb_fixed = beta.map(|bt| self.x_beta(bt));
-        let xb_of = |s: &Self, bt: &[f64]| -> Vec<f64> { xb_fixed.clone().unwrap_or_else(|| s.x_beta(bt)) };
-        let mut eta = self.eta_from(&xb_of(self, &beta_now), &b);
-        let (_, dev0) = self.dev_resid_at(&eta);
+        let mut b = self.random_only.b_from_u(&u);
+        // Xβ + offset: once when β is fixed, else at each step
+        let base_fixed = beta.map(|bt| self.fixed_base(bt));
+        let mut base = base_fixed.clone().unwrap_or_else(|| self.fixed_base(&beta_now));
+        let (mut eta, mut mu) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let dev0 = self.eta_mu_dev(&base, &b, &mut eta, &mut mu);
         let mut pdev = dev0 + sqr(&u);
+        let (mut ceta, mut cmu) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let mut converged = false;
         for _ in 0..100 {
-            let (w, r) = self.working(&eta);
-            // working response: the linear predictor without offset (and without Xβ
-            // when β is fixed) plus the working residual
-            let z: Vec<f64> = (0..n)
-                .map(|o| eta[o] - self.offset[o] + r[o] - xb_fixed.as_ref().map_or(0.0, |xb| xb[o]))
-                .collect();
+            let (w, r) = self.working(&eta, &mu);
+            // working response: Zb (β fixed) or Xβ + Zb (β free), plus the working residual
+            let sub = base_fixed.as_deref().unwrap_or(&self.offset);
+            let z: Vec<f64> = (0..n).map(|o| eta[o] - sub[o] + r[o]).collect();
             let m = if beta.is_some() { &mut self.random_only } else { &mut self.joint };
             m.set_weights_response(&w, &z)?;
             m.update_l(theta)?;
@@ -178,23 +189,33 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
                 let cu: Vec<Vec<f64>> = u.iter().zip(&new_u).map(|(a, c)| a.iter().zip(c).map(|(a, c)| a + step * (c - a)).collect()).collect();
                 let cb: Vec<Vec<f64>> = b.iter().zip(&new_b).map(|(a, c)| a.iter().zip(c).map(|(a, c)| a + step * (c - a)).collect()).collect();
                 let cbeta: Vec<f64> = beta_now.iter().zip(&new_beta).map(|(a, c)| a + step * (c - a)).collect();
-                let ceta = self.eta_from(&xb_of(self, &cbeta), &cb);
-                let (_, d) = self.dev_resid_at(&ceta);
+                let cbase = if base_fixed.is_some() { None } else { Some(self.fixed_base(&cbeta)) };
+                let d = self.eta_mu_dev(cbase.as_deref().unwrap_or(&base), &cb, &mut ceta, &mut cmu);
                 let cp = d + sqr(&cu);
                 if cp.is_finite() && cp <= pdev + 1e-10 * pdev.abs().max(1.0) {
-                    accepted = Some((cu, cb, cbeta, ceta, cp));
+                    accepted = Some((cu, cb, cbeta, cbase, cp));
                     break;
                 }
                 step /= 2.0;
             }
-            let Some((cu, cb, cbeta, ceta, cp)) = accepted else { break };
+            let Some((cu, cb, cbeta, cbase, cp)) = accepted else { break };
             let change = (pdev - cp).abs();
+            // the largest move of u (and β): log|L|² depends on û to first order, so
+            // the modes must settle, not only the penalised deviance (Fisher scoring
+            // for the probit and cloglog links converges only linearly)
+            let moved = u.iter().flatten().zip(cu.iter().flatten()).map(|(a, c)| (a - c).abs())
+                .chain(beta_now.iter().zip(&cbeta).map(|(a, c)| (a - c).abs()))
+                .fold(0.0f64, f64::max);
             u = cu;
             b = cb;
             beta_now = cbeta;
-            eta = ceta;
+            if let Some(cbase) = cbase {
+                base = cbase;
+            }
+            std::mem::swap(&mut eta, &mut ceta);
+            std::mem::swap(&mut mu, &mut cmu);
             pdev = cp;
-            if change < 1e-13 * (pdev.abs() + 0.1) {
+            if change < 1e-13 * (pdev.abs() + 0.1) && moved < 1e-10 {
                 converged = true;
                 break;
             }
@@ -203,14 +224,18 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
             return Err(MixedError::Numerical("PIRLS did not converge".into()));
         }
         // the factor at the weights of the final μ, for log|L|²
-        let (w, r) = self.working(&eta);
+        let (w, r) = self.working(&eta, &mu);
         let z: Vec<f64> = (0..n).map(|o| eta[o] - self.offset[o] + r[o]).collect();
         self.random_only.set_weights_response(&w, &z)?;
         self.random_only.update_l(theta)?;
         let ldl2 = self.random_only.parts().ldl2;
-        let (mu, dev) = self.dev_resid_at(&eta);
+        let dev = self.y.iter().zip(&mu).zip(&self.wt).map(|((&y, &m), &w)| self.family.dev_resid(y, m, w)).sum();
         self.u = u.clone();
-        Ok(PirlsResult { beta: beta_now, sqr_u: sqr(&u), u, b, eta, mu, dev_resid: dev, ldl2 })
+        let state = PirlsResult { beta: beta_now, sqr_u: sqr(&u), u, b, eta, mu, dev_resid: dev, ldl2 };
+        if let Some(bt) = beta {
+            self.last = Some((theta.to_vec(), bt.to_vec(), state.clone()));
+        }
+        Ok(state)
     }
 }
 
@@ -219,7 +244,8 @@ impl GeneralizedLinearMixedModel<'_> {
     /// covariance of β̂ without the Hessian (nAGQ = 0).
     pub fn vcov_from_rx(&mut self, theta: &[f64], eta: &[f64]) -> Result<Vec<f64>> {
         let n = self.n();
-        let (w, r) = self.working(eta);
+        let mu: Vec<f64> = eta.iter().map(|&e| self.link.linkinv(e)).collect();
+        let (w, r) = self.working(eta, &mu);
         let z: Vec<f64> = (0..n).map(|o| eta[o] - self.offset[o] + r[o]).collect();
         self.joint.set_weights_response(&w, &z)?;
         self.joint.update_l(theta)?;
@@ -324,6 +350,27 @@ impl GeneralizedLinearMixedModel<'_> {
     }
 }
 
+/// The second stage's objective over [θ, β]: the deviance, and the exact gradient
+/// where one is available (the Laplace deviance with a canonical link).
+struct Stage2<'m, 'd> {
+    m: &'m mut GeneralizedLinearMixedModel<'d>,
+    nth: usize,
+    approx: Approximation<'m>,
+    exact: bool,
+}
+
+impl Objective for Stage2<'_, '_> {
+    fn value(&mut self, x: &[f64]) -> Result<f64> {
+        self.m.deviance_at(&x[..self.nth], &x[self.nth..], self.approx)
+    }
+    fn gradient(&mut self, x: &[f64]) -> Option<Result<Vec<f64>>> {
+        if !self.exact {
+            return None;
+        }
+        Some(self.m.laplace_gradient(&x[..self.nth], &x[self.nth..]).map(|(_, g)| g))
+    }
+}
+
 /// glmer's two stages: θ with β in PIRLS (nAGQ = 0), then, unless `nagq0`, θ and β
 /// together with u in PIRLS (the Laplace or AGQ deviance). A start with β as well
 /// as θ (a refit) goes straight to the second stage. The Hessian over [θ, β] at the
@@ -332,45 +379,42 @@ pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0
     let nth = m.ntheta();
     let is_diag = m.theta_is_diagonal();
     let full_start = control.start.as_ref().filter(|s| s.len() == nth + m.p && !nagq0).cloned();
+    // with the exact gradient the Laplace search needs no first stage: it starts from
+    // θ₀ and the β that PIRLS gives there
+    let exact = !nagq0 && matches!(approx, Approximation::Laplace) && m.has_exact_gradient();
     let theta0 = match &control.start {
         Some(s) if s.len() >= nth => s[..nth].to_vec(),
         _ => m.theta_start(),
     };
-    let (mut theta, mut beta, mut optim) = match &full_start {
-        Some(s) => (s[..nth].to_vec(), s[nth..].to_vec(), None),
-        None => {
-            let scale = SearchScale::linear(nth);
-            let stage1 = optimize_with(|th| Ok(m.pirls(th, None)?.laplace()), &theta0, &is_diag, &scale, control)?;
-            let theta = stage1.theta.clone();
-            let beta = m.pirls(&theta, None)?.beta;
-            (theta, beta, Some(stage1))
-        }
+    let first_stage = |m: &mut GeneralizedLinearMixedModel| -> Result<(Vec<f64>, Vec<f64>, Option<OptimSummary>)> {
+        let scale = SearchScale::linear(nth);
+        let stage1 = optimize_with(|th| Ok(m.pirls(th, None)?.laplace()), &theta0, &is_diag, &scale, control)?;
+        let theta = stage1.theta.clone();
+        let beta = m.pirls(&theta, None)?.beta;
+        Ok((theta, beta, Some(stage1)))
     };
-    if !nagq0 {
-        let mut start = theta.clone();
-        start.extend(&beta);
-        let mut d = is_diag.clone();
-        d.extend(std::iter::repeat(false).take(m.p));
-        // search on a scale where the deviance's curvature is about 1 in every
-        // coordinate (its second differences at the start): β and θ differ in scale
-        // by orders of magnitude, which costs BFGS many iterations
-        let mut scale = SearchScale::linear(nth + m.p);
-        {
-            let mut f = |x: &[f64]| -> Result<f64> { m.deviance_at(&x[..nth], &x[nth..], approx) };
-            let f0 = f(&start)?;
-            for i in 0..start.len() {
-                let h = 1e-3 * start[i].abs().max(0.1);
-                let mut xp = start.clone();
-                xp[i] += h;
-                let mut xm = start.clone();
-                xm[i] -= h;
-                let curv = (f(&xp)? - 2.0 * f0 + f(&xm)?) / (h * h);
-                if curv.is_finite() && curv > 1e-8 {
-                    scale.weight[i] = curv.sqrt();
-                }
-            }
+    let skip_first = full_start.is_some() || exact;
+    let (theta1, beta1, optim1) = match &full_start {
+        Some(s) => (s[..nth].to_vec(), s[nth..].to_vec(), None),
+        None if exact => {
+            let beta = m.pirls(&theta0, None)?.beta;
+            (theta0.clone(), beta, None)
         }
-        let res = optimize_with(|v| m.deviance_at(&v[..nth], &v[nth..], approx), &start, &d, &scale, control)?;
+        None => first_stage(m)?,
+    };
+    let (mut theta, mut beta, mut optim) = (theta1, beta1, optim1);
+    if !nagq0 {
+        let res = match second_stage(m, &theta, &beta, &is_diag, approx, exact, control) {
+            // from θ₀ the search can reach where PIRLS breaks down (a badly scaled
+            // covariate); glmer's first stage then gives it a better start
+            Err(MixedError::Numerical(_)) if skip_first => {
+                m.u = m.terms.iter().map(|t| vec![0.0; t.q()]).collect();
+                let (t1, b1, o1) = first_stage(m)?;
+                optim = o1;
+                second_stage(m, &t1, &b1, &is_diag, approx, exact, control)?
+            }
+            other => other?,
+        };
         theta = res.theta[..nth].to_vec();
         beta = res.theta[nth..].to_vec();
         let evals = res.evaluations + optim.as_ref().map_or(0, |o| o.evaluations);
@@ -390,13 +434,78 @@ pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0
     let (hessian, vcov_rx) = if nagq0 {
         (None, Some(m.vcov_from_rx(&theta, &state.eta)?))
     } else if hessian {
-        (Some(deviance_hessian(m, &theta, &beta, approx)?), None)
+        let h = if exact { gradient_hessian(m, &theta, &beta)? } else { deviance_hessian(m, &theta, &beta, approx)? };
+        (Some(h), None)
     } else {
         (None, None)
     };
     // leave the warm start and the factor at the optimum
     m.pirls(&theta, Some(&beta))?;
     Ok(GlmmFit { theta, beta, state, deviance, optim, hessian, vcov_rx })
+}
+
+/// glmer's second stage from (θ, β): BFGS over [θ, β] with u in PIRLS, on a scale
+/// where the deviance's curvature is about 1 in every coordinate (its second
+/// differences at the start): β and θ differ in scale by orders of magnitude, which
+/// costs BFGS many iterations.
+fn second_stage(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64], is_diag: &[bool], approx: Approximation, exact: bool, control: &FitControl) -> Result<OptimSummary> {
+    let nth = theta.len();
+    let mut start = theta.to_vec();
+    start.extend(beta);
+    let mut d = is_diag.to_vec();
+    d.extend(std::iter::repeat(false).take(m.p));
+    let mut scale = SearchScale::linear(nth + m.p);
+    {
+        let mut f = |x: &[f64]| -> Result<f64> { m.deviance_at(&x[..nth], &x[nth..], approx) };
+        let f0 = f(&start)?;
+        for i in 0..start.len() {
+            let h = 1e-3 * start[i].abs().max(0.1);
+            let mut xp = start.clone();
+            xp[i] += h;
+            let mut xm = start.clone();
+            xm[i] -= h;
+            let curv = (f(&xp)? - 2.0 * f0 + f(&xm)?) / (h * h);
+            if curv.is_finite() && curv > 1e-8 {
+                scale.weight[i] = curv.sqrt();
+            }
+        }
+    }
+    optimize_objective(&mut Stage2 { m, nth, approx, exact }, &start, &d, &scale, control)
+}
+
+/// The Hessian over [θ, β] by central differences of the exact gradient (2k
+/// gradients instead of 2k² deviances), symmetrised.
+fn gradient_hessian(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64]) -> Result<Vec<f64>> {
+    let nth = theta.len();
+    let mut x0 = theta.to_vec();
+    x0.extend(beta);
+    let k = x0.len();
+    let u0 = m.u.clone();
+    let mut hess = vec![0.0; k * k];
+    for i in 0..k {
+        let h = 1e-4 * x0[i].abs().max(1.0);
+        let mut g = |x: &[f64]| -> Result<Vec<f64>> {
+            m.u = u0.clone();
+            Ok(m.laplace_gradient(&x[..nth], &x[nth..])?.1)
+        };
+        let mut xp = x0.clone();
+        xp[i] += h;
+        let mut xm = x0.clone();
+        xm[i] -= h;
+        let (gp, gm) = (g(&xp)?, g(&xm)?);
+        for j in 0..k {
+            hess[j + i * k] = (gp[j] - gm[j]) / (2.0 * h);
+        }
+    }
+    for i in 0..k {
+        for j in 0..i {
+            let v = (hess[i + j * k] + hess[j + i * k]) / 2.0;
+            hess[i + j * k] = v;
+            hess[j + i * k] = v;
+        }
+    }
+    m.u = u0;
+    Ok(hess)
 }
 
 /// Central second differences of the deviance over [θ, β] (lme4's deriv12 steps).
