@@ -14,6 +14,10 @@ use super::pirls::GeneralizedLinearMixedModel;
 use crate::error::Result;
 use crate::linalg::blocks;
 use crate::linalg::tri;
+use rayon::prelude::*;
+
+/// Observations per parallel chunk (fixed: the sums do not depend on the threads).
+const CHUNK: usize = 8192;
 
 impl GeneralizedLinearMixedModel<'_> {
     /// Whether [`GeneralizedLinearMixedModel::laplace_gradient`] applies.
@@ -55,51 +59,66 @@ impl GeneralizedLinearMixedModel<'_> {
             o
         };
         let nth = *offsets.last().unwrap();
-        let mut grad_theta = vec![0.0; nth];
-        let mut zt = vec![vec![0.0; kmax]; nt]; // z̃_{o,t} = Λ_tᵀ z_{o,t}
-        let mut sv = vec![vec![0.0; kmax]; nt]; // (M⁻¹ z̃_o) at the observation's levels
-        let mut blk = vec![0.0; kmax * kmax];
-        let mut v = vec![0.0; n];
         let lev = |t: usize, o: usize| terms[t].codes.get(o);
-        for o in 0..n {
-            for (t, term) in terms.iter().enumerate() {
-                let k = term.k;
-                let lam = &lambdas[t];
-                for a in 0..k {
-                    // (Λᵀz)_a = Σ_{r ≥ a} Λ_{r,a} z_r
-                    zt[t][a] = (a..k).map(|r| lam[r + a * k] * term.z[o + r * n]).sum();
-                }
-            }
-            let mut h = 0.0;
-            for i in 0..nt {
-                let ki = terms[i].k;
-                sv[i][..ki].iter_mut().for_each(|x| *x = 0.0);
-                for j in 0..nt {
-                    let kj = terms[j].k;
-                    if i >= j {
-                        sigma[tri(i, j)].sub_block(lev(i, o), lev(j, o), ki, kj, &mut blk);
-                        for b in 0..kj {
-                            for a in 0..ki {
-                                sv[i][a] += blk[a + b * ki] * zt[j][b];
+        // per observation, in fixed chunks across threads (partial sums added in chunk
+        // order): z̃_{o,t} = Λ_tᵀz_{o,t}, s = M⁻¹z̃_o at its levels, h_o = z̃_oᵀs, v_o,
+        // and each θ's log-det term
+        let mut v = vec![0.0; n];
+        let partials: Vec<Vec<f64>> = v
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(ch, v_c)| {
+                let mut part = vec![0.0; nth];
+                let mut zt = vec![vec![0.0; kmax]; nt];
+                let mut sv = vec![vec![0.0; kmax]; nt];
+                let mut blk = vec![0.0; kmax * kmax];
+                for (i0, vo) in v_c.iter_mut().enumerate() {
+                    let o = ch * CHUNK + i0;
+                    for (t, term) in terms.iter().enumerate() {
+                        let k = term.k;
+                        let lam = &lambdas[t];
+                        for a in 0..k {
+                            // (Λᵀz)_a = Σ_{r ≥ a} Λ_{r,a} z_r
+                            zt[t][a] = (a..k).map(|r| lam[r + a * k] * term.z[o + r * n]).sum();
+                        }
+                    }
+                    let mut h = 0.0;
+                    for i in 0..nt {
+                        let ki = terms[i].k;
+                        sv[i][..ki].iter_mut().for_each(|x| *x = 0.0);
+                        for j in 0..nt {
+                            let kj = terms[j].k;
+                            if i >= j {
+                                sigma[tri(i, j)].sub_block(lev(i, o), lev(j, o), ki, kj, &mut blk);
+                                for b in 0..kj {
+                                    for a in 0..ki {
+                                        sv[i][a] += blk[a + b * ki] * zt[j][b];
+                                    }
+                                }
+                            } else {
+                                sigma[tri(j, i)].sub_block(lev(j, o), lev(i, o), kj, ki, &mut blk);
+                                for b in 0..kj {
+                                    for a in 0..ki {
+                                        sv[i][a] += blk[b + a * kj] * zt[j][b];
+                                    }
+                                }
                             }
                         }
-                    } else {
-                        sigma[tri(j, i)].sub_block(lev(j, o), lev(i, o), kj, ki, &mut blk);
-                        for b in 0..kj {
-                            for a in 0..ki {
-                                sv[i][a] += blk[b + a * kj] * zt[j][b];
-                            }
+                        h += (0..ki).map(|a| zt[i][a] * sv[i][a]).sum::<f64>();
+                    }
+                    *vo = h * wd[o];
+                    for (t, term) in terms.iter().enumerate() {
+                        for (idx, &(r, c)) in term.theta_layout().iter().enumerate() {
+                            part[offsets[t] + idx] += 2.0 * w[o] * term.z[o + r * n] * sv[t][c];
                         }
                     }
                 }
-                h += (0..ki).map(|a| zt[i][a] * sv[i][a]).sum::<f64>();
-            }
-            v[o] = h * wd[o];
-            for (t, term) in terms.iter().enumerate() {
-                for (idx, &(r, c)) in term.theta_layout().iter().enumerate() {
-                    grad_theta[offsets[t] + idx] += 2.0 * w[o] * term.z[o + r * n] * sv[t][c];
-                }
-            }
+                part
+            })
+            .collect();
+        let mut grad_theta = vec![0.0; nth];
+        for part in &partials {
+            grad_theta.iter_mut().zip(part).for_each(|(g, p)| *g += p);
         }
         // a = M⁻¹ Z̃ᵀ v
         let mut a: Vec<Vec<f64>> = terms.iter().map(|t| vec![0.0; t.q()]).collect();
@@ -131,30 +150,44 @@ impl GeneralizedLinearMixedModel<'_> {
             a[j] = r;
         }
         // r = 2g + v − W Z̃a
-        let mut res: Vec<f64> = (0..n).map(|o| 2.0 * g[o] + v[o]).collect();
-        for (t, term) in terms.iter().enumerate() {
-            let k = term.k;
-            let lam = &lambdas[t];
-            for o in 0..n {
-                let l = lev(t, o) * k;
+        let mut res = vec![0.0; n];
+        res.par_chunks_mut(CHUNK).enumerate().for_each(|(ch, r_c)| {
+            for (i0, ro) in r_c.iter_mut().enumerate() {
+                let o = ch * CHUNK + i0;
                 let mut za = 0.0;
-                for r in 0..k {
-                    za += term.z[o + r * n] * (0..=r).map(|c| lam[r + c * k] * a[t][l + c]).sum::<f64>();
+                for (t, term) in terms.iter().enumerate() {
+                    let k = term.k;
+                    let lam = &lambdas[t];
+                    let l = lev(t, o) * k;
+                    for r in 0..k {
+                        za += term.z[o + r * n] * (0..=r).map(|c| lam[r + c * k] * a[t][l + c]).sum::<f64>();
+                    }
                 }
-                res[o] -= w[o] * za;
+                *ro = 2.0 * g[o] + v[o] - w[o] * za;
             }
-        }
+        });
         // θ: Σ r_o z_{o,r} û_{l,c} − Σ g_o z_{o,r} a_{l,c}
-        for (t, term) in terms.iter().enumerate() {
-            let k = term.k;
-            let u = &s.u[t];
-            for o in 0..n {
-                let l = lev(t, o) * k;
-                for (idx, &(r, c)) in term.theta_layout().iter().enumerate() {
-                    let z = term.z[o + r * n];
-                    grad_theta[offsets[t] + idx] += z * (res[o] * u[l + c] - g[o] * a[t][l + c]);
+        let partials: Vec<Vec<f64>> = res
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(ch, r_c)| {
+                let mut part = vec![0.0; nth];
+                for (i0, &ro) in r_c.iter().enumerate() {
+                    let o = ch * CHUNK + i0;
+                    for (t, term) in terms.iter().enumerate() {
+                        let k = term.k;
+                        let u = &s.u[t];
+                        let l = lev(t, o) * k;
+                        for (idx, &(r, c)) in term.theta_layout().iter().enumerate() {
+                            part[offsets[t] + idx] += term.z[o + r * n] * (ro * u[l + c] - g[o] * a[t][l + c]);
+                        }
+                    }
                 }
-            }
+                part
+            })
+            .collect();
+        for part in &partials {
+            grad_theta.iter_mut().zip(part).for_each(|(g, p)| *g += p);
         }
         let p = self.p;
         let mut grad = grad_theta;

@@ -5,13 +5,18 @@
 //! first stage (nAGQ = 0) β moves with u (a model with X).
 use super::family::{Family, Link};
 use crate::error::{MixedError, Result};
-use crate::lmm::fit::{add_zb, x_beta};
+use crate::lmm::fit::x_beta;
 use crate::lmm::model::LinearMixedModel;
 use crate::lmm::optimize::{optimize_objective, optimize_with, OptimSummary, SearchScale};
 use crate::optim::Objective;
 use crate::lmm::reterm::ReTerm;
 use crate::optim::bfgs::FitControl;
+use rayon::prelude::*;
 use std::borrow::Cow;
+
+/// Observations per parallel chunk: fixed, so sums over chunks do not depend on the
+/// number of threads.
+const CHUNK: usize = 8192;
 
 pub struct GeneralizedLinearMixedModel<'d> {
     pub terms: Vec<ReTerm<'d>>,
@@ -32,6 +37,8 @@ pub struct GeneralizedLinearMixedModel<'d> {
     /// The last PIRLS for a given β, its θ and β: BFGS asks for the gradient where it
     /// has just asked for the value, and the working model is still factored there.
     last: Option<(Vec<f64>, Vec<f64>, PirlsResult)>,
+    /// The PIRLS steps' weight and working-response buffers (n each), reused.
+    scratch: (Vec<f64>, Vec<f64>),
 }
 
 /// The state at the end of a PIRLS run.
@@ -87,7 +94,7 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
         let random_only = LinearMixedModel::new(terms.clone(), Vec::<f64>::new(), 0, y.clone(), Some(Cow::Owned(ones.clone())), false)?;
         let joint = LinearMixedModel::new(terms.clone(), x.to_vec(), p, y.clone(), Some(Cow::Owned(ones)), false)?;
         let u = terms.iter().map(|t| vec![0.0; t.q()]).collect();
-        Ok(GeneralizedLinearMixedModel { terms, x, p, y, wt, offset, family, link, random_only, joint, u, last: None })
+        Ok(GeneralizedLinearMixedModel { terms, x, p, y, wt, offset, family, link, random_only, joint, u, last: None, scratch: (Vec::new(), Vec::new()) })
     }
 
     /// The working model of the random effects (θ's layout, Λ).
@@ -123,25 +130,54 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
     }
 
     /// η = base + Zb into `eta`, and μ at it into `mu`; returns Σ deviance residuals.
+    /// In fixed chunks across threads, the sum taken chunk by chunk in order, so the
+    /// value does not depend on the number of threads.
     fn eta_mu_dev(&self, base: &[f64], b: &[Vec<f64>], eta: &mut Vec<f64>, mu: &mut Vec<f64>) -> f64 {
-        eta.clear();
-        eta.extend_from_slice(base);
-        add_zb(&self.terms, self.n(), b, eta);
-        mu.clear();
-        mu.extend(eta.iter().map(|&e| self.link.linkinv(e)));
-        self.y.iter().zip(mu.iter()).zip(&self.wt).map(|((&y, &m), &w)| self.family.dev_resid(y, m, w)).sum()
+        let n = self.n();
+        eta.resize(n, 0.0);
+        mu.resize(n, 0.0);
+        let parts: Vec<f64> = eta
+            .par_chunks_mut(CHUNK)
+            .zip(mu.par_chunks_mut(CHUNK))
+            .enumerate()
+            .map(|(c, (eta_c, mu_c))| {
+                let o0 = c * CHUNK;
+                let mut dev = 0.0;
+                for (i, (e, m)) in eta_c.iter_mut().zip(mu_c.iter_mut()).enumerate() {
+                    let o = o0 + i;
+                    let mut v = base[o];
+                    for (t, bt) in self.terms.iter().zip(b) {
+                        let lev = t.codes.get(o) * t.k;
+                        for a in 0..t.k {
+                            v += t.z[o + a * n] * bt[lev + a];
+                        }
+                    }
+                    *e = v;
+                    *m = self.link.linkinv(v);
+                    dev += self.family.dev_resid(self.y[o], *m, self.wt[o]);
+                }
+                dev
+            })
+            .collect();
+        parts.iter().sum()
     }
 
-    /// GLM weights and working residuals at η (μ = μ(η) given).
-    fn working(&self, eta: &[f64], mu: &[f64]) -> (Vec<f64>, Vec<f64>) {
-        let mut w = Vec::with_capacity(eta.len());
-        let mut r = Vec::with_capacity(eta.len());
-        for (o, (&e, &m)) in eta.iter().zip(mu).enumerate() {
-            let d = self.link.mu_eta_at(e, m);
-            w.push(self.wt[o] * d * d / self.family.variance(m));
-            r.push((self.y[o] - m) / d);
-        }
-        (w, r)
+    /// GLM weights and the working response η − `sub` + (y − μ)/μ'(η) at η (μ = μ(η)
+    /// given), in parallel chunks.
+    fn working(&self, eta: &[f64], mu: &[f64], sub: &[f64], w: &mut Vec<f64>, z: &mut Vec<f64>) {
+        let n = eta.len();
+        w.resize(n, 0.0);
+        z.resize(n, 0.0);
+        w.par_chunks_mut(CHUNK).zip(z.par_chunks_mut(CHUNK)).enumerate().for_each(|(c, (w_c, z_c))| {
+            let o0 = c * CHUNK;
+            for (i, (wo, zo)) in w_c.iter_mut().zip(z_c.iter_mut()).enumerate() {
+                let o = o0 + i;
+                let (e, m) = (eta[o], mu[o]);
+                let d = self.link.mu_eta_at(e, m);
+                *wo = self.wt[o] * d * d / self.family.variance(m);
+                *zo = e - sub[o] + (self.y[o] - m) / d;
+            }
+        });
     }
 
     /// PIRLS at θ: u only for the given β, or β and u together (`beta = None`).
@@ -167,19 +203,28 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
         let base_fixed = beta.map(|bt| self.fixed_base(bt));
         let mut base = base_fixed.clone().unwrap_or_else(|| self.fixed_base(&beta_now));
         let (mut eta, mut mu) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let dev0 = self.eta_mu_dev(&base, &b, &mut eta, &mut mu);
-        let mut pdev = dev0 + sqr(&u);
+        let mut dev = self.eta_mu_dev(&base, &b, &mut eta, &mut mu);
+        let mut pdev = dev + sqr(&u);
         let (mut ceta, mut cmu) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let mut converged = false;
+        let mut factor_at_modes = false;
         for _ in 0..100 {
-            let (w, r) = self.working(&eta, &mu);
             // working response: Zb (β fixed) or Xβ + Zb (β free), plus the working residual
-            let sub = base_fixed.as_deref().unwrap_or(&self.offset);
-            let z: Vec<f64> = (0..n).map(|o| eta[o] - sub[o] + r[o]).collect();
+            let (mut w, mut z) = (std::mem::take(&mut self.scratch.0), std::mem::take(&mut self.scratch.1));
+            self.working(&eta, &mu, base_fixed.as_deref().unwrap_or(&self.offset), &mut w, &mut z);
             let m = if beta.is_some() { &mut self.random_only } else { &mut self.joint };
             m.set_weights_response(&w, &z)?;
+            self.scratch = (w, z);
+            let m = if beta.is_some() { &mut self.random_only } else { &mut self.joint };
             m.update_l(theta)?;
             let new_u = m.u();
+            // β fixed: when the full step would move no mode by 1e-10, the modes have
+            // settled, and the factor just made is the one at their weights
+            if beta.is_some() && u.iter().flatten().zip(new_u.iter().flatten()).all(|(a, c)| (a - c).abs() < 1e-10) {
+                converged = true;
+                factor_at_modes = true;
+                break;
+            }
             let new_beta = if beta.is_some() { beta_now.clone() } else { m.beta() };
             let new_b = m.b_from_u(&new_u);
             // step halving on the penalised deviance
@@ -193,12 +238,12 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
                 let d = self.eta_mu_dev(cbase.as_deref().unwrap_or(&base), &cb, &mut ceta, &mut cmu);
                 let cp = d + sqr(&cu);
                 if cp.is_finite() && cp <= pdev + 1e-10 * pdev.abs().max(1.0) {
-                    accepted = Some((cu, cb, cbeta, cbase, cp));
+                    accepted = Some((cu, cb, cbeta, cbase, cp, d));
                     break;
                 }
                 step /= 2.0;
             }
-            let Some((cu, cb, cbeta, cbase, cp)) = accepted else { break };
+            let Some((cu, cb, cbeta, cbase, cp, d)) = accepted else { break };
             let change = (pdev - cp).abs();
             // the largest move of u (and β): log|L|² depends on û to first order, so
             // the modes must settle, not only the penalised deviance (Fisher scoring
@@ -215,6 +260,7 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
             std::mem::swap(&mut eta, &mut ceta);
             std::mem::swap(&mut mu, &mut cmu);
             pdev = cp;
+            dev = d;
             if change < 1e-13 * (pdev.abs() + 0.1) && moved < 1e-10 {
                 converged = true;
                 break;
@@ -224,12 +270,13 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
             return Err(MixedError::Numerical("PIRLS did not converge".into()));
         }
         // the factor at the weights of the final μ, for log|L|²
-        let (w, r) = self.working(&eta, &mu);
-        let z: Vec<f64> = (0..n).map(|o| eta[o] - self.offset[o] + r[o]).collect();
-        self.random_only.set_weights_response(&w, &z)?;
-        self.random_only.update_l(theta)?;
+        if !factor_at_modes {
+            let (mut w, mut z) = (Vec::new(), Vec::new());
+            self.working(&eta, &mu, &self.offset, &mut w, &mut z);
+            self.random_only.set_weights_response(&w, &z)?;
+            self.random_only.update_l(theta)?;
+        }
         let ldl2 = self.random_only.parts().ldl2;
-        let dev = self.y.iter().zip(&mu).zip(&self.wt).map(|((&y, &m), &w)| self.family.dev_resid(y, m, w)).sum();
         self.u = u.clone();
         let state = PirlsResult { beta: beta_now, sqr_u: sqr(&u), u, b, eta, mu, dev_resid: dev, ldl2 };
         if let Some(bt) = beta {
@@ -240,13 +287,20 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
 }
 
 impl GeneralizedLinearMixedModel<'_> {
+    /// The deviance's curvature in each β with u re-optimised, 2 diag(R_XᵀR_X), from
+    /// the joint working model's last factor (after a PIRLS over β and u).
+    pub fn joint_beta_curvature(&self) -> Vec<f64> {
+        let (p, m) = (self.p, self.p + 1);
+        let f = self.joint.fe_factor();
+        (0..p).map(|i| 2.0 * (0..=i).map(|j| f[i + j * m].powi(2)).sum::<f64>()).collect()
+    }
+
     /// (R_XᵀR_X)⁻¹ of the joint working model at θ and the weights of η: glmer's
     /// covariance of β̂ without the Hessian (nAGQ = 0).
     pub fn vcov_from_rx(&mut self, theta: &[f64], eta: &[f64]) -> Result<Vec<f64>> {
-        let n = self.n();
         let mu: Vec<f64> = eta.iter().map(|&e| self.link.linkinv(e)).collect();
-        let (w, r) = self.working(eta, &mu);
-        let z: Vec<f64> = (0..n).map(|o| eta[o] - self.offset[o] + r[o]).collect();
+        let (mut w, mut z) = (Vec::new(), Vec::new());
+        self.working(eta, &mu, &self.offset, &mut w, &mut z);
         self.joint.set_weights_response(&w, &z)?;
         self.joint.update_l(theta)?;
         Ok(self.joint.vcov_unscaled())
@@ -394,24 +448,26 @@ pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0
         Ok((theta, beta, Some(stage1)))
     };
     let skip_first = full_start.is_some() || exact;
+    let mut beta_curvature: Option<Vec<f64>> = None;
     let (theta1, beta1, optim1) = match &full_start {
         Some(s) => (s[..nth].to_vec(), s[nth..].to_vec(), None),
         None if exact => {
             let beta = m.pirls(&theta0, None)?.beta;
+            beta_curvature = Some(m.joint_beta_curvature());
             (theta0.clone(), beta, None)
         }
         None => first_stage(m)?,
     };
     let (mut theta, mut beta, mut optim) = (theta1, beta1, optim1);
     if !nagq0 {
-        let res = match second_stage(m, &theta, &beta, &is_diag, approx, exact, control) {
+        let res = match second_stage(m, &theta, &beta, &is_diag, approx, exact, beta_curvature.as_deref(), control) {
             // from θ₀ the search can reach where PIRLS breaks down (a badly scaled
             // covariate); glmer's first stage then gives it a better start
             Err(MixedError::Numerical(_)) if skip_first => {
                 m.u = m.terms.iter().map(|t| vec![0.0; t.q()]).collect();
                 let (t1, b1, o1) = first_stage(m)?;
                 optim = o1;
-                second_stage(m, &t1, &b1, &is_diag, approx, exact, control)?
+                second_stage(m, &t1, &b1, &is_diag, approx, exact, None, control)?
             }
             other => other?,
         };
@@ -448,7 +504,9 @@ pub fn fit_glmm(m: &mut GeneralizedLinearMixedModel, control: &FitControl, nagq0
 /// where the deviance's curvature is about 1 in every coordinate (its second
 /// differences at the start): β and θ differ in scale by orders of magnitude, which
 /// costs BFGS many iterations.
-fn second_stage(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64], is_diag: &[bool], approx: Approximation, exact: bool, control: &FitControl) -> Result<OptimSummary> {
+/// `beta_curvature`, when known, gives β's part of the scale without differences.
+#[allow(clippy::too_many_arguments)]
+fn second_stage(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64], is_diag: &[bool], approx: Approximation, exact: bool, beta_curvature: Option<&[f64]>, control: &FitControl) -> Result<OptimSummary> {
     let nth = theta.len();
     let mut start = theta.to_vec();
     start.extend(beta);
@@ -459,6 +517,12 @@ fn second_stage(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64]
         let mut f = |x: &[f64]| -> Result<f64> { m.deviance_at(&x[..nth], &x[nth..], approx) };
         let f0 = f(&start)?;
         for i in 0..start.len() {
+            if let Some(c) = beta_curvature.filter(|_| i >= nth) {
+                if c[i - nth].is_finite() && c[i - nth] > 1e-8 {
+                    scale.weight[i] = c[i - nth].sqrt();
+                }
+                continue;
+            }
             let h = 1e-3 * start[i].abs().max(0.1);
             let mut xp = start.clone();
             xp[i] += h;

@@ -15,6 +15,7 @@ use crate::error::{MixedError, Result};
 use crate::lmm::reterm::ReTerm;
 use crate::linalg::selinv;
 use crate::linalg::structure::{self, Pattern};
+use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// The parts of the profiled criterion at one θ.
@@ -86,6 +87,10 @@ fn cholesky_error(nt: usize, p: usize, j: usize, col: usize) -> MixedError {
 }
 
 const SPENT: &str = "the factor was spent by a gradient; update_l first";
+
+/// Below this many observations A's blocks are refilled one after another (a thread
+/// costs more than the pass).
+const PARALLEL_REFILL_ROWS: usize = 20_000;
 
 /// Dense blocks beyond this many scalars in total are refused rather than allocated.
 const MAX_DENSE_ELEMENTS: usize = 1usize << 31;
@@ -352,7 +357,9 @@ impl<'d> LinearMixedModel<'d> {
     }
 
     /// New prior weights and response with the same structure (a PIRLS step of a GLMM:
-    /// GLM weights and working response); A is re-formed in place.
+    /// GLM weights and working response); A is re-formed in place. The GLMM reads only
+    /// the factor (log|L|², modes), never the LMM criterion Σ log w enters, so that sum
+    /// is not formed (NaN marks it).
     pub fn set_weights_response(&mut self, w: &[f64], y: &[f64]) -> Result<()> {
         if w.len() != self.n || y.len() != self.n {
             return Err(MixedError::Input("weights or response of the wrong length".into()));
@@ -365,7 +372,7 @@ impl<'d> LinearMixedModel<'d> {
             None => self.weights = Some(Cow::Owned(w.to_vec())),
         }
         self.y.to_mut().copy_from_slice(y);
-        self.log_det_w = w.iter().map(|v| v.ln()).sum();
+        self.log_det_w = f64::NAN;
         self.reform_a_rows();
         Ok(())
     }
@@ -409,41 +416,53 @@ impl<'d> LinearMixedModel<'d> {
         let (terms, x, y, n, p) = (&self.terms, &self.x[..], &self.y[..], self.n, self.p);
         let weights = self.weights.as_deref();
         let slots = self.slots.as_ref().expect("slots set above");
+        // each block is one pass over the observations, in order, by one thread: the
+        // blocks in parallel give the same numbers as one after another
+        let mut jobs = Vec::with_capacity(self.a.len());
         let mut next_slot = 0;
         for i in 0..=nt {
             for j in 0..=i {
-                match &mut self.a[tri(i, j)] {
-                    Block::Diag(d) if i < nt && i == j => {
-                        d.data.fill(0.0);
-                        accumulate_diag(&terms[i], n, weights, d);
-                    }
-                    Block::Sparse(s) if i < nt => {
-                        s.values.fill(0.0);
-                        let (ti, tj) = (&terms[i], &terms[j]);
-                        let bs = ti.k * tj.k;
-                        for (o, &slot) in slots[next_slot].iter().enumerate() {
-                            let wo = weights.map_or(1.0, |w| w[o]);
-                            let base = slot as usize * bs;
-                            for b in 0..tj.k {
-                                let zb = tj.z[o + b * n] * wo;
-                                for a in 0..ti.k {
-                                    s.values[base + a + b * ti.k] += ti.z[o + a * n] * zb;
-                                }
-                            }
+                let slot = (i < nt && i != j).then(|| {
+                    next_slot += 1;
+                    next_slot - 1
+                });
+                jobs.push((i, j, slot));
+            }
+        }
+        let fill = |(i, j, slot): (usize, usize, Option<usize>), blk: &mut Block| match blk {
+            Block::Diag(d) if i < nt && i == j => {
+                d.data.fill(0.0);
+                accumulate_diag(&terms[i], n, weights, d);
+            }
+            Block::Sparse(s) if i < nt => {
+                s.values.fill(0.0);
+                let (ti, tj) = (&terms[i], &terms[j]);
+                let bs = ti.k * tj.k;
+                for (o, &sl) in slots[slot.expect("a block between terms")].iter().enumerate() {
+                    let wo = weights.map_or(1.0, |w| w[o]);
+                    let base = sl as usize * bs;
+                    for b in 0..tj.k {
+                        let zb = tj.z[o + b * n] * wo;
+                        for a in 0..ti.k {
+                            s.values[base + a + b * ti.k] += ti.z[o + a * n] * zb;
                         }
-                        next_slot += 1;
                     }
-                    Block::Dense(d) if i == nt && j < nt => {
-                        d.data.fill(0.0);
-                        accumulate_xy_z(&terms[j], x, p, y, n, weights, d);
-                    }
-                    Block::Dense(d) if i == nt => {
-                        d.data.fill(0.0);
-                        accumulate_xy(x, p, y, n, weights, by_products, d);
-                    }
-                    other => *other = Self::form_a_with(terms, x, p, y, n, weights, by_products).swap_remove(tri(i, j)),
                 }
             }
+            Block::Dense(d) if i == nt && j < nt => {
+                d.data.fill(0.0);
+                accumulate_xy_z(&terms[j], x, p, y, n, weights, d);
+            }
+            Block::Dense(d) if i == nt => {
+                d.data.fill(0.0);
+                accumulate_xy(x, p, y, n, weights, by_products, d);
+            }
+            other => *other = Self::form_a_with(terms, x, p, y, n, weights, by_products).swap_remove(tri(i, j)),
+        };
+        if n >= PARALLEL_REFILL_ROWS {
+            self.a.par_iter_mut().zip(jobs.into_par_iter()).for_each(|(blk, job)| fill(job, blk));
+        } else {
+            self.a.iter_mut().zip(jobs).for_each(|(blk, job)| fill(job, blk));
         }
         self.factor_current = false;
         self.sigma_at_theta = None;
@@ -950,6 +969,17 @@ fn accumulate_diag(t: &ReTerm, n: usize, weights: Option<&[f64]>, d: &mut BlockD
 fn accumulate_xy_z(tj: &ReTerm, x: &[f64], p: usize, y: &[f64], n: usize, weights: Option<&[f64]>, d: &mut Dense) {
     let m = p + 1;
     let kj = tj.k;
+    if p == 0 {
+        // the y row alone (a GLMM's working model for u): no row buffer
+        for o in 0..n {
+            let wy = weights.map_or(1.0, |w| w[o]) * y[o];
+            let cj = tj.codes.get(o) * kj;
+            for b in 0..kj {
+                d.data[cj + b] += tj.z[o + b * n] * wy;
+            }
+        }
+        return;
+    }
     for_row_chunks(x, p, y, n, |o0, rows| {
         for (i, row) in rows.chunks_exact(m).enumerate() {
             let o = o0 + i;
