@@ -82,6 +82,7 @@ vendor:
 
 bench: setup
 	set -o pipefail; Rscript bench/bench.R 2>&1 | tee bench/last-run.txt
+	set -o pipefail; Rscript bench/bench_glmm.R 2>&1 | tee bench/last-run-glmm.txt
 
 # 10,000 random models and data sets, each fitted in child processes (inst/fuzz/fuzz.R)
 fuzz: setup
