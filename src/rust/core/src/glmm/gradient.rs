@@ -12,7 +12,6 @@
 use super::family::{Family, Link};
 use super::pirls::GeneralizedLinearMixedModel;
 use crate::error::Result;
-use crate::linalg::blocks;
 use crate::linalg::tri;
 use rayon::prelude::*;
 
@@ -132,23 +131,7 @@ impl GeneralizedLinearMixedModel<'_> {
                 }
             }
         }
-        let l = &model.l;
-        for j in 0..nt {
-            let mut r = std::mem::take(&mut a[j]);
-            for i in 0..j {
-                blocks::mul_sub(&l[tri(j, i)], &a[i], &mut r);
-            }
-            blocks::solve_lower(&l[tri(j, j)], &mut r);
-            a[j] = r;
-        }
-        for j in (0..nt).rev() {
-            let mut r = std::mem::take(&mut a[j]);
-            for i in j + 1..nt {
-                blocks::t_mul_sub(&l[tri(i, j)], &a[i], &mut r);
-            }
-            blocks::solve_lower_t(&l[tri(j, j)], &mut r);
-            a[j] = r;
-        }
+        model.solve_random(&mut a);
         // r = 2g + v − W Z̃a
         let mut res = vec![0.0; n];
         res.par_chunks_mut(CHUNK).enumerate().for_each(|(ch, r_c)| {

@@ -189,7 +189,12 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
                 return Ok(state);
             }
         }
-        self.last = None;
+        // from the last fixed-β PIRLS (its factor still held), the modes' first-order
+        // prediction: a warm start one Newton step closer
+        let predicted = match (beta, self.last.take()) {
+            (Some(bt), Some((lt, lb, state))) if lt.len() == theta.len() => Some(self.predict_modes(&lt, &lb, &state, theta, bt)),
+            _ => None,
+        };
         let n = self.n();
         let mut beta_now: Vec<f64> = match beta {
             Some(b) => b.to_vec(),
@@ -206,6 +211,17 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
         let mut dev = self.eta_mu_dev(&base, &b, &mut eta, &mut mu);
         let mut pdev = dev + sqr(&u);
         let (mut ceta, mut cmu) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        // the prediction, where its penalised deviance is the lower
+        if let Some(pu) = predicted {
+            let pb = self.random_only.b_from_u(&pu);
+            let d = self.eta_mu_dev(&base, &pb, &mut ceta, &mut cmu);
+            let pd = d + sqr(&pu);
+            if pd.is_finite() && pd < pdev {
+                (u, b, dev, pdev) = (pu, pb, d, pd);
+                std::mem::swap(&mut eta, &mut ceta);
+                std::mem::swap(&mut mu, &mut cmu);
+            }
+        }
         let mut converged = false;
         let mut factor_at_modes = false;
         for _ in 0..100 {
@@ -287,6 +303,78 @@ impl<'d> GeneralizedLinearMixedModel<'d> {
 }
 
 impl GeneralizedLinearMixedModel<'_> {
+    /// The modes at (θ, β) to first order from the PIRLS state `s` at (θ_p, β_p), whose
+    /// factor the working model holds: the mode's equation Z̃ᵀg + u = 0 differentiated,
+    /// M du = −[Λ_pᵀZᵀW(X dβ + Z dΛ u_p) + dΛᵀZᵀg], with dΛ = Λ(θ) − Λ(θ_p) (Λ is linear
+    /// in θ) and Fisher weights W. Only a warm start: PIRLS converges from it either way.
+    fn predict_modes(&self, theta_p: &[f64], beta_p: &[f64], s: &PirlsResult, theta: &[f64], beta: &[f64]) -> Vec<Vec<f64>> {
+        let n = self.n();
+        let model = &self.random_only;
+        let mut dlam = Vec::with_capacity(self.terms.len());
+        let mut off = 0;
+        for (t, term) in self.terms.iter().enumerate() {
+            let nth = term.ntheta();
+            let mut l = vec![0.0; term.k * term.k];
+            term.fill_lambda(&theta[off..off + nth], &mut l);
+            let mut lp = vec![0.0; term.k * term.k];
+            term.fill_lambda(&theta_p[off..off + nth], &mut lp);
+            l.iter_mut().zip(&lp).for_each(|(a, b)| *a -= b);
+            debug_assert!(model.lambdas[t].iter().zip(&lp).all(|(a, b)| a == b));
+            dlam.push(l);
+            off += nth;
+        }
+        let dbeta: Vec<f64> = beta.iter().zip(beta_p).map(|(a, b)| a - b).collect();
+        let xd = if self.p > 0 { x_beta(&self.x, n, &dbeta) } else { vec![0.0; n] };
+        // ZᵀW(X dβ + Z dΛ u_p) and Zᵀg per term and level
+        let mut zws: Vec<Vec<f64>> = self.terms.iter().map(|t| vec![0.0; t.q()]).collect();
+        let mut zg: Vec<Vec<f64>> = self.terms.iter().map(|t| vec![0.0; t.q()]).collect();
+        for o in 0..n {
+            let (eta, mu) = (s.eta[o], s.mu[o]);
+            let d = self.link.mu_eta_at(eta, mu);
+            let v = self.family.variance(mu);
+            let w = self.wt[o] * d * d / v;
+            let g = -self.wt[o] * (self.y[o] - mu) * d / v;
+            let mut lin = xd[o];
+            for (t, term) in self.terms.iter().enumerate() {
+                let k = term.k;
+                let l = term.codes.get(o) * k;
+                for r in 0..k {
+                    let dl_u: f64 = (0..=r).map(|c| dlam[t][r + c * k] * s.u[t][l + c]).sum();
+                    lin += term.z[o + r * n] * dl_u;
+                }
+            }
+            let sw = w * lin;
+            for (t, term) in self.terms.iter().enumerate() {
+                let k = term.k;
+                let l = term.codes.get(o) * k;
+                for r in 0..k {
+                    let z = term.z[o + r * n];
+                    zws[t][l + r] += z * sw;
+                    zg[t][l + r] += z * g;
+                }
+            }
+        }
+        // rhs = −(Λ_pᵀ zws + dΛᵀ zg), level by level
+        let mut du: Vec<Vec<f64>> = Vec::with_capacity(self.terms.len());
+        for (t, term) in self.terms.iter().enumerate() {
+            let k = term.k;
+            let lam = &model.lambdas[t];
+            let mut r = vec![0.0; term.q()];
+            for lev in 0..term.nlevels {
+                for c in 0..k {
+                    let mut v = 0.0;
+                    for a in c..k {
+                        v += lam[a + c * k] * zws[t][lev * k + a] + dlam[t][a + c * k] * zg[t][lev * k + a];
+                    }
+                    r[lev * k + c] = -v;
+                }
+            }
+            du.push(r);
+        }
+        model.solve_random(&mut du);
+        s.u.iter().zip(&du).map(|(u, d)| u.iter().zip(d).map(|(a, b)| a + b).collect()).collect()
+    }
+
     /// The deviance's curvature in each β with u re-optimised, 2 diag(R_XᵀR_X), from
     /// the joint working model's last factor (after a PIRLS over β and u).
     pub fn joint_beta_curvature(&self) -> Vec<f64> {

@@ -748,6 +748,29 @@ impl<'d> LinearMixedModel<'d> {
         u
     }
 
+    /// x ← (L_θL_θᵀ)⁻¹x for the random-effects part of the current factor (one vector
+    /// per term, level-major).
+    pub(crate) fn solve_random(&self, x: &mut [Vec<f64>]) {
+        let nt = self.terms.len();
+        let l = &self.l;
+        for j in 0..nt {
+            let mut r = std::mem::take(&mut x[j]);
+            for i in 0..j {
+                blocks::mul_sub(&l[tri(j, i)], &x[i], &mut r);
+            }
+            blocks::solve_lower(&l[tri(j, j)], &mut r);
+            x[j] = r;
+        }
+        for j in (0..nt).rev() {
+            let mut r = std::mem::take(&mut x[j]);
+            for i in j + 1..nt {
+                blocks::t_mul_sub(&l[tri(i, j)], &x[i], &mut r);
+            }
+            blocks::solve_lower_t(&l[tri(j, j)], &mut r);
+            x[j] = r;
+        }
+    }
+
     /// Conditional modes b = Λu, one vector per term, level-major (level l, column a at l·k + a).
     pub fn b_from_u(&self, u: &[Vec<f64>]) -> Vec<Vec<f64>> {
         let mut u = u.to_vec();
