@@ -151,3 +151,18 @@ test_that("compare_fits() against glmer, as_glmerMod() and lme4's own helpers on
   expect_true(isSingular(glmm(cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | period), cbpp,
                               family = binomial)))
 })
+
+test_that("bad requests to a glmm fit's methods are classed errors", {
+  expect_error(bootstrap(gm, 5, type = "residual"), class = "mixedrs_not_available_error")
+  expect_error(refit(gm, rep(0, 3)), "newresp", class = "mixedrs_input_error")
+  expect_error(as_glmerMod(lmm(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)), class = "mixedrs_input_error")
+  expect_error(predict(gm, terms = "period"), class = "mixedrs_not_available_error")
+  expect_error(glmm(f_cbpp, cbpp, family = binomial, nAGQ = 101), "at most 100", class = "mixedrs_input_error")
+  skip_if_not_installed("broom.mixed")
+  expect_error(broom.mixed::tidy(gm, effects = "ran_vals"), class = "mixedrs_input_error")
+  skip_if_not_installed("mlmRev")
+  data("Contraception", package = "mlmRev", envir = environment())
+  gc2 <- glmm(use ~ urban + age + (urban | district), Contraception, family = binomial)
+  expect_error(confint(gc2), "correlated", class = "mixedrs_not_available_error")
+  expect_equal(dim(confint(gc2, method = "Wald")), c(6L, 2L))
+})
