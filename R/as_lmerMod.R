@@ -80,7 +80,7 @@ lme4_theta_names <- function(m, cnms) {
 #' As [as_lmerMod()] for `glmm()` fits: lme4's structures for the same formula,
 #' family and data (`glFormula()`, `mkGlmerDevfun()`, and `updateGlmerDevfun()` for
 #' `nAGQ >= 1`), its deviance function evaluated once at mixedrs's θ and β, and the
-#' Hessian of the deviance over [θ, β] stored where glmer stores it, so that
+#' Hessian of the deviance over (θ, β) stored where glmer stores it, so that
 #' `vcov()` gives the same standard errors. No optimisation is run.
 #' @param m a `glmm` fit.
 #' @param data optional data frame, if the original data are no longer reachable.
