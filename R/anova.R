@@ -508,19 +508,29 @@ ranova_formulas <- function(bars, full_form, reduce.terms) {
 # lmm() while random effects remain, lm() after.
 refit_formula <- function(model, formula) {
   m <- model$model
+  glmm_fit <- inherits(model, "glmm")
   if (length(find_bars(formula[[3L]])) == 0L) {
+    # no random effects left: lm(), or glm() in the GLMM's family
     call <- m$mf_call
-    call[[1L]] <- quote(stats::lm)
+    call[[1L]] <- if (glmm_fit) quote(stats::glm) else quote(stats::lm)
     call$formula <- formula
+    if (glmm_fit) call$family <- model$family
     call$contrasts <- m$contrasts
     return(eval(call, m$env))
   }
   control <- model$control
   control$start <- NULL
-  new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, control, m$correlation, m$variance,
-                                                  fitted_values = m$var_fitted))
-  res <- engine_fit(new_model, model$REML, control)
-  fit <- package_fit(new_model, res, model$REML, model$call, model$control)
+  if (glmm_fit) {
+    fam <- model$family
+    new_model <- build_model(formula, m$mf_call, m$env, m$contrasts, control,
+                             response = function(y, name) glmm_response(y, name, fam$family))
+    fit <- glmm_from_model(new_model, fam, model$nAGQ, control, NULL, model$call)
+  } else {
+    new_model <- suppressMessages(build_model(formula, m$mf_call, m$env, m$contrasts, control, m$correlation, m$variance,
+                                              fitted_values = m$var_fitted))
+    res <- engine_fit(new_model, model$REML, control)
+    fit <- package_fit(new_model, res, model$REML, model$call, model$control)
+  }
   fit$call$formula <- new_model$formula
   fit
 }

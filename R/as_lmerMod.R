@@ -28,18 +28,7 @@ as_lmerMod <- function(m, data = NULL) {
                   kind = "not_available")
   }
   mc <- m$call
-  lf_call <- mc[c(1L, match(c("data", "subset", "weights", "na.action", "offset", "contrasts"), names(mc), 0L))]
-  lf_call[[1L]] <- quote(lme4::lFormula)
-  lf_call$formula <- m$formula
-  lf_call$REML <- m$REML
-  env <- environment(m$formula)
-  if (is.null(env)) env <- parent.frame()
-  if (!is.null(data)) lf_call$data <- data
-  lf <- tryCatch(eval(lf_call, env), error = function(e) {
-    mixedrs_abort(paste("as_lmerMod(): could not rebuild the model for lme4:", conditionMessage(e),
-                        "(pass the data with 'data =')"))
-  })
-  if (nrow(lf$fr) != nobs(m)) mixedrs_abort("as_lmerMod(): lme4's model frame has a different number of rows")
+  lf <- lme4_parts(m, quote(lme4::lFormula), list(REML = m$REML), data, "as_lmerMod", parent.frame())
   theta <- lme4_theta(m, lf$reTrms$cnms)
   devfun <- do.call(lme4::mkLmerDevfun, lf)
   fval <- devfun(theta)
@@ -50,6 +39,27 @@ as_lmerMod <- function(m, data = NULL) {
   out_call[[1L]] <- quote(lmer)
   out_call$control <- NULL
   lme4::mkMerMod(environment(devfun), opt, lf$reTrms, fr = lf$fr, mc = out_call)
+}
+
+# lme4's model structures (lFormula() or glFormula(), `builder`) for a fit's formula
+# and the data arguments of its call (data, subset, weights, na.action, offset), found
+# as the original call found them, or `data` when given; the contrasts the fit used
+# (evaluated, so no variable of the caller's needs to be found again).
+lme4_parts <- function(m, builder, extra, data, who, caller) {
+  mc <- m$call
+  call <- mc[c(1L, match(c("data", "subset", "weights", "na.action", "offset"), names(mc), 0L))]
+  call[[1L]] <- builder
+  call$formula <- m$formula
+  call$contrasts <- m$model$contrasts
+  for (nm in names(extra)) call[[nm]] <- extra[[nm]]
+  env <- environment(m$formula)
+  if (is.null(env)) env <- caller
+  if (!is.null(data)) call$data <- data
+  parts <- tryCatch(eval(call, env), error = function(e) {
+    mixedrs_abort(paste0(who, "(): could not rebuild the model for lme4: ", conditionMessage(e), " (pass the data with 'data =')"))
+  })
+  if (nrow(parts$fr) != nobs(m)) mixedrs_abort(paste0(who, "(): lme4's model frame has a different number of rows"))
+  parts
 }
 
 # Our θ in lme4's order: lme4 lists its terms' lower-triangular elements column by
@@ -95,17 +105,7 @@ as_glmerMod <- function(m, data = NULL) {
   if (!inherits(m, "glmm")) mixedrs_abort("as_glmerMod(): 'm' must be a glmm fit")
   if (!requireNamespace("lme4", quietly = TRUE)) mixedrs_abort("as_glmerMod() needs the lme4 package", kind = "not_available")
   mc <- m$call
-  gl_call <- mc[c(1L, match(c("data", "subset", "weights", "na.action", "offset"), names(mc), 0L))]
-  gl_call[[1L]] <- quote(lme4::glFormula)
-  gl_call$formula <- m$formula
-  gl_call$family <- m$family
-  env <- environment(m$formula)
-  if (is.null(env)) env <- parent.frame()
-  if (!is.null(data)) gl_call$data <- data
-  glmod <- tryCatch(eval(gl_call, env), error = function(e) {
-    mixedrs_abort(paste("as_glmerMod(): could not rebuild the model for lme4:", conditionMessage(e), "(pass the data with 'data =')"))
-  })
-  if (nrow(glmod$fr) != nobs(m)) mixedrs_abort("as_glmerMod(): lme4's model frame has a different number of rows")
+  glmod <- lme4_parts(m, quote(lme4::glFormula), list(family = m$family), data, "as_glmerMod", parent.frame())
   theta <- lme4_theta(m, glmod$reTrms$cnms)
   # PIRLS to our tolerance (glmer's default 1e-7 moves the deviance by ~1e-4);
   # called from a frame inside lme4's namespace: the deviance function's environment

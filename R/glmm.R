@@ -13,7 +13,7 @@
 #'   failures)`, or a proportion with the trials as `weights`.
 #' @param data a data frame.
 #' @param family a family object, function or name: `binomial`, `poisson`.
-#' @param weights,offset,subset,na.action as in `glmer()`.
+#' @param weights,offset,subset,na.action,contrasts as in `glmer()`.
 #' @param nAGQ 1 (Laplace), 0 (glmer's first stage alone), or more: adaptive
 #'   Gauss-Hermite quadrature with that many nodes, for a single scalar
 #'   random-effects term (as glmer).
@@ -25,7 +25,7 @@
 #' summary(gm)
 #' @export
 glmm <- function(formula, data = NULL, family = stats::binomial, weights, offset, nAGQ = 1L, subset, na.action,
-                 control = lmm_control(), start = NULL) {
+                 control = lmm_control(), start = NULL, contrasts = NULL) {
   mc <- match.call()
   fam <- glmm_family(family)
   control <- as_lmm_control(control)
@@ -37,7 +37,7 @@ glmm <- function(formula, data = NULL, family = stats::binomial, weights, offset
   mf_call <- mc[c(1L, match(c("subset", "weights", "na.action", "offset"), names(mc), 0L))]
   mf_call$data <- data
   if (is.null(mf_call$na.action)) mf_call$na.action <- as.name(getOption("na.action", "na.omit"))
-  model <- build_model(formula, mf_call, parent.frame(), NULL, control,
+  model <- build_model(formula, mf_call, parent.frame(), contrasts, control,
                        response = function(y, name) glmm_response(y, name, fam$family))
   theta0 <- NULL
   if (!is.null(start)) {

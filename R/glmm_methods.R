@@ -228,25 +228,6 @@ drop1.glmm <- function(object, scope, test = c("none", "Chisq"), k = 2, ...) {
   drop1_lrt(object, scope, match.arg(test), k)
 }
 
-# A glmm (or glm when no bars remain) of another formula on the same data.
-refit_glmm_formula <- function(model, formula) {
-  m <- model$model
-  if (length(find_bars(formula[[3L]])) == 0L) {
-    call <- m$mf_call
-    call[[1L]] <- quote(stats::glm)
-    call$formula <- formula
-    call$family <- model$family
-    call$contrasts <- m$contrasts
-    return(eval(call, m$env))
-  }
-  fam <- model$family
-  new_model <- build_model(formula, m$mf_call, m$env, m$contrasts, model$control,
-                           response = function(y, name) glmm_response(y, name, fam$family))
-  fit <- glmm_from_model(new_model, fam, model$nAGQ, model$control, NULL, model$call)
-  fit$call$formula <- new_model$formula
-  fit
-}
-
 #' Confidence intervals for a glmm fit
 #'
 #' As lme4's `confint()` for glmer fits: Wald intervals for the fixed effects (and

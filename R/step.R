@@ -88,7 +88,7 @@ drop1_lrt <- function(object, scope, test, k) {
   for (i in seq_along(scope)) {
     f <- stats::update(formula(object), stats::as.formula(paste("~ . -", scope[i])))
     environment(f) <- environment(formula(object))
-    fit <- if (inherits(object, "glmm")) refit_glmm_formula(object, f) else refit_formula(object, f)
+    fit <- refit_formula(object, f)
     if (stats::nobs(fit) != stats::nobs(object)) mixedrs_abort("number of rows in use has changed: remove missing values?")
     ans[i + 1L, ] <- aic(fit)
   }

@@ -166,3 +166,18 @@ test_that("bad requests to a glmm fit's methods are classed errors", {
   expect_error(confint(gc2), "correlated", class = "mixedrs_not_available_error")
   expect_equal(dim(confint(gc2, method = "Wald")), c(6L, 2L))
 })
+
+test_that("contrasts = as glmer's, through as_glmerMod() and drop1() too", {
+  # literal lists: lme4's drop1() re-evaluates the call, as ours does
+  ours <- glmm(f_cbpp, cbpp, family = binomial, contrasts = list(period = "contr.sum"))
+  ref <- lme4::glmer(f_cbpp, cbpp, family = binomial, contrasts = list(period = "contr.sum"), control = tight())
+  expect_equal(names(fixef(ours)), names(lme4::fixef(ref)))
+  expect_equal(unname(fixef(ours)), unname(lme4::fixef(ref)), tolerance = 1e-3)
+  expect_equal(unname(sqrt(diag(vcov(ours)))), unname(sqrt(diag(as.matrix(vcov(ref))))), tolerance = 5e-3)
+  expect_equal(unname(as.matrix(vcov(as_glmerMod(ours)))), unname(vcov(ours)), tolerance = 1e-8)
+  nd <- data.frame(period = factor(1:4), herd = factor(1, levels = levels(cbpp$herd)))
+  expect_equal(unname(predict(ours, nd)), unname(predict(ref, nd)), tolerance = 1e-4)
+  # (both warn that the dropped factor's contrast is ignored)
+  expect_equal(unname(as.matrix(suppressWarnings(drop1(ours, test = "Chisq")))),
+               unname(as.matrix(suppressWarnings(drop1(ref, test = "Chisq")))), tolerance = 1e-4)
+})
