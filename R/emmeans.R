@@ -9,7 +9,9 @@ recover_data.lmm <- function(object, ...) {
   emmeans::recover_data(fcall, trms, na.action = NULL, frame = object$model$frame, ...)
 }
 
-emm_basis.lmm <- function(object, trms, xlev, grid, vcov., mode = c("satterthwaite", "kenward-roger", "containment", "asymptotic"), ...) {
+emm_basis.lmm <- function(object, trms, xlev, grid, vcov., mode = c("satterthwaite", "kenward-roger", "containment", "asymptotic"),
+                          lmer.df, ...) {
+  if (!missing(lmer.df)) mode <- lmer.df  # emmeans' name for lme4 fits
   mode <- match.arg(tolower(mode), c("satterthwaite", "kenward-roger", "containment", "asymptotic"))
   m <- stats::model.frame(trms, grid, na.action = stats::na.pass, xlev = xlev)
   Xfull <- stats::model.matrix(trms, m, contrasts.arg = attr(object$model$X, "contrasts"))

@@ -1,14 +1,18 @@
 # Kenward–Roger: the small-sample adjusted Var(β̂) and denominator df, in the
 # formulation pbkrtest uses (Halekoh & Højsgaard 2014). Var(y) = Σ is written as
-# Σ_r γ_r G_r, linear in the covariance elements γ (each term's lower triangle, then
-# σ²), so the second derivatives of Σ vanish. This is dense n×n algebra, like
-# pbkrtest's, and meant for the small data sets where KR matters.
+# Σ_r γ_r G_r with G_r = ∂Σ/∂γ_r over the covariance elements γ (each term's lower
+# triangle, then σ²): for fits with independent residuals Σ is linear in γ. A residual
+# structure adds its parameters η: Σ = ZΛΛᵀZᵀσ² + σ²R(η), with ∂Σ/∂η_k = σ²∂R/∂η_k by
+# central differences of the engine's R. Kenward & Roger's term in the second
+# derivatives of Σ is left out (SAS's DDFM=KR(FIRSTORDER)), as pbkrtest leaves it out:
+# without it the adjustment does not depend on how the structure is parameterised, and
+# it equals pbkrtest's whenever Σ is linear in some parameterisation. This is dense
+# n×n algebra, like pbkrtest's, meant for the small data sets where KR matters.
 
 kr_info <- function(object) {
   cache <- object$cache
   if (is.environment(cache) && !is.null(cache$kr)) return(cache$kr)
   if (!object$REML) mixedrs_abort("Kenward-Roger's method is only available for REML model fits")
-  if (structured_residuals(object)) mixedrs_abort("Kenward-Roger's method is not available yet for fits with correlated or heteroscedastic residuals; use ddf = \"Satterthwaite\"", kind = "not_available")
   if (!is.null(object$model$weights)) mixedrs_abort("Kenward-Roger's method is not available for weighted fits", kind = "not_available")
   n <- nobs(object)
   if (n > 5000) mixedrs_abort(sprintf("Kenward-Roger's method needs dense %d x %d matrices; use ddf = \"Satterthwaite\"", n, n), kind = "not_available")
@@ -30,9 +34,19 @@ kr_info <- function(object) {
       gamma <- c(gamma, vc[i, j])
     }
   }
-  G[[length(G) + 1L]] <- diag(n)
+  structured <- structured_residuals(object)
+  R <- if (structured) residual_cov(object, object$cor_eta) else diag(n)
+  G[[length(G) + 1L]] <- R
   gamma <- c(gamma, object$sigma^2)
-  Sigma <- Reduce(`+`, Map(`*`, gamma, G))
+  if (structured) {
+    for (k in seq_along(object$cor_eta)) {
+      h <- 1e-4 * max(1, abs(object$cor_eta[k]))
+      step <- replace(numeric(length(object$cor_eta)), k, h)
+      G[[length(G) + 1L]] <- object$sigma^2 * (residual_cov(object, object$cor_eta + step) -
+                                                  residual_cov(object, object$cor_eta - step)) / (2 * h)
+    }
+  }
+  Sigma <- Reduce(`+`, Map(`*`, gamma, G[seq_along(gamma)]))  # the η entries are derivatives only
   Sinv <- chol2inv(chol(Sigma))
   Phi <- unname(object$vcov)
   ng <- length(G)
@@ -62,6 +76,9 @@ kr_info <- function(object) {
   if (is.environment(cache)) cache$kr <- info
   info
 }
+
+# Var(ε)/σ² (dense n × n) at the structure's unconstrained parameters eta.
+residual_cov <- function(object, eta) call_rust(engine_residual_cov_rs, fit_engine(object), as.double(eta))$cov
 
 # A1, A2 and the df of Kenward & Roger for the hypothesis L (q rows, rank q).
 kr_df_parts <- function(kr, L, q) {

@@ -21,6 +21,8 @@ test_that("emmeans with Satterthwaite and Kenward-Roger df match emmeans on lmer
   a <- emmeans::emmeans(f$ours, ~ cond, mode = "kenward-roger")
   b <- emmeans::emmeans(f$ref, ~ cond, lmer.df = "kenward-roger")
   expect_emm_equal(a, b, "kenward-roger")
+  # emmeans' argument for lme4 fits selects the method too (it was once ignored)
+  expect_emm_equal(emmeans::emmeans(f$ours, ~ cond, lmer.df = "kenward-roger"), b, "lmer.df = kenward-roger")
   expect_emm_equal(emmeans::contrast(a, list(c(-.5, -.5, 1))), emmeans::contrast(b, list(c(-.5, -.5, 1))), "custom contrast")
 })
 

@@ -639,6 +639,16 @@ fn engine_profile_structure(handle: Robj, z: f64, which: Vec<i32>, control: List
     })
 }
 
+/// Var(ε)/σ² (dense n×n) at the residual structure's unconstrained parameters η.
+#[extendr]
+fn engine_residual_cov(handle: Robj, eta: Vec<f64>) -> extendr_api::Result<List> {
+    guarded(|| with_engine(handle, |engine| {
+        let n = engine.model.lmm().y.len();
+        let v = engine.residual_covariance(&eta).map_err(to_r_error)?;
+        Ok(List::from_names_and_values(["cov"], [Robj::from(RMatrix::new_matrix(n, n, |i, j| v[i + j * n]))])?)
+    }))
+}
+
 /// Conditional covariances of the random effects at the fit, per term.
 #[extendr]
 fn engine_condvar(handle: Robj, sigma: f64) -> extendr_api::Result<List> {
@@ -839,6 +849,7 @@ extendr_module! {
     fn engine_lambdas;
     fn engine_profile;
     fn engine_profile_structure;
+    fn engine_residual_cov;
     fn engine_bootstrap;
     fn simulate_rs;
     fn glmm_fit_rs;

@@ -364,6 +364,14 @@ impl<'d> Engine<'d> {
         }
     }
 
+    /// Var(ε)/σ² at the structure's unconstrained parameters η (dense; for Kenward–Roger).
+    pub fn residual_covariance(&self, eta: &[f64]) -> Result<Vec<f64>> {
+        match &self.model {
+            Residuals::Independent(_) => Err(MixedError::Input("the fit has no residual structure".into())),
+            Residuals::Correlated(c) => c.residual_covariance(eta),
+        }
+    }
+
     /// Profile intervals (ML) of the residual structure's parameters `which` (indices into η).
     pub fn profile_structure(&mut self, z: f64, which: &[usize], control: &FitControl) -> Result<Vec<(f64, f64)>> {
         let start = self.fitted.clone().ok_or_else(|| MixedError::Input("the engine has no fit yet".into()))?;

@@ -163,6 +163,23 @@ impl CorStruct {
         }
     }
 
+    /// Ψ (dense n×n, column-major) at natural parameters φ: Kenward–Roger's dense algebra
+    /// needs Var(ε) itself, not its factor.
+    pub fn dense(&self, phi: &[f64], n: usize) -> Vec<f64> {
+        let mut out = vec![0.0; n * n];
+        let mut psi = vec![0.0; self.max_size * self.max_size];
+        for g in &self.groups {
+            let m = g.len();
+            self.group_matrix(g, phi, &mut psi[..m * m]);
+            for (b, &ob) in g.iter().enumerate() {
+                for (a, &oa) in g.iter().enumerate() {
+                    out[oa + ob * n] = psi[a + b * m];
+                }
+            }
+        }
+        out
+    }
+
     /// AR(1) and CAR(1) are Markov in time, so C_g⁻¹ is bidiagonal: in time order, the
     /// first row is kept and row t becomes (r_t − ρ r_{t−1}) / √(1 − ρ²) with
     /// ρ = φ^(t_t − t_{t−1}); log|Ψ_g| = Σ log(1 − ρ²). No factorisation, and one power
@@ -350,6 +367,23 @@ impl<'d> CorrelatedModel<'d> {
         let cor = if self.cor.kind == CorKind::Independent { None } else { Some((self.cor.clone(), self.cor.natural(&self.eta[..nc]))) };
         let sd = if self.var.is_some() { Some(self.multipliers()?) } else { None };
         Ok(crate::simulate::ErrorStructure { cor, sd })
+    }
+
+    /// Var(ε)/σ² = V Ψ V at η (dense n×n, column-major), leaving the model where it is.
+    pub fn residual_covariance(&self, eta: &[f64]) -> Result<Vec<f64>> {
+        let n = self.y.len();
+        let nc = self.cor.npar();
+        if eta.len() != self.eta.len() || eta.iter().any(|v| !v.is_finite()) {
+            return Err(MixedError::Input("wrong or non-finite residual-structure parameters".into()));
+        }
+        let mut out = self.cor.dense(&self.cor.natural(&eta[..nc]), n);
+        if let Some(v) = &self.var {
+            let (mult, _) = v.multipliers(&eta[nc..], n)?;
+            for (j, mj) in mult.iter().enumerate() {
+                out[j * n..(j + 1) * n].iter_mut().zip(&mult).for_each(|(o, mi)| *o *= mi * mj);
+            }
+        }
+        Ok(out)
     }
 
     /// The standard-deviation multipliers at the current η (ones without a variance function).
