@@ -81,30 +81,22 @@ confint.lmm <- function(object, parm, level = 0.95, method = c("profile", "Wald"
   }
   if (!quiet) message("Computing profile confidence intervals ...")
   base <- which <= length(vnames) + length(object$beta)
-  if (structured_residuals(object)) {
-    # the residual structure's parameters are profiled; the others are not yet
-    if (any(base)) {
-      mixedrs_abort("profile intervals of the variance components and fixed effects are not available yet for fits with correlated or heteroscedastic residuals; use parm = the structure's parameters, method = \"Wald\" or \"boot\", or intervals()",
-                    kind = "not_available")
-    }
-    ends <- structure_profile_ends(object, stats::qnorm(1 - a), which - length(vnames) - length(object$beta))
-    out[, 1L] <- ends$lower
-    out[, 2L] <- ends$upper
-    return(out)
+  z <- stats::qnorm(1 - a)
+  if (any(base)) {
+    # with a residual structure, its parameters are re-optimised at every profile point
+    res <- profile_ends(object, z, which[base])
+    out[base, ] <- cbind(res$lower, res$upper)
   }
-  res <- profile_ends(object, stats::qnorm(1 - a), which)
-  out[, 1L] <- res$lower
-  out[, 2L] <- res$upper
+  if (any(!base)) {
+    ends <- structure_profile_ends(object, z, which[!base] - length(vnames) - length(object$beta))
+    out[!base, ] <- cbind(ends$lower, ends$upper)
+  }
   out
 }
 
 # Where the ML profile of each parameter in `which` (indices into [sd/cor, sigma,
 # beta]) reaches ζ = -z and ζ = z, solved in Rust; also the ML estimates.
 profile_ends <- function(object, z, which, covariances = FALSE) {
-  if (structured_residuals(object)) {
-    mixedrs_abort("likelihood profiles are not available yet for fits with correlated or heteroscedastic residuals; use method = \"Wald\" or intervals()",
-                  kind = "not_available")
-  }
   ctl <- engine_control(object$control, start = unname(object$theta), z = z,
                         which = as.integer(which - 1L), covariances = isTRUE(covariances))
   call_rust(engine_profile_rs, fit_engine(object), ctl)

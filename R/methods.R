@@ -349,6 +349,21 @@ fitted.lmm <- function(object, ...) {
   stats::napredict(fit_na_action(object), stats::setNames(object$fitted, rownames(object$model$frame)))
 }
 
+# nlme decorrelates compound symmetry with its own factor, not the Cholesky factor: in
+# each group of m rows (in data order), the first normalized residual is the scaled sum
+# Σe/√(m(1 + (m − 1)ρ)) and the k-th (k ≥ 1) the Helmert contrast
+# (k e_k − Σ_{j<k} e_j)/√((1 − ρ) k (k + 1)) of the Pearson residuals e.
+cs_normalized <- function(e, groups, rho) {
+  for (idx in split(seq_along(e), groups)) {
+    m <- length(idx)
+    x <- e[idx]
+    k <- seq_len(m - 1L)
+    e[idx] <- c(sum(x) / sqrt(m * (1 + (m - 1) * rho)),
+                (k * x[-1L] - cumsum(x)[k]) / sqrt((1 - rho) * k * (k + 1)))
+  }
+  e
+}
+
 #' @export
 residuals.lmm <- function(object, type = c("response", "pearson", "working", "deviance", "partial", "normalized"),
                           scaled = FALSE, ...) {
@@ -357,11 +372,9 @@ residuals.lmm <- function(object, type = c("response", "pearson", "working", "de
   r <- object$model$y - object$fitted
   # nlme's normalized residuals: decorrelated and standardized, (V C)^-1 r / sigma
   if (type == "normalized") {
-    if (identical(object$correlation$class, "corCompSymm")) {
-      # nlme decorrelates compound symmetry with its own factor, not the Cholesky factor
-      mixedrs_abort("normalized residuals are not available yet with corCompSymm", kind = "not_available")
-    }
-    r <- if (is.null(object$whitened_residuals)) r / object$sigma else object$whitened_residuals / object$sigma
+    r <- if (identical(object$correlation$class, "corCompSymm")) {
+      cs_normalized(r / (object$var_sd %||% 1) / object$sigma, object$model$cor$groups, coef(object$correlation))
+    } else if (is.null(object$whitened_residuals)) r / object$sigma else object$whitened_residuals / object$sigma
     if (!is.null(object$model$weights)) r <- r * sqrt(object$model$weights)
     names(r) <- rownames(object$model$frame)
     return(stats::naresid(fit_na_action(object), r))

@@ -216,7 +216,8 @@ dotplot.ranef.lmm <- function(x, data, main = TRUE, level = 0.95, ...) {
 #' `confint()` of a profile gives the interval ends (solved exactly, on the
 #' profile's scale); `logProf()` and `varianceProf()` put the standard deviations on
 #' the log or variance scale, as lme4's do.
-#' @param fitted an `lmm` fit without correlated residuals.
+#' @param fitted an `lmm` fit; a residual structure's parameters are re-optimised at
+#'   every point (their own profiles are in [confint.lmm()]).
 #' @param which parameters, as `parm` in [confint.lmm()] (also "theta_", "beta_").
 #' @param alphamax the largest two-sided α the profile covers.
 #' @param npoints points on each side of the estimate.

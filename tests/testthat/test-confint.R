@@ -98,3 +98,42 @@ test_that("confint(method = 'boot', FUN = ) gives intervals for FUN's statistics
   # 60 replicates: within a third of the Wald interval's width of it
   expect_lt(max(abs(ci - w)), diff(w[1, ]) / 3)
 })
+
+test_that("profile intervals with a residual structure: equal to lme4's where lme4 can write the model", {
+  # compound symmetry within Block:Variety plus (1 | Block) is lmer's (1 | Block) +
+  # (1 | Block:Variety): the Block sd and the fixed effects have the same profile
+  data(Oats, package = "nlme", envir = environment())
+  o <- as.data.frame(Oats)
+  o$BV <- interaction(o$Block, o$Variety)
+  o <- o[-c(3, 10, 17, 30, 41, 55, 62), ]
+  m <- lmm(yield ~ nitro + Variety + (1 | Block), o, correlation = nlme::corCompSymm(form = ~ 1 | BV))
+  plain <- lmm(yield ~ nitro + Variety + (1 | Block) + (1 | BV), o)
+  ref <- lme4::lmer(yield ~ nitro + Variety + (1 | Block) + (1 | BV), o)
+  fe <- names(fixef(m))
+  ours <- confint(m, parm = c(".sig01", fe), quiet = TRUE)
+  same <- confint(plain, parm = c(".sig02", fe), quiet = TRUE)
+  expect_equal(unname(ours), unname(same), tolerance = 1e-4)
+  # lme4 interpolates its profile with splines: 1e-3, as for other fits
+  lme <- suppressMessages(confint(ref, parm = c(".sig02", fe), oldNames = TRUE))
+  expect_equal(unname(ours), unname(lme), tolerance = 1e-3)
+  # the structure's parameters come from their own profiles in the same call
+  both <- confint(m, quiet = TRUE)
+  expect_equal(rownames(both), c(".sig01", ".sigma", fe, "corStruct.Rho"))
+  expect_equal(both[fe, ], ours[fe, ])
+  expect_true(both["corStruct.Rho", 1] < coef(m$correlation) && coef(m$correlation) < both["corStruct.Rho", 2])
+})
+
+test_that("a fixed effect's profile end with corCAR1 + varPower is where the ML deviance rises by z^2", {
+  b <- as.data.frame(nlme::BodyWeight)
+  f <- weight ~ Time + Diet + (1 | Rat)
+  m <- lmm(f, b, correlation = nlme::corCAR1(form = ~ Time | Rat), weights = nlme::varPower(form = ~ Time))
+  ci <- confint(m, parm = "Time", quiet = TRUE)
+  mfull <- update(m, REML = FALSE)
+  for (end in ci) {
+    # Time's coefficient fixed at the end: an offset, refitted by ML over everything else
+    b$off <- end * b$Time
+    m0 <- lmm(weight ~ Diet + (1 | Rat), b, offset = off, REML = FALSE,
+              correlation = nlme::corCAR1(form = ~ Time | Rat), weights = nlme::varPower(form = ~ Time))
+    expect_equal(deviance(m0) - deviance(mfull), qnorm(0.975)^2, tolerance = 1e-3)
+  }
+})

@@ -151,8 +151,6 @@ test_that("bad correlation input gives classed errors", {
   expect_error(lmm(f, d3, correlation = corRandomWalk(~ age | tree)), class = "mixedrs_input_error", regexp = "positive")
   d3$age <- d$age + 0.5
   expect_error(lmm(f, d3, correlation = corAR1(form = ~ age | tree)), class = "mixedrs_input_error", regexp = "integer")
-  m <- lmm(f, d, correlation = corAR1())
-  expect_error(confint(m), class = "mixedrs_not_available_error")
 })
 
 test_that("a random walk with a nugget nests the plain walk and finds measurement error", {

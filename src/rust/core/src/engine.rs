@@ -360,7 +360,14 @@ impl<'d> Engine<'d> {
                 ml.reml = false;
                 profile_confint_scaled(&mut ml, z, which, control, covariances)
             }
-            Residuals::Correlated(_) => Err(MixedError::NotAvailable("likelihood profiles are not available for fits with correlated residuals".into())),
+            Residuals::Correlated(c) => {
+                let mut ml = c.clone();
+                ml.reml = false;
+                ml.model.reml = false;
+                // the ML optimum is sought from the fit's [θ, η]
+                let start = self.fitted.clone().ok_or_else(|| MixedError::Input("the engine has no fit yet".into()))?;
+                profile_confint_scaled(&mut ml, z, which, &FitControl { start: Some(start), ..control.clone() }, covariances)
+            }
         }
     }
 

@@ -22,6 +22,59 @@ pub enum ParKind {
     Sigma,
 }
 
+/// What a profile minimises: a model's ML deviance at θ (σ profiled out) or at (θ, σ),
+/// with [`Profiled::n_extra`] more parameters the model owns (a residual structure's η,
+/// last in every inner vector), and the refits a fixed effect's profile needs.
+pub trait Profiled<'d>: Sized {
+    /// The (whitened) blocks: θ's layout and the factor's state.
+    fn lmm(&self) -> &LinearMixedModel<'d>;
+    fn n_extra(&self) -> usize {
+        0
+    }
+    /// The ML criterion at θ with σ profiled out.
+    fn criterion(&mut self, theta: &[f64], extra: &[f64]) -> Result<f64>;
+    /// The ML deviance at (θ, σ).
+    fn deviance(&mut self, theta: &[f64], sigma: f64, extra: &[f64]) -> Result<f64>;
+    /// The same model without fixed-effect column j.
+    fn without_column(&self, j: usize) -> Result<Self>;
+    /// The response and X on the data scale (X column-major).
+    fn data(&self) -> (&[f64], &[f64]);
+    fn set_y(&mut self, y: &[f64]) -> Result<()>;
+    /// The ML minimum over [θ, extra] from `control.start`, and where it is.
+    fn optimum(&mut self, control: &FitControl) -> Result<(f64, Vec<f64>)>;
+}
+
+/// X without column j (column-major, n rows, p columns).
+pub(crate) fn drop_column(x: &[f64], n: usize, p: usize, j: usize) -> Vec<f64> {
+    (0..p).filter(|&a| a != j).flat_map(|a| x[a * n..(a + 1) * n].iter().copied()).collect()
+}
+
+impl<'d> Profiled<'d> for LinearMixedModel<'d> {
+    fn lmm(&self) -> &LinearMixedModel<'d> {
+        self
+    }
+    fn criterion(&mut self, theta: &[f64], _: &[f64]) -> Result<f64> {
+        self.objective(theta)
+    }
+    fn deviance(&mut self, theta: &[f64], sigma: f64, _: &[f64]) -> Result<f64> {
+        self.deviance_at(theta, sigma, false)
+    }
+    fn without_column(&self, j: usize) -> Result<Self> {
+        let xdrop = drop_column(&self.x, self.n, self.p, j);
+        LinearMixedModel::new(self.terms.clone(), xdrop, self.p - 1, self.y.to_vec(), self.weights().map(|w| Cow::Owned(w.to_vec())), false)
+    }
+    fn data(&self) -> (&[f64], &[f64]) {
+        (&self.y, &self.x)
+    }
+    fn set_y(&mut self, y: &[f64]) -> Result<()> {
+        self.set_response(y)
+    }
+    fn optimum(&mut self, control: &FitControl) -> Result<(f64, Vec<f64>)> {
+        let opt = optimize_theta(self, control)?;
+        Ok((opt.criterion, opt.theta))
+    }
+}
+
 /// φ's kinds, from the model's θ layout, with σ last.
 pub fn sdcor_kinds(model: &LinearMixedModel) -> Vec<ParKind> {
     let mut k: Vec<ParKind> = model
@@ -215,22 +268,27 @@ pub fn profile_confint(model: &mut LinearMixedModel, z: f64, which: &[usize], co
 /// [`profile_confint`], with the correlations profiled as covariances (σ² ΛΛᵀ's
 /// off-diagonal elements; lme4's `prof.scale = "varcov"`) when `covariances` is set.
 /// Standard deviations are profiled as they are: a variance's profile is the sd's squared.
-pub fn profile_confint_scaled(model: &mut LinearMixedModel, z: f64, which: &[usize], control: &FitControl, covariances: bool) -> Result<ProfileResult> {
-    if model.reml {
+/// A model with a residual structure re-optimises its η inside every profile point.
+pub fn profile_confint_scaled<'d, M: Profiled<'d>>(model: &mut M, z: f64, which: &[usize], control: &FitControl, covariances: bool) -> Result<ProfileResult> {
+    if model.lmm().reml {
         return Err(MixedError::Input("profiles use the ML deviance; build the model with REML = FALSE".into()));
     }
-    let opt = optimize_theta(model, control)?;
-    let base = opt.criterion;
-    let sigma = model.sigma();
-    let beta = model.beta();
-    let vcov = model.vcov_unscaled();
-    let mut phi_hat = theta_to_sdcor(model, &opt.theta, sigma);
-    let kinds = sdcor_kinds(model);
+    let (base, at) = model.optimum(control)?;
+    let nth = model.lmm().ntheta();
+    let (theta_hat, extra_hat) = at.split_at(nth);
+    model.criterion(theta_hat, extra_hat)?;
+    let lmm = model.lmm();
+    let sigma = lmm.sigma();
+    let beta = lmm.beta();
+    let vcov = lmm.vcov_unscaled();
+    let p = lmm.p;
+    let mut phi_hat = theta_to_sdcor(lmm, theta_hat, sigma);
+    let kinds = sdcor_kinds(lmm);
     let nphi = phi_hat.len();
     if covariances {
         for w in 0..nphi {
             if kinds[w] == ParKind::Cor {
-                phi_hat[w] = covariance_of(model, &opt.theta, sigma, w);
+                phi_hat[w] = covariance_of(lmm, theta_hat, sigma, w);
             }
         }
     }
@@ -242,18 +300,18 @@ pub fn profile_confint_scaled(model: &mut LinearMixedModel, z: f64, which: &[usi
             return Err(MixedError::Input(format!("parameter index {} is out of range", w + 1)));
         }
         let iv = if w < nphi && covariances && kinds[w] == ParKind::Cor {
-            profile_covariance(model, &opt.theta, sigma, &phi_hat, w, base, z)?
+            profile_covariance(model, theta_hat, extra_hat, sigma, &phi_hat, w, base, z)?
         } else if w < nphi {
-            profile_varpar(model, &opt.theta, &phi_hat, &kinds, w, base, z)?
+            profile_varpar(model, theta_hat, extra_hat, &phi_hat, &kinds, w, base, z)?
         } else {
             let j = w - nphi;
-            let se = (vcov[j + j * model.p]).sqrt() * sigma;
-            profile_fixef(model, &opt.theta, beta[j], se, j, base, z)?
+            let se = (vcov[j + j * p]).sqrt() * sigma;
+            profile_fixef(model, &at, beta[j], se, j, base, z)?
         };
         intervals.push(iv);
     }
-    model.update_l(&opt.theta)?;
-    Ok(ProfileResult { theta_ml: opt.theta, deviance: base, estimates, intervals })
+    model.criterion(theta_hat, extra_hat)?;
+    Ok(ProfileResult { theta_ml: theta_hat.to_vec(), deviance: base, estimates, intervals })
 }
 
 /// Where φ_w sits: its term and (row, column) in that term's Λ, or σ.
@@ -282,17 +340,18 @@ fn locate(model: &LinearMixedModel, w: usize) -> Target {
 /// * an sd fixed: minimise over θ with σ = x/‖row of Λ‖ (so sd = x exactly);
 /// * a correlation fixed: that term by its relative sds and other correlations
 ///   (through tanh), other terms by θ, with σ profiled out as in the fit.
-struct VarparProfile<'a, 'd> {
-    model: &'a mut LinearMixedModel<'d>,
+struct VarparProfile<'a, 'd, M: Profiled<'d>> {
+    model: &'a mut M,
+    terms: Vec<ReTerm<'d>>,
     target: Target,
     offsets: Vec<usize>,
 }
 
-impl VarparProfile<'_, '_> {
+impl<'d, M: Profiled<'d>> VarparProfile<'_, 'd, M> {
     fn inner_start(&self, theta: &[f64]) -> Vec<f64> {
         match self.target {
             Target::Cor { term, row, col } => {
-                let t = &self.model.terms[term];
+                let t = &self.terms[term];
                 let (o0, o1) = (self.offsets[term], self.offsets[term + 1]);
                 let (sd, cor) = term_sdcor(t, &theta[o0..o1]);
                 let mut v: Vec<f64> = theta[..o0].to_vec();
@@ -308,7 +367,7 @@ impl VarparProfile<'_, '_> {
             Target::Sd { term, row } => {
                 // σ = x/‖row of Λ‖, so the row must not start at zero (a singular fit's
                 // sd at its bound): start it small, where x's first steps put σ near σ̂
-                let t = &self.model.terms[term];
+                let t = &self.terms[term];
                 let o0 = self.offsets[term];
                 let mut v = theta.to_vec();
                 let norm: f64 = t.theta_layout().iter().enumerate().filter(|(_, &(i, _))| i == row).map(|(a, _)| v[o0 + a] * v[o0 + a]).sum::<f64>().sqrt();
@@ -328,7 +387,7 @@ impl VarparProfile<'_, '_> {
         match self.target {
             Target::Sigma => Ok((inner.to_vec(), Some(x))),
             Target::Sd { term, row } => {
-                let t = &self.model.terms[term];
+                let t = &self.terms[term];
                 let mut theta = inner.to_vec();
                 let o0 = self.offsets[term];
                 if x == 0.0 {
@@ -354,7 +413,7 @@ impl VarparProfile<'_, '_> {
                 Ok((theta, Some(x / norm)))
             }
             Target::Cor { term, row, col } => {
-                let t = &self.model.terms[term];
+                let t = &self.terms[term];
                 let k = t.k;
                 let o0 = self.offsets[term];
                 // sds enter by absolute value: a negative sd would flip the sign of the
@@ -385,10 +444,11 @@ impl VarparProfile<'_, '_> {
     }
 
     fn deviance(&mut self, inner: &[f64], x: f64) -> Result<f64> {
-        let (theta, sigma) = self.theta_of(inner, x)?;
+        let (core, extra) = inner.split_at(inner.len() - self.model.n_extra());
+        let (theta, sigma) = self.theta_of(core, x)?;
         let d = match sigma {
-            Some(s) => self.model.deviance_at(&theta, s, false)?,
-            None => self.model.objective(&theta)?,
+            Some(s) => self.model.deviance(&theta, s, extra)?,
+            None => self.model.criterion(&theta, extra)?,
         };
         if d.is_finite() {
             Ok(d)
@@ -398,18 +458,21 @@ impl VarparProfile<'_, '_> {
     }
 }
 
-fn profile_varpar(model: &mut LinearMixedModel, theta_hat: &[f64], phi_hat: &[f64], kinds: &[ParKind], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
+#[allow(clippy::too_many_arguments)]
+fn profile_varpar<'d, M: Profiled<'d>>(model: &mut M, theta_hat: &[f64], extra_hat: &[f64], phi_hat: &[f64], kinds: &[ParKind], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
     let (lower, upper) = match kinds[w] {
         ParKind::Sd | ParKind::Sigma => (0.0, f64::INFINITY),
         ParKind::Cor => (-1.0, 1.0),
     };
+    let terms = model.lmm().terms.clone();
     let mut offsets = vec![0];
-    for t in &model.terms {
+    for t in &terms {
         offsets.push(offsets.last().copied().unwrap_or(0) + t.ntheta());
     }
-    let target = locate(model, w);
-    let mut prof = VarparProfile { model, target, offsets };
-    let start0 = prof.inner_start(theta_hat);
+    let target = locate(model.lmm(), w);
+    let mut prof = VarparProfile { model, terms, target, offsets };
+    let mut start0 = prof.inner_start(theta_hat);
+    start0.extend(extra_hat);
     let ctl = inner_control();
     let scale = match kinds[w] {
         ParKind::Cor => 0.1,
@@ -449,14 +512,17 @@ fn covariance_of(model: &LinearMixedModel, theta: &[f64], sigma: f64, w: usize) 
 /// tanh and the other terms' θ; sⱼ = |c| / (σ² sᵢ |ρᵢⱼ|) follows. Every inner point is
 /// then a model, so the search can approach |ρᵢⱼ| = 1, where a fit with a correlation
 /// of ±1 has its optimum. At c = 0 exactly, ρᵢⱼ = 0 and sⱼ is free.
-fn profile_covariance(model: &mut LinearMixedModel, theta_hat: &[f64], sigma_hat: f64, phi_hat: &[f64], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
-    let (term, row, col) = match locate(model, w) {
+#[allow(clippy::too_many_arguments)]
+fn profile_covariance<'d, M: Profiled<'d>>(model: &mut M, theta_hat: &[f64], extra_hat: &[f64], sigma_hat: f64, phi_hat: &[f64], w: usize, base: f64, z: f64) -> Result<(f64, f64)> {
+    let (term, row, col) = match locate(model.lmm(), w) {
         Target::Cor { term, row, col } => (term, row, col),
         _ => return Err(MixedError::internal("profile", "a covariance profile needs a correlation")),
     };
-    let o0: usize = model.terms[..term].iter().map(|t| t.ntheta()).sum();
-    let o1 = o0 + model.terms[term].ntheta();
-    let t = model.terms[term].clone();
+    let terms = &model.lmm().terms;
+    let o0: usize = terms[..term].iter().map(|t| t.ntheta()).sum();
+    let o1 = o0 + terms[term].ntheta();
+    let t = terms[term].clone();
+    let n_extra = model.n_extra();
     let k = t.k;
     let (sd, cor) = term_sdcor(&t, &theta_hat[o0..o1]);
     let floor = 1e-3;
@@ -473,8 +539,10 @@ fn profile_covariance(model: &mut LinearMixedModel, theta_hat: &[f64], sigma_hat
     }
     start.extend(&theta_hat[o1..]);
     start.push(sigma_hat.ln());
+    start.extend(extra_hat);
     let ntail = theta_hat.len() - o1;
     let mut deviance = |inner: &[f64], x: f64| -> Result<f64> {
+        let (inner, extra) = inner.split_at(inner.len() - n_extra);
         let m = inner.len();
         let sigma = inner[m - 1].exp();
         let mut s: Vec<f64> = inner[o0..o0 + k].iter().map(|v| v.exp()).collect();
@@ -507,7 +575,7 @@ fn profile_covariance(model: &mut LinearMixedModel, theta_hat: &[f64], sigma_hat
         let mut theta = inner[..o0].to_vec();
         theta.extend(th_term);
         theta.extend(&inner[a..a + ntail]);
-        let d = model.deviance_at(&theta, sigma, false)?;
+        let d = model.deviance(&theta, sigma, extra)?;
         Ok(if d.is_finite() { d } else { 1e300 })
     };
     let ctl = inner_control();
@@ -525,26 +593,28 @@ fn profile_covariance(model: &mut LinearMixedModel, theta_hat: &[f64], sigma_hat
     Ok((ends[0], ends[1]))
 }
 
-fn profile_fixef(model: &LinearMixedModel, theta_hat: &[f64], est: f64, se: f64, j: usize, base: f64, z: f64) -> Result<(f64, f64)> {
-    let (n, p) = (model.n, model.p);
-    let xj: Vec<f64> = model.x[j * n..(j + 1) * n].to_vec();
-    let xdrop: Vec<f64> = (0..p).filter(|&a| a != j).flat_map(|a| model.x[a * n..(a + 1) * n].iter().copied()).collect();
-    let y0 = model.y.to_vec();
-    let mut mj = LinearMixedModel::new(model.terms.clone(), xdrop, p - 1, y0.clone(), model.weights().map(Cow::Borrowed), false)?;
+/// βⱼ fixed at b: xⱼb moves into the response of the model without column j, whose
+/// ML criterion is minimised over θ (and η) from the last point found on this side.
+fn profile_fixef<'d, M: Profiled<'d>>(model: &M, start: &[f64], est: f64, se: f64, j: usize, base: f64, z: f64) -> Result<(f64, f64)> {
+    let n = model.lmm().n;
+    let (y0, x) = model.data();
+    let xj: Vec<f64> = x[j * n..(j + 1) * n].to_vec();
+    let y0 = y0.to_vec();
+    let mut mj = model.without_column(j)?;
     let mut ctl = inner_control();
     let mut ends = [f64::NAN; 2];
     let mut y = y0.clone();
     for (e, target) in [-z, z].into_iter().enumerate() {
-        ctl.start = Some(theta_hat.to_vec());
+        ctl.start = Some(start.to_vec());
         let side = Side { est, target, lower: f64::NEG_INFINITY, upper: f64::INFINITY };
         ends[e] = solve_side(&side, se, |b| {
             for o in 0..n {
                 y[o] = y0[o] - b * xj[o];
             }
-            mj.set_response(&y)?;
-            let opt = optimize_theta(&mut mj, &ctl)?;
-            ctl.start = Some(opt.theta.clone());
-            Ok((b - est).signum() * (opt.criterion - base).max(0.0).sqrt())
+            mj.set_y(&y)?;
+            let (criterion, at) = mj.optimum(&ctl)?;
+            ctl.start = Some(at);
+            Ok((b - est).signum() * (criterion - base).max(0.0).sqrt())
         })?;
     }
     Ok((ends[0], ends[1]))

@@ -603,6 +603,39 @@ pub fn fit_correlated(cm: &mut CorrelatedModel, control: &FitControl, optimize: 
     Ok(CorrelatedFit { phi: cm.natural(&eta), eta, logdet: cm.logdet, fit })
 }
 
+/// Profiles of θ, σ and β with η re-optimised at every point (η last in each inner vector).
+impl<'d> crate::inference::profile::Profiled<'d> for CorrelatedModel<'d> {
+    fn lmm(&self) -> &LinearMixedModel<'d> {
+        &self.model
+    }
+    fn n_extra(&self) -> usize {
+        self.npar()
+    }
+    fn criterion(&mut self, theta: &[f64], extra: &[f64]) -> Result<f64> {
+        self.objective(theta, extra)
+    }
+    fn deviance(&mut self, theta: &[f64], sigma: f64, extra: &[f64]) -> Result<f64> {
+        self.set_eta(extra)?;
+        Ok(self.model.deviance_at(theta, sigma, false)? + self.logdet)
+    }
+    fn without_column(&self, j: usize) -> Result<Self> {
+        let xdrop = crate::inference::profile::drop_column(&self.x, self.y.len(), self.p, j);
+        CorrelatedModel::new(self.terms.clone(), xdrop, self.p - 1, self.y.to_vec(), false, self.cor.clone(), self.var.clone(), self.eta.clone())
+    }
+    fn data(&self) -> (&[f64], &[f64]) {
+        (&self.y, &self.x)
+    }
+    fn set_y(&mut self, y: &[f64]) -> Result<()> {
+        self.set_response(y)
+    }
+    fn optimum(&mut self, control: &FitControl) -> Result<(f64, Vec<f64>)> {
+        let f = fit_correlated(self, control, true)?;
+        let mut at = f.fit.optim.theta.clone();
+        at.extend(&f.eta);
+        Ok((f.fit.criterion, at))
+    }
+}
+
 /// Satterthwaite's ingredients over (θ, η, σ) for a correlated fit.
 pub fn varpar_derivatives_correlated(cm: &mut CorrelatedModel, vars: &[f64], sigma: f64) -> Result<crate::inference::varpar::VarparDerivatives> {
     let nth = cm.model.ntheta();
