@@ -50,6 +50,9 @@ check_no_correlation <- function(object, what) {
 #'   naming the terms to condition on.
 #' @param newdata optional data frame to simulate at: new random effects are drawn for
 #'   every level it contains (or, for terms conditioned on, the fitted ones are used).
+#'   A correlation or variance function is rebuilt on `newdata` at the fitted
+#'   parameters: its groups, times, strata and covariates are read from `newdata`
+#'   (strata must be the fit's), and nlme's default `varPower()` reads the predictions.
 #' @param newparams not supported (lme4's alternative parameters).
 #' @param allow.new.levels for terms conditioned on, levels not in the fit get random
 #'   effect 0 instead of an error (as in `predict()`).
@@ -66,10 +69,6 @@ check_no_correlation <- function(object, what) {
 #' @export
 simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form = NA, newdata = NULL,
                          newparams = NULL, allow.new.levels = FALSE, na.action = stats::na.pass, ...) {
-  if (structured_residuals(object) && !is.null(newdata)) {
-    mixedrs_abort("simulate(newdata =) is not available yet for fits with correlated or heteroscedastic residuals",
-                  kind = "not_available")
-  }
   if (!is.null(newparams)) mixedrs_abort("simulate(newparams =) is not available for lmm fits", kind = "not_available")
   if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
   if (!missing(use.u) && !missing(re.form)) mixedrs_abort("should specify only one of 'use.u' and 're.form'")
@@ -94,6 +93,10 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
     sim_term(if (length(cols) == ncol(Z)) Z else Z[, cols, drop = FALSE], f, t$diagonal && length(cols) > 1L, own)
   }
   free <- list()
+  # the errors' structure: the fit's, or rebuilt on newdata at the fitted parameters
+  cor_spec <- if (!is.null(model$cor)) model$cor[c("type", "groups", "times", "nugget")]
+  var_sd <- object$var_sd
+  var_spec <- NULL
   if (is.null(newdata)) {
     mu <- fixed_part(object)
     for (i in seq_along(model$terms)) {
@@ -135,15 +138,25 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
     }
     weights <- NULL
     rows <- .row_names_info(newdata, 0L)
+    if (structured_residuals(object)) {
+      new_terms <- lapply(model$terms, function(t) list(factor = as.factor(newdata_term(t, newdata)$factor), group = t$group))
+      if (!is.null(model$cor)) cor_spec <- cor_setup(model$correlation, newdata, new_terms)[c("type", "groups", "times", "nugget")]
+      if (!is.null(model$var)) {
+        # a variance function of the fitted values reads the predictions at newdata
+        fv <- if (uses_fitted(model$variance)) stats::predict(object, newdata = newdata, allow.new.levels = TRUE)
+        vs <- var_setup(model$variance, newdata, new_terms, fitted_values = fv, fit = object$varStruct)
+        var_spec <- list(parts = vs$parts, start = vs$start)
+        var_sd <- NULL
+      }
+    }
   }
   n <- length(mu)
   # the fixed part (and the terms conditioned on) enter as one column with coefficient 1
   dim(mu) <- c(n, 1L)
   spec <- list(n = n, X = mu, p = 1L, weights = weights, terms = free,
                # correlated or heteroscedastic errors, at the fitted structure
-               cor = if (!is.null(model$cor)) c(model$cor[c("type", "groups", "times", "nugget")],
-                                                list(start = unname(as.double(coef(object$correlation))))),
-               var_sd = object$var_sd)
+               cor = if (!is.null(cor_spec)) c(cor_spec, list(start = unname(as.double(coef(object$correlation))))),
+               var_sd = var_sd, var = var_spec)
   params <- list(theta = unname(as.double(free_theta)),
                  beta = 1, sigma = as.double(object$sigma), b = lapply(free, function(t) rep(0, t$nlevels * t$k)))
   out <- with_r_seed(seed, {

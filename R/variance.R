@@ -100,11 +100,16 @@ eval_strata <- function(expr, frame, env) {
 # The engine's description of the variance function, from the model frame. nlme orders
 # the data by the grouping factors before it reads the strata, and the first stratum
 # it meets is the reference (ratio 1): the same order here.
-var_setup <- function(variance, frame, terms, fitted_values = NULL) {
+# With `fit` (a fit's varStruct), the strata are the fit's (new data may hold any of
+# them, in any number) and a stratum the fit did not have is an error.
+var_setup <- function(variance, frame, terms, fitted_values = NULL, fit = NULL) {
   n <- nrow(frame)
   factors <- lapply(terms[order(vapply(terms, function(t) nlevels(t$factor), 1L))], `[[`, "factor")
   ord <- if (length(factors)) do.call(order, unname(factors)) else seq_len(n)
-  parts <- lapply(var_parts(variance), function(part) {
+  vparts <- var_parts(variance)
+  parts <- lapply(seq_along(vparts), function(i) {
+    part <- vparts[[i]]
+    known <- if (is.null(fit)) NULL else fit$parts[[i]]
     cls <- class(part)[1L]
     form <- var_formula(part)
     fp <- cor_form_parts(form)
@@ -112,6 +117,13 @@ var_setup <- function(variance, frame, terms, fitted_values = NULL) {
     if (cls == "varIdent") {
       s <- eval_strata(fp$group, frame, env)
       if (anyNA(s)) mixedrs_abort("the varIdent strata have missing values")
+      if (!is.null(known)) {
+        names_s <- c(known$reference, names(known$value))
+        if (!all(s %in% names_s)) {
+          mixedrs_abort(sprintf("varIdent(): stratum '%s' is not one of the fit's", s[!s %in% names_s][1L]))
+        }
+        return(list(type = "Ident", strata = match(s, names_s), nstrata = length(names_s), start = unname(known$value)))
+      }
       names_s <- unique(s[ord])
       counts <- table(factor(s, levels = names_s))
       if (length(names_s) > 1L && any(counts < 2L)) {
@@ -138,7 +150,7 @@ var_setup <- function(variance, frame, terms, fitted_values = NULL) {
     if (cls == "varFixed" && any(x <= 0)) {
       mixedrs_abort(sprintf("varFixed(): the covariate '%s' must be positive (it is the variance's multiplier)", label))
     }
-    start <- switch(cls, varPower = 0, varExp = 0, varConstPower = c(1, 0), varFixed = numeric(0))
+    start <- if (!is.null(known)) unname(known$value) else switch(cls, varPower = 0, varExp = 0, varConstPower = c(1, 0), varFixed = numeric(0))
     names <- switch(cls, varPower = "power", varExp = "expon", varConstPower = c("const", "power"), varFixed = character(0))
     list(type = var_types[[cls]], covariate = x, class = cls, form = form, names = names, start = start)
   })

@@ -87,8 +87,59 @@ test_that("bad simulation requests are classed errors", {
   expect_error(simulate(m, 0), class = "mixedrs_input_error")
   expect_error(simulate(m, newdata = "a"), class = "mixedrs_input_error")
   expect_error(bootstrap(m, -1), class = "mixedrs_input_error")
-  mc <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), sim_growth(trees = 5), correlation = corAR1())
-  expect_error(simulate(mc, newdata = sim_growth(trees = 2)), class = "mixedrs_not_available_error")
+  # new data must carry what the residual structure reads
+  o <- as.data.frame(nlme::Orthodont)
+  mv <- lmm(distance ~ age + (1 | Subject), o, correlation = nlme::corAR1(form = ~ 1 | Subject),
+            weights = nlme::varIdent(form = ~ 1 | Sex))
+  expect_error(simulate(mv, 1, newdata = data.frame(age = 8, Subject = "new", Sex = "Other")), "Other",
+               class = "mixedrs_input_error")
+  expect_error(simulate(mv, 1, newdata = data.frame(age = 8, Subject = "new")), class = "error")
+  mc <- lmm(height ~ treatment:age - 1 + (age - 1 | tree), sim_growth(trees = 5), correlation = corAR1(form = ~ age | tree))
+  nd <- sim_growth(trees = 2)
+  nd$age[2] <- nd$age[1]
+  expect_error(simulate(mc, 1, newdata = nd), "duplicated times", class = "mixedrs_input_error")
+})
+
+test_that("simulate(newdata =) with a residual structure: the fit's draws on its own data, the model's covariance on new groups", {
+  o <- as.data.frame(nlme::Orthodont)
+  bw <- as.data.frame(nlme::BodyWeight)
+  oats <- as.data.frame(nlme::Oats)
+  oats$BV <- interaction(oats$Block, oats$Variety)
+  fits <- list(
+    ar1_ident = lmm(distance ~ age + (1 | Subject), o, correlation = nlme::corAR1(form = ~ 1 | Subject),
+                    weights = nlme::varIdent(form = ~ 1 | Sex)),
+    cs_comb = lmm(yield ~ nitro + (1 | Block), oats, correlation = nlme::corCompSymm(form = ~ 1 | BV),
+                  weights = nlme::varComb(nlme::varIdent(form = ~ 1 | Variety), nlme::varExp(form = ~ nitro))),
+    car1_power = lmm(weight ~ Time + (1 | Rat), bw, correlation = nlme::corCAR1(form = ~ Time | Rat),
+                     weights = nlme::varPower(form = ~ Time)),
+    walk = lmm(weight ~ Time + (1 | Rat), bw, correlation = corRandomWalk(form = ~ Time | Rat)))
+  for (nm in names(fits)) {
+    m <- fits[[nm]]
+    d <- list(o, oats, bw)[[match(nobs(m), c(nrow(o), nrow(oats), nrow(bw)))]]
+    expect_equal(simulate(m, 3, seed = 5, newdata = d), simulate(m, 3, seed = 5), tolerance = 1e-12,
+                 ignore_attr = TRUE, label = nm)
+    expect_equal(simulate(m, 2, seed = 6, newdata = d, re.form = NULL), simulate(m, 2, seed = 6, use.u = TRUE),
+                 tolerance = 1e-12, ignore_attr = TRUE, label = nm)
+  }
+  # nlme's default varPower() reads the predictions at newdata (the fit's last round of
+  # fitted values on its own data: equal to ~1e-7)
+  mf <- lmm(distance ~ age + (1 | Subject), o, weights = nlme::varPower())
+  expect_equal(simulate(mf, 2, seed = 7, newdata = o), simulate(mf, 2, seed = 7), tolerance = 1e-6, ignore_attr = TRUE)
+  # two new subjects, one per stratum: Var(y) = tau^2 J + sigma^2 r_s^2 phi^|i - j|
+  m <- fits$ar1_ident
+  nd <- data.frame(age = rep(c(8, 10, 12, 14), 2), Subject = rep(c("new1", "new2"), each = 4),
+                   Sex = rep(c("Male", "Female"), each = 4))
+  y <- as.matrix(simulate(m, 20000, seed = 1, newdata = nd))
+  phi <- unname(coef(m$correlation))
+  tau2 <- VarCorr(m)$Subject[1]
+  for (sex in c("Male", "Female")) {
+    r <- if (sex == "Male") 1 else unname(coef(m$varStruct)["Female"])
+    expected <- tau2 + sigma(m)^2 * r^2 * phi^abs(outer(1:4, 1:4, "-"))
+    # 20000 draws: a variance's Monte Carlo error is about 1%
+    expect_equal(unname(cov(t(y[nd$Sex == sex, ]))), expected, tolerance = 0.04, label = sex)
+  }
+  # the subjects are independent
+  expect_lt(abs(cor(y[1, ], y[5, ])), 0.03)
 })
 
 test_that("simulate(newdata =) draws new random effects for the levels of newdata", {

@@ -200,7 +200,6 @@ test_that("simulate() draws errors with the fitted variance function and correla
   expect_equal(cor(as.vector(e[lag, ]), as.vector(e[lag - 1L, ])), unname(coef(mc$correlation)), tolerance = 0.05)
   # the same draws from the same seed, and newdata is refused with a structure
   expect_identical(simulate(m, 2, seed = 5), simulate(m, 2, seed = 5))
-  expect_error(simulate(m, 1, newdata = o[1:5, ]), class = "mixedrs_not_available_error")
 })
 
 test_that("bootstrap() refits the residual structure; its intervals; profiles of its parameters", {

@@ -145,7 +145,9 @@ fn read_cor(robj: &Robj) -> std::result::Result<(CorStruct, Vec<f64>), Error> {
 
 /// The variance function: `spec$var$parts`, each a list with `type` and its covariate
 /// or 1-based strata codes, and `spec$var$start` (natural scale) or NULL.
-fn read_var(robj: &Robj, n: usize) -> std::result::Result<(VarFunc, Vec<f64>), Error> {
+/// The variance function a spec describes, and η at its `start`; `new_data` for a
+/// fitted one on new data, where its strata need not all occur.
+fn read_var(robj: &Robj, n: usize, new_data: bool) -> std::result::Result<(VarFunc, Vec<f64>), Error> {
     let list: List = robj.try_into().map_err(|_| input("'var' must be a list"))?;
     let map = named(list);
     let parts_list: List = field(&map, "parts")?.try_into().map_err(|_| input("'var$parts' must be a list"))?;
@@ -170,7 +172,7 @@ fn read_var(robj: &Robj, n: usize) -> std::result::Result<(VarFunc, Vec<f64>), E
         };
         parts.push(part);
     }
-    let var = VarFunc::new(parts, n).map_err(to_r_error)?;
+    let var = if new_data { VarFunc::on_new_data(parts, n) } else { VarFunc::new(parts, n) }.map_err(to_r_error)?;
     let start = reals(&map, "start")?;
     if start.len() != var.npar() {
         return Err(input("the variance function's start has the wrong length"));
@@ -198,7 +200,7 @@ fn read_residuals(objects: &SpecObjects) -> std::result::Result<Residuals<'_>, E
         };
         let var = match given("var") {
             Some(v) => {
-                let (var, var_eta) = read_var(v, y.len())?;
+                let (var, var_eta) = read_var(v, y.len(), false)?;
                 eta.extend(var_eta);
                 Some(var)
             }
@@ -439,7 +441,14 @@ fn run_simulate(spec: List, params: List, control: List) -> std::result::Result<
             }
             _ => None,
         };
-        let sd = opt_reals(&objects.map, "var_sd")?;
+        // the variance function on new data: its multipliers at the fitted parameters
+        let sd = match objects.map.get("var") {
+            Some(v) if !v.is_null() => {
+                let (var, eta) = read_var(v, n, true)?;
+                Some(var.multipliers(&eta, n).map_err(to_r_error)?.0)
+            }
+            _ => opt_reals(&objects.map, "var_sd")?,
+        };
         if sd.as_ref().is_some_and(|s| s.len() != n) || cor.as_ref().is_some_and(|(c, _)| c.times.len() != n) {
             return Err(input("the residual structure does not have n rows"));
         }

@@ -140,6 +140,15 @@ impl VarFunc {
         Ok(VarFunc { parts })
     }
 
+    /// A fitted variance function on new data (for simulation): its strata may be
+    /// missing there, as it is not estimated from them.
+    pub fn on_new_data(parts: Vec<VarPart>, n: usize) -> Result<Self> {
+        if parts.is_empty() || parts.iter().any(|p| p.len() != n) {
+            return Err(MixedError::Input("the variance covariate and the new data differ in length".into()));
+        }
+        Ok(VarFunc { parts })
+    }
+
     pub fn npar(&self) -> usize {
         self.parts.iter().map(VarPart::npar).sum()
     }
