@@ -352,7 +352,7 @@ impl<'d> LinearMixedModel<'d> {
     /// Re-form A from the current data, whose values changed but not their structure
     /// (the whitened copy of a model with correlated residuals at a new η); L keeps its
     /// pattern and is refactored at the next evaluation.
-    pub(crate) fn reform_a(&mut self) {
+    pub fn reform_a(&mut self) {
         self.refill_a(true);
     }
 

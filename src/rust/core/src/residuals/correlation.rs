@@ -15,7 +15,11 @@ use crate::lmm::optimize::{optimize_objective, optimize_with, OptimSummary, Sear
 use crate::optim::bfgs::{FitControl, Objective};
 use crate::lmm::reterm::ReTerm;
 use crate::residuals::variance::VarFunc;
+use rayon::prelude::*;
 use std::borrow::Cow;
+
+/// Rows from which the whitened columns are formed on several threads.
+const PARALLEL_WHITEN_ROWS: usize = 20_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CorKind {
@@ -110,6 +114,16 @@ impl CorStruct {
             .collect()
     }
 
+    /// dφ/dη of a Markov structure's parameter (AR(1): tanh; CAR(1): logistic).
+    pub(crate) fn dnatural(&self, eta: f64) -> f64 {
+        let phi = self.natural(&[eta])[0];
+        match self.kind {
+            CorKind::Ar1 => 1.0 - phi * phi,
+            CorKind::Car1 => phi * (1.0 - phi),
+            _ => f64::NAN,
+        }
+    }
+
     /// η from natural-scale parameters (clamped just inside their range).
     pub fn unconstrained(&self, phi: &[f64]) -> Vec<f64> {
         phi.iter()
@@ -178,6 +192,22 @@ impl CorStruct {
             }
         }
         out
+    }
+
+    /// Whether C⁻¹ is bidiagonal in time order (AR(1), CAR(1), or no correlation).
+    pub fn is_markov(&self) -> bool {
+        matches!(self.kind, CorKind::Ar1 | CorKind::Car1 | CorKind::Independent)
+    }
+
+    /// Each row's predecessor in time within its group (itself for a group's first row).
+    fn predecessors(&self, n: usize) -> Vec<u32> {
+        let mut prev: Vec<u32> = (0..n as u32).collect();
+        for g in &self.groups {
+            for w in g.windows(2) {
+                prev[w[1]] = w[0] as u32;
+            }
+        }
+        prev
     }
 
     /// AR(1) and CAR(1) are Markov in time, so C_g⁻¹ is bidiagonal: in time order, the
@@ -296,6 +326,21 @@ pub struct CorrelatedModel<'d> {
     pub model: LinearMixedModel<'d>,
     eta: Vec<f64>,
     logdet: f64,
+    /// For a Markov structure, each row's predecessor in its group (see [`BidiagonalWhitening`]).
+    pub(crate) prev: Vec<u32>,
+}
+
+/// (V C)⁻¹ of a Markov structure is bidiagonal: row o of the whitened data is
+/// a_o·d_o + b_o·d_prev(o), with a_o = s_o/v_o and b_o = −ρ_o s_o/v_prev(o) (ρ_o =
+/// φ^gap, s_o = 1/√(1 − ρ_o²); a group's first row has a_o = 1/v_o, b_o = 0). The
+/// coefficients are formed once per η; every column is then one pass, the columns in
+/// parallel.
+pub(crate) struct BidiagonalWhitening {
+    pub(crate) a: Vec<f64>,
+    pub(crate) b: Vec<f64>,
+    /// 1/v_i, the variance function's inverse multipliers (ones without one).
+    pub(crate) inv_v: Vec<f64>,
+    pub(crate) logdet: f64,
 }
 
 impl<'d> CorrelatedModel<'d> {
@@ -330,7 +375,8 @@ impl<'d> CorrelatedModel<'d> {
             }
         }
         let (model, logdet) = Self::whitened(&terms, &x, p, &y, reml, &cor, var.as_ref(), &eta0)?;
-        Ok(CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet })
+        let prev = if cor.is_markov() { cor.predecessors(n) } else { Vec::new() };
+        Ok(CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet, prev })
     }
 
     /// Number of residual-structure parameters (the correlation's, then the variance function's).
@@ -429,6 +475,9 @@ impl<'d> CorrelatedModel<'d> {
     /// Re-whiten the data into the whitened model's own buffers at η and re-form its A
     /// (same blocks, same pattern of L): no allocation per evaluation.
     fn rewhiten(&mut self, eta: &[f64]) -> Result<f64> {
+        if !self.prev.is_empty() {
+            return self.rewhiten_bidiagonal(eta);
+        }
         let n = self.y.len();
         let m = &mut self.model;
         m.y.to_mut().copy_from_slice(&self.y);
@@ -446,6 +495,82 @@ impl<'d> CorrelatedModel<'d> {
         };
         m.reform_a();
         Ok(logdet)
+    }
+
+    /// The coefficients of the bidiagonal (V C)⁻¹ at η, and log|V Ψ V|.
+    pub(crate) fn bidiagonal(&self, eta: &[f64]) -> Result<BidiagonalWhitening> {
+        let n = self.y.len();
+        let nc = self.cor.npar();
+        let (inv_v, logsum) = match &self.var {
+            Some(v) => {
+                let (mult, logsum) = v.multipliers(&eta[nc..], n)?;
+                (mult.iter().map(|m| 1.0 / m).collect(), logsum)
+            }
+            None => (vec![1.0; n], 0.0),
+        };
+        let phi = if nc > 0 { self.cor.natural(&eta[..nc])[0] } else { 0.0 };
+        let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+        let mut logdet = 2.0 * logsum;
+        // ρ, s and log(1 − ρ²) change with the gap only: computed once per run of equal gaps
+        let (mut last_gap, mut rho, mut scale, mut log_one_minus) = (f64::NAN, 0.0, 1.0, 0.0);
+        for o in 0..n {
+            let pv = self.prev[o] as usize;
+            if pv == o {
+                a[o] = inv_v[o];
+                continue;
+            }
+            let gap = self.cor.times[o] - self.cor.times[pv];
+            if gap != last_gap {
+                last_gap = gap;
+                rho = phi.powf(gap);
+                let one_minus = 1.0 - rho * rho;
+                if !(one_minus > 0.0) {
+                    return Err(MixedError::Numerical("the residual correlation matrix is not positive definite".into()));
+                }
+                scale = 1.0 / one_minus.sqrt();
+                log_one_minus = one_minus.ln();
+            }
+            a[o] = scale * inv_v[o];
+            b[o] = -rho * scale * inv_v[pv];
+            logdet += log_one_minus;
+        }
+        Ok(BidiagonalWhitening { a, b, inv_v, logdet })
+    }
+
+    /// [`CorrelatedModel::rewhiten`] for a Markov structure: each whitened column in one
+    /// pass from the original, columns in parallel on large data.
+    fn rewhiten_bidiagonal(&mut self, eta: &[f64]) -> Result<f64> {
+        let w = self.bidiagonal(eta)?;
+        let n = self.y.len();
+        let m = &mut self.model;
+        let mut cols: Vec<(&[f64], &mut [f64])> = vec![(&self.y[..], m.y.to_mut())];
+        cols.extend(self.x.chunks(n).zip(m.x.to_mut().chunks_mut(n)));
+        for (wt, t) in m.terms.iter_mut().zip(&self.terms) {
+            cols.extend(t.z.chunks(n).zip(wt.z.to_mut().chunks_mut(n)));
+        }
+        let prev = &self.prev;
+        // rows in group and time order (the usual layout): the predecessor is the row
+        // before (b = 0 where it is not), so the pass reads memory in order and vectorises
+        let in_order = n > 0 && prev.iter().enumerate().all(|(o, &p)| p as usize == o || p as usize + 1 == o);
+        let whiten = |(src, dst): (&[f64], &mut [f64])| {
+            if in_order {
+                dst[0] = w.a[0] * src[0];
+                for ((((d, a), b), s), s_prev) in dst[1..].iter_mut().zip(&w.a[1..]).zip(&w.b[1..]).zip(&src[1..]).zip(&src[..n - 1]) {
+                    *d = a * s + b * s_prev;
+                }
+            } else {
+                for o in 0..n {
+                    dst[o] = w.a[o] * src[o] + w.b[o] * src[prev[o] as usize];
+                }
+            }
+        };
+        if n >= PARALLEL_WHITEN_ROWS {
+            cols.into_par_iter().for_each(whiten);
+        } else {
+            cols.into_iter().for_each(whiten);
+        }
+        m.reform_a();
+        Ok(w.logdet)
     }
 
     /// Move to η, re-whitening only when it changed.
@@ -479,6 +604,13 @@ impl<'d> CorrelatedModel<'d> {
         Ok(self.model.objective(theta)? + self.logdet)
     }
 
+    /// The criterion's gradient over [θ, η], as the optimiser computes it.
+    pub fn gradient(&mut self, theta: &[f64], eta: &[f64]) -> Result<Vec<f64>> {
+        let mut x = theta.to_vec();
+        x.extend(eta);
+        CorrelatedCriterion { cm: self, spares: Vec::new() }.gradient_at(&x)
+    }
+
     /// nlme's normalized residuals at the current η: the residuals y − Xβ − Zb whitened,
     /// (V C)⁻¹ (y − Xβ − Zb), in units of σ once divided by σ.
     pub fn whitened_residuals(&self, beta: &[f64], b: &[Vec<f64>]) -> Vec<f64> {
@@ -493,8 +625,9 @@ impl<'d> CorrelatedModel<'d> {
 }
 
 /// The criterion over [θ, η] for the optimiser. The θ part of its gradient is exact
-/// (the whitened model's, at fixed η); the η part is central differences, which
-/// re-whiten the n rows, so they run on copies of the model in parallel on large data.
+/// (the whitened model's, at fixed η); so is the η part of a Markov structure
+/// (`gradient.rs`); for other structures it is central differences, which re-whiten the
+/// n rows, so they run on copies of the model in parallel on large data.
 struct CorrelatedCriterion<'m, 'd> {
     cm: &'m mut CorrelatedModel<'d>,
     spares: Vec<CorrelatedModel<'d>>,
@@ -509,7 +642,14 @@ impl CorrelatedCriterion<'_, '_> {
         let (theta, eta) = x.split_at(nth);
         self.cm.set_eta(eta)?;
         self.cm.model.update_l(theta)?;
+        // a Markov structure's η part is exact (one pass over the rows, before the θ
+        // part spends the factor); other structures difference it below
+        let exact_eta = self.cm.eta_gradient()?;
         let mut g = self.cm.model.gradient()?;
+        if let Some(ge) = exact_eta {
+            g.extend(ge);
+            return Ok(g);
+        }
         if eta.is_empty() {
             return Ok(g);
         }

@@ -41,34 +41,72 @@ impl VarPart {
     }
 
     /// Multiply `v` by this part's multipliers at unconstrained `eta`.
-    fn apply(&self, eta: &[f64], v: &mut [f64]) {
+    /// ∂ log v_i / ∂η_j of this part's multipliers, one n-vector per parameter.
+    fn log_derivatives(&self, eta: &[f64]) -> Vec<Vec<f64>> {
         match self {
-            VarPart::Ident { strata, .. } => {
+            VarPart::Ident { strata, nstrata } => (1..*nstrata).map(|j| strata.iter().map(|&s| (s as usize == j) as u8 as f64).collect()).collect(),
+            VarPart::Power { covariate } => vec![covariate.iter().map(|x| x.abs().ln()).collect()],
+            VarPart::Exp { covariate } => vec![covariate.clone()],
+            VarPart::ConstPower { covariate } => {
+                let c = eta[0].exp();
+                let pow: Vec<f64> = covariate.iter().map(|x| x.abs().powf(eta[1])).collect();
+                vec![
+                    pow.iter().map(|q| c / (c + q)).collect(),
+                    covariate.iter().zip(&pow).map(|(x, q)| if *x == 0.0 { 0.0 } else { q * x.abs().ln() / (c + q) }).collect(),
+                ]
+            }
+            VarPart::Fixed { .. } => Vec::new(),
+        }
+    }
+
+    /// Multiply v by this part's multipliers at η; returns Σ log of them, formed from η
+    /// where it can be (a log per row costs as much as the rest of a whitening pass).
+    fn apply(&self, eta: &[f64], v: &mut [f64]) -> f64 {
+        match self {
+            VarPart::Ident { strata, nstrata } => {
                 let ratio: Vec<f64> = std::iter::once(1.0).chain(eta.iter().map(|e| e.exp())).collect();
+                let mut count = vec![0usize; *nstrata];
                 for (vi, &s) in v.iter_mut().zip(strata) {
                     *vi *= ratio[s as usize];
+                    count[s as usize] += 1;
                 }
+                count.iter().skip(1).zip(eta).map(|(&c, e)| c as f64 * e).sum()
             }
             VarPart::Power { covariate } => {
+                let mut logsum = 0.0;
                 for (vi, &x) in v.iter_mut().zip(covariate) {
-                    *vi *= x.abs().powf(eta[0]);
+                    let l = eta[0] * x.abs().ln();
+                    *vi *= l.exp();
+                    logsum += l;
                 }
+                logsum
             }
             VarPart::Exp { covariate } => {
+                let mut logsum = 0.0;
                 for (vi, &x) in v.iter_mut().zip(covariate) {
-                    *vi *= (eta[0] * x).exp();
+                    let l = eta[0] * x;
+                    *vi *= l.exp();
+                    logsum += l;
                 }
+                logsum
             }
             VarPart::ConstPower { covariate } => {
                 let c = eta[0].exp();
+                let mut logsum = 0.0;
                 for (vi, &x) in v.iter_mut().zip(covariate) {
-                    *vi *= c + x.abs().powf(eta[1]);
+                    let m = c + x.abs().powf(eta[1]);
+                    *vi *= m;
+                    logsum += m.ln();
                 }
+                logsum
             }
             VarPart::Fixed { covariate } => {
+                let mut logsum = 0.0;
                 for (vi, &x) in v.iter_mut().zip(covariate) {
                     *vi *= x.sqrt();
+                    logsum += 0.5 * x.ln();
                 }
+                logsum
             }
         }
     }
@@ -166,19 +204,21 @@ impl VarFunc {
     /// The standard-deviation multipliers v_i at unconstrained `eta`, and Σ log v_i.
     pub fn multipliers(&self, eta: &[f64], n: usize) -> Result<(Vec<f64>, f64)> {
         let mut v = vec![1.0; n];
-        for (p, e) in self.parts.iter().zip(self.split(eta)) {
-            p.apply(e, &mut v);
-        }
         let mut logsum = 0.0;
-        for &vi in &v {
-            if !(vi.is_finite() && vi > 0.0) {
-                return Err(MixedError::Numerical(
-                    "the variance function gives a zero or non-finite standard deviation (a power of a covariate that is 0?)".into(),
-                ));
-            }
-            logsum += vi.ln();
+        for (p, e) in self.parts.iter().zip(self.split(eta)) {
+            logsum += p.apply(e, &mut v);
+        }
+        if !logsum.is_finite() || v.iter().any(|&vi| !(vi.is_finite() && vi > 0.0)) {
+            return Err(MixedError::Numerical(
+                "the variance function gives a zero or non-finite standard deviation (a power of a covariate that is 0?)".into(),
+            ));
         }
         Ok((v, logsum))
+    }
+
+    /// ∂ log v_i / ∂η_j for every parameter j (each an n-vector), η unconstrained.
+    pub fn log_derivatives(&self, eta: &[f64]) -> Vec<Vec<f64>> {
+        self.parts.iter().zip(self.split(eta)).flat_map(|(p, e)| p.log_derivatives(e)).collect()
     }
 
     /// Natural-scale parameters (nlme's: ratios, powers, const then power).
