@@ -156,3 +156,38 @@ fn the_exact_eta_gradient_of_markov_structures_matches_differences() {
         }
     }
 }
+
+#[test]
+fn varident_alone_forms_a_from_the_strata_as_the_rows_would() {
+    use mixedrs_core::{VarFunc, VarPart};
+    // 10 subjects × 30 rows: A is small beside the rows, so A(δ) is summed from the strata
+    let (ns, nt) = (10usize, 30usize);
+    let n = ns * nt;
+    let subj: Vec<u32> = (0..n).map(|o| (o / nt) as u32).collect();
+    let t: Vec<f64> = (0..n).map(|o| (o % nt) as f64 / 3.0).collect();
+    let stratum: Vec<u32> = (0..n).map(|o| ((o * 13) % 3) as u32).collect();
+    let mut x = vec![1.0; n];
+    x.extend(&t);
+    let y: Vec<f64> = (0..n).map(|o| 1.0 + 0.2 * t[o] + (subj[o] as f64).cos() + ((o * 17) % 7) as f64 / 4.0 * (1.0 + stratum[o] as f64)).collect();
+    let term = || vec![mixedrs_core::ReTerm::new(subj.clone(), ns, vec![1.0; n], 1, mixedrs_core::CovForm::Full).unwrap()];
+    let ident = VarFunc::new(vec![VarPart::Ident { strata: stratum.clone(), nstrata: 3 }], n).unwrap();
+    // the same variance function with a factor of one more part: formed from the rows
+    let rows = VarFunc::new(vec![VarPart::Ident { strata: stratum.clone(), nstrata: 3 }, VarPart::Fixed { covariate: vec![1.0; n] }], n).unwrap();
+    for reml in [true, false] {
+        let eta0 = vec![0.3, -0.2];
+        let mut a = CorrelatedModel::new(term(), x.clone(), 2, y.clone(), reml, CorStruct::independent(n), Some(ident.clone()), eta0.clone()).unwrap();
+        let mut b = CorrelatedModel::new(term(), x.clone(), 2, y.clone(), reml, CorStruct::independent(n), Some(rows.clone()), eta0.clone()).unwrap();
+        for (theta, eta) in [(0.7, [0.3, -0.2]), (1.4, [-0.5, 0.8]), (0.2, [0.0, 0.0])] {
+            let (fa, fb) = (a.objective(&[theta], &eta).unwrap(), b.objective(&[theta], &eta).unwrap());
+            assert!((fa - fb).abs() < 1e-10 * fb.abs(), "{fa} vs {fb}");
+            let (ga, gb) = (a.gradient(&[theta], &eta).unwrap(), b.gradient(&[theta], &eta).unwrap());
+            assert!(ga.iter().zip(&gb).all(|(u, v)| (u - v).abs() < 1e-8 * (1.0 + v.abs())));
+        }
+        // a new response re-forms the strata's A (a bootstrap replicate)
+        let y2: Vec<f64> = y.iter().enumerate().map(|(o, v)| v + (o % 5) as f64 * 0.3).collect();
+        a.set_response(&y2).unwrap();
+        b.set_response(&y2).unwrap();
+        let (fa, fb) = (a.objective(&[0.9], &[0.1, 0.4]).unwrap(), b.objective(&[0.9], &[0.1, 0.4]).unwrap());
+        assert!((fa - fb).abs() < 1e-10 * fb.abs(), "after set_response: {fa} vs {fb}");
+    }
+}

@@ -380,6 +380,25 @@ pub enum Block {
     Dense(Dense),
 }
 
+impl Block {
+    /// The stored values, whatever the storage.
+    pub fn values(&self) -> &[f64] {
+        match self {
+            Block::Diag(d) => &d.data,
+            Block::Sparse(s) => &s.values,
+            Block::Dense(d) => &d.data,
+        }
+    }
+
+    pub fn values_mut(&mut self) -> &mut [f64] {
+        match self {
+            Block::Diag(d) => &mut d.data,
+            Block::Sparse(s) => &mut s.values,
+            Block::Dense(d) => &mut d.data,
+        }
+    }
+}
+
 impl Default for Block {
     fn default() -> Self {
         Block::Dense(Dense::default())

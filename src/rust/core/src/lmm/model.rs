@@ -468,6 +468,27 @@ impl<'d> LinearMixedModel<'d> {
         self.sigma_at_theta = None;
     }
 
+    /// A's values (block by block) as Σ_s c_s A_s from stored snapshots `parts[s][block]`
+    /// of the same pattern: a variance function constant on strata makes A a weighted
+    /// sum of the strata's cross-products, formed without the rows.
+    pub(crate) fn set_a_weighted(&mut self, parts: &[Vec<Vec<f64>>], c: &[f64]) {
+        for (bi, blk) in self.a.iter_mut().enumerate() {
+            let v = blk.values_mut();
+            v.copy_from_slice(&parts[0][bi]);
+            v.iter_mut().for_each(|x| *x *= c[0]);
+            for (part, &cs) in parts.iter().zip(c).skip(1) {
+                v.iter_mut().zip(&part[bi]).for_each(|(x, p)| *x += cs * p);
+            }
+        }
+        self.factor_current = false;
+        self.sigma_at_theta = None;
+    }
+
+    /// A snapshot of A's values, block by block.
+    pub(crate) fn a_values(&self) -> Vec<Vec<f64>> {
+        self.a.iter().map(|b| b.values().to_vec()).collect()
+    }
+
     pub fn set_response(&mut self, y: &[f64]) -> Result<()> {
         if y.len() != self.n {
             return Err(MixedError::Input(format!("response has length {}, expected {}", y.len(), self.n)));

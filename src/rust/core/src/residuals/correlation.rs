@@ -14,7 +14,7 @@ use crate::lmm::model::LinearMixedModel;
 use crate::lmm::optimize::{optimize_objective, optimize_with, OptimSummary, SearchScale};
 use crate::optim::bfgs::{FitControl, Objective};
 use crate::lmm::reterm::ReTerm;
-use crate::residuals::variance::VarFunc;
+use crate::residuals::variance::{VarFunc, VarPart};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
@@ -328,6 +328,9 @@ pub struct CorrelatedModel<'d> {
     logdet: f64,
     /// For a Markov structure, each row's predecessor in its group (see [`BidiagonalWhitening`]).
     pub(crate) prev: Vec<u32>,
+    /// varIdent alone: each stratum's A (the cross-products of its rows, unscaled), so
+    /// that A(δ) = Σ_s δ_s⁻² A_s is formed without the rows; empty otherwise.
+    strata_a: Vec<Vec<Vec<f64>>>,
 }
 
 /// (V C)⁻¹ of a Markov structure is bidiagonal: row o of the whitened data is
@@ -376,7 +379,9 @@ impl<'d> CorrelatedModel<'d> {
         }
         let (model, logdet) = Self::whitened(&terms, &x, p, &y, reml, &cor, var.as_ref(), &eta0)?;
         let prev = if cor.is_markov() { cor.predecessors(n) } else { Vec::new() };
-        Ok(CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet, prev })
+        let mut cm = CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet, prev, strata_a: Vec::new() };
+        cm.form_strata_a()?;
+        Ok(cm)
     }
 
     /// Number of residual-structure parameters (the correlation's, then the variance function's).
@@ -400,6 +405,8 @@ impl<'d> CorrelatedModel<'d> {
             return Err(MixedError::Input("the response has the wrong length".into()));
         }
         self.y = Cow::Owned(y.to_vec());
+        // the strata's A hold the old response's cross-products
+        self.form_strata_a()?;
         // re-whitened in place, as at every η: the whitened model's A is then formed
         // the same way whatever this copy fitted before (bootstrap workers reuse copies)
         let eta = self.eta.clone();
@@ -497,6 +504,50 @@ impl<'d> CorrelatedModel<'d> {
         Ok(logdet)
     }
 
+    /// The strata of a variance function that is varIdent alone, without correlation.
+    fn ident_strata(&self) -> Option<(&[u32], usize)> {
+        match (&self.cor.kind, self.var.as_ref().map(|v| &v.parts[..])) {
+            (CorKind::Independent, Some([VarPart::Ident { strata, nstrata }])) if *nstrata >= 2 => Some((strata, *nstrata)),
+            _ => None,
+        }
+    }
+
+    /// Each stratum's A, from the rows of that stratum alone (the others zeroed in the
+    /// whitened copy, then re-formed in place, so every A_s has the pattern of A), when
+    /// summing the S copies costs less than a pass over the rows; the whitened model is
+    /// then restored at the current η.
+    fn form_strata_a(&mut self) -> Result<()> {
+        self.strata_a.clear();
+        let Some((strata, ns)) = self.ident_strata() else { return Ok(()) };
+        let strata = strata.to_vec();
+        let n = self.y.len();
+        let ncols = 1 + self.p + self.terms.iter().map(|t| t.k).sum::<usize>();
+        let size: usize = self.model.a.iter().map(|b| b.values().len()).sum();
+        if ns * size > n * ncols {
+            return Ok(());
+        }
+        let mut snaps = Vec::with_capacity(ns);
+        for st in 0..ns as u32 {
+            let m = &mut self.model;
+            let mut cols: Vec<(&[f64], &mut [f64])> = vec![(&self.y[..], m.y.to_mut())];
+            cols.extend(self.x.chunks(n).zip(m.x.to_mut().chunks_mut(n)));
+            for (wt, t) in m.terms.iter_mut().zip(&self.terms) {
+                cols.extend(t.z.chunks(n).zip(wt.z.to_mut().chunks_mut(n)));
+            }
+            for (src, dst) in cols {
+                for o in 0..n {
+                    dst[o] = if strata[o] == st { src[o] } else { 0.0 };
+                }
+            }
+            m.reform_a();
+            snaps.push(m.a_values());
+        }
+        self.strata_a = snaps;
+        let eta = self.eta.clone();
+        self.logdet = self.rewhiten(&eta)?;
+        Ok(())
+    }
+
     /// The coefficients of the bidiagonal (V C)⁻¹ at η, and log|V Ψ V|.
     pub(crate) fn bidiagonal(&self, eta: &[f64]) -> Result<BidiagonalWhitening> {
         let n = self.y.len();
@@ -569,7 +620,13 @@ impl<'d> CorrelatedModel<'d> {
         } else {
             cols.into_iter().for_each(whiten);
         }
-        m.reform_a();
+        if self.strata_a.is_empty() {
+            m.reform_a();
+        } else {
+            // varIdent alone: rows of stratum s are scaled by 1/δ_s, so A = Σ_s δ_s⁻² A_s
+            let c: Vec<f64> = std::iter::once(1.0).chain(eta[..self.strata_a.len() - 1].iter().map(|e| (-2.0 * e).exp())).collect();
+            m.set_a_weighted(&self.strata_a, &c);
+        }
         Ok(w.logdet)
     }
 
