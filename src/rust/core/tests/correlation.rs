@@ -183,6 +183,15 @@ fn varident_alone_forms_a_from_the_strata_as_the_rows_would() {
             let (ga, gb) = (a.gradient(&[theta], &eta).unwrap(), b.gradient(&[theta], &eta).unwrap());
             assert!(ga.iter().zip(&gb).all(|(u, v)| (u - v).abs() < 1e-8 * (1.0 + v.abs())));
         }
+        // the fit: the optimiser's criterion leaves the whitened copy of the data behind,
+        // what the fit reads afterwards (β̂, fitted values, whitened residuals) catches up
+        let ctl = mixedrs_core::FitControl::default();
+        let (fa, fb) = (mixedrs_core::fit_correlated(&mut a, &ctl, true).unwrap(), mixedrs_core::fit_correlated(&mut b, &ctl, true).unwrap());
+        assert!((fa.fit.criterion - fb.fit.criterion).abs() < 1e-8 * fb.fit.criterion.abs());
+        assert!(fa.fit.beta.iter().zip(&fb.fit.beta).all(|(u, v)| (u - v).abs() < 1e-6 * (1.0 + v.abs())));
+        assert!(fa.fit.fitted.iter().zip(&fb.fit.fitted).all(|(u, v)| (u - v).abs() < 1e-6 * (1.0 + v.abs())));
+        let (ra, rb) = (a.whitened_residuals(&fa.fit.beta, &fa.fit.b), b.whitened_residuals(&fb.fit.beta, &fb.fit.b));
+        assert!(ra.iter().zip(&rb).all(|(u, v)| (u - v).abs() < 1e-6 * (1.0 + v.abs())));
         // a new response re-forms the strata's A (a bootstrap replicate)
         let y2: Vec<f64> = y.iter().enumerate().map(|(o, v)| v + (o % 5) as f64 * 0.3).collect();
         a.set_response(&y2).unwrap();

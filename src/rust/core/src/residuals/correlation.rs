@@ -331,6 +331,9 @@ pub struct CorrelatedModel<'d> {
     /// varIdent alone: each stratum's A (the cross-products of its rows, unscaled), so
     /// that A(δ) = Σ_s δ_s⁻² A_s is formed without the rows; empty otherwise.
     strata_a: Vec<Vec<Vec<f64>>>,
+    /// Whether the whitened copy of the data is at η (the optimiser's criterion leaves it
+    /// behind when A is summed from the strata; [`CorrelatedModel::set_eta`] catches up).
+    data_current: bool,
 }
 
 /// (V C)⁻¹ of a Markov structure is bidiagonal: row o of the whitened data is
@@ -379,7 +382,7 @@ impl<'d> CorrelatedModel<'d> {
         }
         let (model, logdet) = Self::whitened(&terms, &x, p, &y, reml, &cor, var.as_ref(), &eta0)?;
         let prev = if cor.is_markov() { cor.predecessors(n) } else { Vec::new() };
-        let mut cm = CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet, prev, strata_a: Vec::new() };
+        let mut cm = CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet, prev, strata_a: Vec::new(), data_current: true };
         cm.form_strata_a()?;
         Ok(cm)
     }
@@ -410,7 +413,7 @@ impl<'d> CorrelatedModel<'d> {
         // re-whitened in place, as at every η: the whitened model's A is then formed
         // the same way whatever this copy fitted before (bootstrap workers reuse copies)
         let eta = self.eta.clone();
-        self.logdet = self.rewhiten(&eta)?;
+        self.logdet = self.rewhiten(&eta, true)?;
         Ok(())
     }
 
@@ -480,10 +483,11 @@ impl<'d> CorrelatedModel<'d> {
     }
 
     /// Re-whiten the data into the whitened model's own buffers at η and re-form its A
-    /// (same blocks, same pattern of L): no allocation per evaluation.
-    fn rewhiten(&mut self, eta: &[f64]) -> Result<f64> {
+    /// (same blocks, same pattern of L): no allocation per evaluation. Without `data`,
+    /// a model whose A is summed from the strata leaves the data's copy as it was.
+    fn rewhiten(&mut self, eta: &[f64], data: bool) -> Result<f64> {
         if !self.prev.is_empty() {
-            return self.rewhiten_bidiagonal(eta);
+            return self.rewhiten_bidiagonal(eta, data);
         }
         let n = self.y.len();
         let m = &mut self.model;
@@ -544,7 +548,7 @@ impl<'d> CorrelatedModel<'d> {
         }
         self.strata_a = snaps;
         let eta = self.eta.clone();
-        self.logdet = self.rewhiten(&eta)?;
+        self.logdet = self.rewhiten(&eta, true)?;
         Ok(())
     }
 
@@ -590,9 +594,17 @@ impl<'d> CorrelatedModel<'d> {
 
     /// [`CorrelatedModel::rewhiten`] for a Markov structure: each whitened column in one
     /// pass from the original, columns in parallel on large data.
-    fn rewhiten_bidiagonal(&mut self, eta: &[f64]) -> Result<f64> {
+    fn rewhiten_bidiagonal(&mut self, eta: &[f64], data: bool) -> Result<f64> {
         let w = self.bidiagonal(eta)?;
         let n = self.y.len();
+        if !data && !self.strata_a.is_empty() {
+            // varIdent alone, for the criterion: A from the strata, no pass over the rows
+            let c: Vec<f64> = std::iter::once(1.0).chain(eta[..self.strata_a.len() - 1].iter().map(|e| (-2.0 * e).exp())).collect();
+            self.model.set_a_weighted(&self.strata_a, &c);
+            self.data_current = false;
+            return Ok(w.logdet);
+        }
+        self.data_current = true;
         let m = &mut self.model;
         let mut cols: Vec<(&[f64], &mut [f64])> = vec![(&self.y[..], m.y.to_mut())];
         cols.extend(self.x.chunks(n).zip(m.x.to_mut().chunks_mut(n)));
@@ -630,17 +642,27 @@ impl<'d> CorrelatedModel<'d> {
         Ok(w.logdet)
     }
 
-    /// Move to η, re-whitening only when it changed.
+    /// Move to η, re-whitening only when it changed (or the data's copy is behind).
     pub fn set_eta(&mut self, eta: &[f64]) -> Result<()> {
+        self.move_to(eta, true)
+    }
+
+    /// [`CorrelatedModel::set_eta`] for the criterion and its gradient alone, which read
+    /// A, the factor and the original data: varIdent alone then skips the rows.
+    pub(crate) fn set_eta_for_criterion(&mut self, eta: &[f64]) -> Result<()> {
+        self.move_to(eta, false)
+    }
+
+    fn move_to(&mut self, eta: &[f64], data: bool) -> Result<()> {
         if eta.len() != self.eta.len() {
             return Err(MixedError::Input("wrong number of residual-structure parameters".into()));
         }
         if eta.iter().any(|v| !v.is_finite()) {
             return Err(MixedError::Numerical("correlation parameter is not finite".into()));
         }
-        if eta != &self.eta[..] {
+        if eta != &self.eta[..] || (data && !self.data_current) {
             // on failure (a degenerate η) the model is left to be re-whitened at the next η
-            let logdet = self.rewhiten(eta).inspect_err(|_| self.eta = vec![f64::NAN; eta.len()])?;
+            let logdet = self.rewhiten(eta, data).inspect_err(|_| self.eta = vec![f64::NAN; eta.len()])?;
             self.logdet = logdet;
             self.eta = eta.to_vec();
         }
@@ -697,7 +719,7 @@ impl CorrelatedCriterion<'_, '_> {
     fn gradient_at(&mut self, x: &[f64]) -> Result<Vec<f64>> {
         let nth = self.cm.model.ntheta();
         let (theta, eta) = x.split_at(nth);
-        self.cm.set_eta(eta)?;
+        self.cm.set_eta_for_criterion(eta)?;
         self.cm.model.update_l(theta)?;
         // a Markov structure's η part is exact (one pass over the rows, before the θ
         // part spends the factor); other structures difference it below
@@ -748,7 +770,9 @@ impl CorrelatedCriterion<'_, '_> {
 impl Objective for CorrelatedCriterion<'_, '_> {
     fn value(&mut self, x: &[f64]) -> Result<f64> {
         let nth = self.cm.model.ntheta();
-        self.cm.objective(&x[..nth], &x[nth..])
+        let (theta, eta) = x.split_at(nth);
+        self.cm.set_eta_for_criterion(eta)?;
+        Ok(self.cm.model.objective(theta)? + self.cm.logdet)
     }
     fn gradient(&mut self, x: &[f64]) -> Option<Result<Vec<f64>>> {
         Some(self.gradient_at(x))

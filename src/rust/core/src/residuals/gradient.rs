@@ -60,21 +60,22 @@ impl CorrelatedModel<'_> {
                 for (i0, (po, qo)) in p_c.iter_mut().zip(q_c.iter_mut()).enumerate() {
                     let o = ch * CHUNK + i0;
                     let op = prev[o] as usize;
+                    // the whitened row from the data (the whitened copy may be behind)
+                    let (ca, cb) = (coef.a[o], coef.b[o]);
                     for t in 0..nt {
                         let (k, lam) = (m.terms[t].k, &m.lambdas[t]);
-                        let (wz, z) = (&m.terms[t].z, &orig[t].z);
+                        let z = &orig[t].z;
                         for a in 0..k {
                             // (Λᵀz)_a = Σ_{c ≥ a} Λ_{c,a} z_c
-                            let (mut s1, mut s2, mut s3) = (0.0, 0.0, 0.0);
+                            let (mut s2, mut s3) = (0.0, 0.0);
                             for c in a..k {
                                 let l = lam[c + a * k];
-                                s1 += l * wz[o + c * n];
                                 s2 += l * z[o + c * n];
                                 s3 += l * z[op + c * n];
                             }
-                            zt[t][a] = s1;
                             dd[t][a] = s2;
                             dp[t][a] = s3;
+                            zt[t][a] = ca * s2 + cb * s3;
                         }
                     }
                     let lev = |t: usize| m.terms[t].codes.get(o);
@@ -102,7 +103,7 @@ impl CorrelatedModel<'_> {
                     }
                     // the X rows of Σ (REML): Σ_{X,t}(·, l_t) and Σ_XX
                     if px > 0 {
-                        let wx = |a: usize| m.x[o + a * n];
+                        let wx = |a: usize| ca * x0[o + a * n] + cb * x0[op + a * n];
                         for (a, v) in sxv.iter_mut().enumerate() {
                             *v = 0.0;
                             let sxx = sx[nt].expect("REML's Σ has X rows");
