@@ -32,10 +32,17 @@ lmm_classes <- c("elm", "lmm", "lmerMod", "rlmerMod")
 # The classes whose methods lmerTest::lmer's fit reaches, in dispatch order.
 lmer_fit_classes <- c("lmerModLmerTest", "lmerMod", "merMod")
 
-# The method of `pkg`'s generic that lmerTest's fit would use, else the default.
-lmer_method <- function(pkg, generic) {
+# glmer's fit's classes. glmm() fits are not adopted by these packages yet: their
+# generics that have a method for glmer's fits, or for the class "glmm" (the glmm
+# package's, whose methods in insight would misread a glmm() fit: a 0 x 0 covariance),
+# raise a classed error for glmm() fits that names as_glmerMod(), and keep answering
+# the glmm package's objects as before.
+glmer_fit_classes <- c("glmerMod", "merMod")
+
+# The method of `pkg`'s generic that lmerTest's fit (or glmer's) would use, else the default.
+lmer_method <- function(pkg, generic, classes = lmer_fit_classes) {
   ns <- asNamespace(pkg)
-  for (cl in c(lmer_fit_classes, "default")) {
+  for (cl in c(classes, "default")) {
     m <- utils::getS3method(generic, cl, optional = TRUE, envir = ns)
     if (!is.null(m)) return(m)
   }
@@ -71,23 +78,65 @@ own_methods <- function(pkg) {
 }
 
 # Register, on `pkg`'s generics, an lmm method for every generic that has a method for
-# lme4's fits: ours where we define one, else a forwarder.
+# lme4's fits: ours where we define one, else a forwarder; and the glmm guard.
 adopt_lmer_methods <- function(pkg, own = own_methods(pkg)) {
-  ns <- asNamespace(pkg)
-  table <- get(".__S3MethodsTable__.", envir = ns)
-  pattern <- sprintf("^(.+)\\.(%s)$", paste(union(lmer_fit_classes, lmm_classes[-(1:2)]), collapse = "|"))
-  # registered methods, and methods the package's own calls find in its namespace
-  found <- c(ls(table, all.names = TRUE), ls(ns, all.names = TRUE))
-  generics <- unique(sub(pattern, "\\1", grep(pattern, found, value = TRUE)))
-  for (g in union(generics, names(own))) {
-    # only S3 generics defined here (the table also holds other packages' registrations,
-    # and methods for classes such as "sim.merMod")
-    f <- get0(g, envir = ns, mode = "function", inherits = FALSE)
-    if (is.null(f) || !isTRUE(utils::isS3stdGeneric(f))) next
-    registerS3method(g, "lmm", own[[g]] %||% forward_to_lmer(pkg, g), envir = ns)
-  }
+  generics <- package_generics(pkg, union(lmer_fit_classes, lmm_classes[-(1:2)]), names(own))
+  for (g in generics) registerS3method(g, "lmm", own[[g]] %||% forward_to_lmer(pkg, g), envir = asNamespace(pkg))
+  guard_glmm_fits(pkg)
   invisible(generics)
 }
+
+# `pkg`'s S3 generics with a method for one of `classes` (or named in `extra`).
+package_generics <- function(pkg, classes, extra = character(0)) {
+  ns <- asNamespace(pkg)
+  table <- get(".__S3MethodsTable__.", envir = ns)
+  pattern <- sprintf("^(.+)\\.(%s)$", paste(classes, collapse = "|"))
+  # registered methods, and methods the package's own calls find in its namespace
+  found <- c(ls(table, all.names = TRUE), ls(ns, all.names = TRUE))
+  generics <- union(unique(sub(pattern, "\\1", grep(pattern, found, value = TRUE))), extra)
+  # only S3 generics defined here (the table also holds other packages' registrations,
+  # and methods for classes such as "sim.merMod")
+  Filter(function(g) {
+    f <- get0(g, envir = ns, mode = "function", inherits = FALSE)
+    !is.null(f) && isTRUE(utils::isS3stdGeneric(f))
+  }, generics)
+}
+
+# The glmm guard on `pkg`'s generics with a method for glmer's fits or for "glmm".
+guard_glmm_fits <- function(pkg) {
+  ns <- asNamespace(pkg)
+  table <- get(".__S3MethodsTable__.", envir = ns)
+  for (g in package_generics(pkg, c(glmer_fit_classes, "glmm"))) {
+    key <- paste0(g, ".glmm")
+    before <- get0(key, envir = table, inherits = FALSE)
+    if (!is.null(before) && isTRUE(attr(before, "mixedrs"))) next
+    registerS3method(g, "glmm", glmm_guard(pkg, g, before), envir = ns)
+  }
+}
+
+glmm_guard <- function(pkg, generic, before) {
+  force(pkg)
+  force(generic)
+  force(before)
+  out <- function(...) {
+    if (is_glmm_fit(..1)) {
+      mixedrs_abort(sprintf("%s::%s() does not take glmm() fits yet; pass it as_glmerMod(fit), which carries the same estimates",
+                            pkg, generic), kind = "not_available")
+    }
+    # the glmm package's objects: the method they had (else the default), with the
+    # caller's argument expressions
+    target <- before %||% utils::getS3method(generic, "default", optional = TRUE, envir = asNamespace(pkg))
+    if (is.null(target)) stop(sprintf("no %s() method for this object", generic), call. = FALSE)
+    call <- sys.call()
+    call[[1L]] <- target
+    eval(call, parent.frame())
+  }
+  attr(out, "mixedrs") <- TRUE
+  out
+}
+
+# A fit made by glmm() (the glmm package's objects share the class).
+is_glmm_fit <- function(x) inherits(x, "glmm") && is.list(x) && !is.null(x$theta_layout) && !is.null(x$family)
 
 # On every load of one of these packages, adopt for all that are loaded: a package
 # loaded later can add methods for lme4's fits to an earlier one's generics.

@@ -89,3 +89,30 @@ test_that("lme4, lmerTest, nlme and the interop packages work in any load order"
     expect_equal(grep("ERROR", out, value = TRUE), character(), label = paste(o, collapse = ", "))
   }
 })
+
+test_that("glmm() fits: the packages' generics give a classed error naming as_glmerMod(), which they take as glmer's fit", {
+  skip_if_not_installed("performance")
+  skip_if_not_installed("parameters")
+  skip_if_not_installed("car")
+  f <- cbind(incidence, size - incidence) ~ period + (1 | herd)
+  m <- glmm(f, lme4::cbpp, family = binomial)
+  ref <- lme4::glmer(f, lme4::cbpp, family = binomial, control = lme4::glmerControl(tolPwrss = 1e-13))
+  # insight's methods for the glmm package's class of the same name misread these fits
+  # (a 0 x 0 covariance): every such generic refuses them instead
+  for (call in list(quote(insight::get_varcov(m)), quote(insight::get_parameters(m)), quote(performance::r2(m)),
+                    quote(parameters::model_parameters(m)), quote(car::Anova(m)))) {
+    expect_error(eval(call), "as_glmerMod", class = "mixedrs_not_available_error", label = deparse(call))
+  }
+  g <- as_glmerMod(m)
+  expect_equal(unlist(performance::r2(g)), unlist(performance::r2(ref)), tolerance = 1e-3)
+  expect_equal(unlist(performance::icc(g)), unlist(performance::icc(ref)), tolerance = 1e-3)
+  a <- suppressMessages(parameters::model_parameters(g, effects = "fixed"))
+  b <- suppressMessages(parameters::model_parameters(ref, effects = "fixed"))
+  expect_equal(a$Coefficient, b$Coefficient, tolerance = 1e-3)
+  expect_equal(a$SE, b$SE, tolerance = 5e-3)
+  expect_equal(as.data.frame(car::Anova(g)), as.data.frame(car::Anova(ref)), tolerance = 1e-3)
+  # the glmm package's objects still reach insight's own methods
+  other <- structure(list(call = quote(glmm::glmm(y ~ x, random = list(~ 0 + g)))), class = "glmm")
+  err <- tryCatch(insight::find_formula(other), error = function(e) e)
+  expect_false(inherits(err, "mixedrs_error"))
+})
