@@ -16,6 +16,7 @@ engine_lambdas_rs <- function(handle, theta) .Call(wrap__engine_lambdas, handle,
 engine_profile_rs <- function(handle, control) .Call(wrap__engine_profile, handle, control)
 engine_profile_structure_rs <- function(handle, z, which, control) .Call(wrap__engine_profile_structure, handle, z, which, control)
 engine_residual_cov_rs <- function(handle, eta) .Call(wrap__engine_residual_cov, handle, eta)
+engine_colour_rs <- function(handle, e) .Call(wrap__engine_colour, handle, e)
 engine_bootstrap_rs <- function(handle, params, control) .Call(wrap__engine_bootstrap, handle, params, control)
 simulate_rs <- function(spec, params, control) .Call(wrap__simulate_rs, spec, params, control)
 glmm_fit_rs <- function(spec, control) .Call(wrap__glmm_fit_rs, spec, control)

@@ -242,12 +242,15 @@ bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "r
 
 # The slow path for a user FUN: responses from Rust, refits and FUN in R.
 bootstrap_r <- function(object, nsim, FUN, type, seed) {
-  if (type == "residual" && structured_residuals(object)) {
-    mixedrs_abort("bootstrap(FUN =, type = \"residual\") is not available yet for fits with correlated or heteroscedastic residuals",
-                  kind = "not_available")
-  }
   sims <- if (type == "parametric") {
     simulate.lmm(object, nsim = nsim, seed = seed, na.action = stats::na.omit)
+  } else if (structured_residuals(object)) {
+    # the whitened residuals resampled and coloured by the fitted structure, as the
+    # engine's own residual bootstrap does
+    w <- unname(object$whitened_residuals)
+    draws <- with_r_seed(seed, as.double(replicate(nsim, sample(w, replace = TRUE))))
+    e <- call_rust(engine_colour_rs, fit_engine(object), as.double(draws))$e
+    structure(as.data.frame(matrix(unname(object$fitted) + e, ncol = nsim)), seed = attr(draws, "seed"))
   } else {
     r <- unname(object$model$y - object$fitted)
     f <- unname(object$fitted)

@@ -191,3 +191,22 @@ test_that("a partial re.form conditions on the terms it names and draws the othe
   expect_equal(unname(apply(s, 1, var)), var_expected, tolerance = 0.1)
   expect_error(simulate(m, use.u = TRUE, re.form = NA), "only one", class = "mixedrs_input_error")
 })
+
+test_that("bootstrap(FUN =, type = 'residual') with a residual structure colours resampled whitened residuals", {
+  o <- as.data.frame(nlme::Orthodont)
+  m <- lmm(distance ~ age + (1 | Subject), o, correlation = nlme::corAR1(form = ~ 1 | Subject),
+           weights = nlme::varIdent(form = ~ 1 | Sex))
+  # colouring the whitened residuals gives the residuals back
+  e <- mixedrs:::call_rust(mixedrs:::engine_colour_rs, mixedrs:::fit_engine(m), as.double(m$whitened_residuals))$e
+  expect_equal(e, unname(o$distance - fitted(m)), tolerance = 1e-10)
+  b <- bootstrap(m, 200, FUN = fixef, type = "residual", seed = 3)
+  expect_equal(dim(b$t), c(200L, 2L))
+  expect_true(all(is.finite(b$t)))
+  expect_equal(b$t0, fixef(m))
+  expect_equal(bootstrap(m, 5, FUN = fixef, type = "residual", seed = 3)$t, b$t[1:5, ])
+  # the replicates spread as the fit says: the slope's bootstrap sd near its standard
+  # error (200 replicates: a Monte Carlo error of about 5%)
+  expect_equal(sd(b$t[, "age"]), unname(sqrt(diag(vcov(m)))[2]), tolerance = 0.25)
+  expect_error(mixedrs:::call_rust(mixedrs:::engine_colour_rs, mixedrs:::fit_engine(lmm(distance ~ age + (1 | Subject), o)), 1),
+               class = "mixedrs_input_error")
+})

@@ -658,6 +658,16 @@ fn engine_residual_cov(handle: Robj, eta: Vec<f64>) -> extendr_api::Result<List>
     }))
 }
 
+/// V C e for each column of e (n × k) at the fit's η.
+#[extendr]
+fn engine_colour(handle: Robj, e: Vec<f64>) -> extendr_api::Result<List> {
+    guarded(|| with_engine(handle, |engine| {
+        let mut e = e;
+        engine.colour(&mut e).map_err(to_r_error)?;
+        Ok(List::from_names_and_values(["e"], [Robj::from(e)])?)
+    }))
+}
+
 /// Conditional covariances of the random effects at the fit, per term.
 #[extendr]
 fn engine_condvar(handle: Robj, sigma: f64) -> extendr_api::Result<List> {
@@ -859,6 +869,7 @@ extendr_module! {
     fn engine_profile;
     fn engine_profile_structure;
     fn engine_residual_cov;
+    fn engine_colour;
     fn engine_bootstrap;
     fn simulate_rs;
     fn glmm_fit_rs;

@@ -371,6 +371,23 @@ impl<'d> Engine<'d> {
         }
     }
 
+    /// V C e in place for each n-column of `e`, at the fit's η: a residual bootstrap's
+    /// errors from resampled whitened residuals, as the engine's own bootstrap colours them.
+    pub fn colour(&mut self, e: &mut [f64]) -> Result<()> {
+        self.at_fitted()?;
+        match &self.model {
+            Residuals::Independent(_) => Err(MixedError::Input("the fit has no residual structure".into())),
+            Residuals::Correlated(c) => {
+                let n = c.y.len();
+                if n == 0 || e.len() % n != 0 {
+                    return Err(MixedError::Input("the errors are not columns of the data's length".into()));
+                }
+                let errors = c.errors()?;
+                e.chunks_mut(n).try_for_each(|col| errors.colour(col))
+            }
+        }
+    }
+
     /// Var(ε)/σ² at the structure's unconstrained parameters η (dense; for Kenward–Roger).
     pub fn residual_covariance(&self, eta: &[f64]) -> Result<Vec<f64>> {
         match &self.model {
