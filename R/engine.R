@@ -21,6 +21,7 @@ engine_bootstrap_rs <- function(handle, params, control) .Call(wrap__engine_boot
 simulate_rs <- function(spec, params, control) .Call(wrap__simulate_rs, spec, params, control)
 glmm_fit_rs <- function(spec, control) .Call(wrap__glmm_fit_rs, spec, control)
 glmm_profile_rs <- function(spec, control) .Call(wrap__glmm_profile_rs, spec, control)
+glmm_refits_rs <- function(spec, ys, control) .Call(wrap__glmm_refits_rs, spec, ys, control)
 sim_workshop_rs <- function(which, params) .Call(wrap__sim_workshop_rs, which, params)
 pvalues_rs <- function(kind, stat, df1, df2) .Call(wrap__pvalues_rs, kind, stat, df1, df2)
 

@@ -164,12 +164,25 @@ glmm_draw <- function(object, nsim, conditional) {
 
 # bootstrap() of a glmm fit: parametric (simulate.glmm() draws, refits from the fit's
 # estimates), in R.
-bootstrap_glmm <- function(object, nsim = 1000, FUN = NULL, seed = NULL, oldNames = TRUE) {
+bootstrap_glmm <- function(object, nsim = 1000, FUN = NULL, seed = NULL, oldNames = TRUE, cores = 1L) {
   if (!inherits(object, "glmm")) mixedrs_abort("bootstrap_glmm() needs a glmm fit")
   if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")
   nsim <- as.integer(nsim)
-  FUN <- if (is.null(FUN)) function(fit) glmm_boot_stats(fit, oldNames) else match.fun(FUN)
   sims <- simulate.glmm(object, nsim = nsim, seed = seed)
+  # the default statistics: every replicate refitted in the engine, on `cores` threads
+  ys <- if (is.null(FUN)) glmm_boot_responses(object, sims)
+  if (!is.null(ys)) {
+    t0 <- glmm_boot_stats(object, oldNames)
+    rule <- if (object$nAGQ > 1L) gauss_hermite(object$nAGQ) else NULL
+    ctl <- engine_control(object$control, start = glmm_start(object), nagq0 = object$nAGQ == 0L, hessian = FALSE,
+                          agq_z = rule$z, agq_w = rule$w, threads = as.integer(cores))
+    res <- call_rust(glmm_refits_rs, glmm_spec(object$model, object$family, object$prior_weights), ys, ctl)
+    t <- matrix(res$stats, ncol = length(t0), byrow = TRUE, dimnames = list(NULL, names(t0)))
+    if (res$failed > 0L) warning(sprintf("%d of %d bootstrap refits failed", res$failed, nsim), call. = FALSE)
+    return(structure(list(t0 = t0, t = t, R = nsim, type = "parametric", seed = attr(sims, "seed"), failed = res$failed,
+                          call = match.call(), fit_class = "glmm"), class = "lmm_boot"))
+  }
+  FUN <- if (is.null(FUN)) function(fit) glmm_boot_stats(fit, oldNames) else match.fun(FUN)
   t0 <- FUN(object)
   failed <- 0L
   t <- t(vapply(seq_len(nsim), function(i) {
@@ -185,6 +198,20 @@ bootstrap_glmm <- function(object, nsim = 1000, FUN = NULL, seed = NULL, oldName
   if (failed > 0L) warning(sprintf("%d of %d bootstrap refits failed", failed, nsim), call. = FALSE)
   structure(list(t0 = t0, t = t, R = nsim, type = "parametric", seed = attr(sims, "seed"), failed = failed,
                  call = match.call(), fit_class = "glmm"), class = "lmm_boot")
+}
+
+# The simulated responses as the engine reads them (n × nsim proportions or counts),
+# when every replicate keeps the fit's prior weights (else NULL: refits in R).
+glmm_boot_responses <- function(object, sims) {
+  model <- object$model
+  ys <- vapply(sims, function(s) {
+    y <- glmm_response(s, "newresp", object$family$family)
+    if (is.null(attr(y, "trials")) && !is.null(attr(model$y, "trials"))) attr(y, "trials") <- attr(model$y, "trials")
+    model$y <- y
+    if (!isTRUE(all.equal(glmm_prior_weights(model, object$family), object$prior_weights, tolerance = 0))) return(rep(NA_real_, model$n))
+    as.double(y)
+  }, numeric(model$n))
+  if (anyNA(ys)) NULL else ys
 }
 
 # The standard deviations (and correlations) of the random effects, then β: the

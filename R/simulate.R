@@ -219,7 +219,7 @@ bootstrap <- function(object, nsim = 1000, FUN = NULL, type = c("parametric", "r
   type <- match.arg(type)
   if (inherits(object, "glmm")) {
     if (type != "parametric") mixedrs_abort("bootstrap() of a glmm fit is parametric only", kind = "not_available")
-    return(bootstrap_glmm(object, nsim, FUN, seed, oldNames))
+    return(bootstrap_glmm(object, nsim, FUN, seed, oldNames, cores = max(1L, as.integer(cores))))
   }
   if (!inherits(object, "lmm")) mixedrs_abort("bootstrap() needs an lmm or glmm fit")
   if (!is.numeric(nsim) || length(nsim) != 1L || nsim < 1) mixedrs_abort("'nsim' must be a positive number")

@@ -98,6 +98,17 @@ test_that("confint(): Wald and profile as glmer's, boot reproducible; nAGQ = 9 p
   expect_identical(x$t, y$t)
   expect_equal(colnames(x$t), c(".sig01", names(fixef(gm))))
   expect_output(print(x), "Parametric bootstrap of a glmm fit: 10 replicates")
+  # the engine's refits (on any number of threads) are refit()'s, replicate by replicate
+  z <- bootstrap(gm, 10, seed = 11, cores = 1)
+  expect_identical(z$t, x$t)
+  slow <- bootstrap(gm, 10, seed = 11, FUN = function(f) mixedrs:::glmm_boot_stats(f))
+  expect_equal(unname(x$t), unname(slow$t), tolerance = 1e-8)
+  expect_equal(x$t0, slow$t0)
+  # a cbind() response and a Poisson one too
+  gt <- glmm(TICKS ~ YEAR + (1 | BROOD), lme4::grouseticks, family = poisson)
+  a <- bootstrap(gt, 6, seed = 2)
+  b <- bootstrap(gt, 6, seed = 2, FUN = function(f) mixedrs:::glmm_boot_stats(f))
+  expect_equal(unname(a$t), unname(b$t), tolerance = 1e-8)
 })
 
 test_that("emmeans on the response scale and its contrasts equal emmeans on glmer", {

@@ -6,7 +6,7 @@
 use extendr_api::prelude::*;
 use mixedrs_core::lmm::model::CriterionParts;
 use mixedrs_core::{
-    simulate_design_with, BootControl, ErrorStructure, Family, Link, GeneralizedLinearMixedModel, fit_glmm, BootType, Approximation, profile_ends, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
+    simulate_design_with, BootControl, ErrorStructure, Family, Link, GeneralizedLinearMixedModel, fit_glmm, refit_responses, BootType, Approximation, profile_ends, Codes, CorKind, CorStruct, CorrelatedModel, CovForm, Design, Engine, EngineFit, FitControl, FittedParams, VarFunc, VarPart,
     LinearMixedModel, MixedError, ReTerm, Residuals,
 };
 use std::borrow::Cow;
@@ -761,6 +761,28 @@ fn run_glmm_fit(spec: List, control: List) -> std::result::Result<List, Error> {
 }
 
 /// The GLMM of a spec (glmm_spec() in R/glmm.R).
+/// Bootstrap refits of a GLMM: each column of `ys` (n × nsim) refitted as `refit()`
+/// would, on `threads` threads; the statistics row by row and the failures.
+#[extendr]
+fn glmm_refits_rs(spec: List, ys: Vec<f64>, control: List) -> extendr_api::Result<List> {
+    guarded(|| {
+        let objects = spec_objects(spec)?;
+        let m = glmm_model(&objects)?;
+        let ctl = named(control);
+        let fc = read_control(&ctl)?;
+        let nodes = agq_nodes(&ctl)?;
+        let approx = if nodes.is_empty() { Approximation::Laplace } else { Approximation::Agq(&nodes) };
+        let n = m.n();
+        if n == 0 || ys.len() % n != 0 {
+            return Err(input("the responses are not columns of the data's length"));
+        }
+        let cols: Vec<Vec<f64>> = ys.chunks(n).map(|c| c.to_vec()).collect();
+        let (rows, failed) = refit_responses(&m, &cols, &fc, flag(&ctl, "nagq0")?, approx, int(&ctl, "threads")?).map_err(to_r_error)?;
+        let stats: Robj = rows.iter().flatten().copied().collect_robj();
+        Ok(List::from_names_and_values(["stats", "failed"], [stats, Robj::from(failed as i32)])?)
+    })
+}
+
 fn glmm_model(objects: &SpecObjects) -> std::result::Result<GeneralizedLinearMixedModel<'_>, Error> {
     let map = &objects.map;
     let terms = read_terms(objects)?;
@@ -874,5 +896,6 @@ extendr_module! {
     fn simulate_rs;
     fn glmm_fit_rs;
     fn glmm_profile_rs;
+    fn glmm_refits_rs;
     fn sim_workshop_rs;
 }

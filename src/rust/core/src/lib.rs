@@ -30,5 +30,5 @@ pub use lmm::reterm::{Codes, CovForm, ReTerm};
 pub use optim::bfgs::{minimize, FitControl, Minimum};
 pub use residuals::correlation::{fit_correlated, CorKind, CorStruct, CorrelatedFit, CorrelatedModel};
 pub use residuals::variance::{VarFunc, VarPart};
-pub use glmm::{fit_glmm, profile_ends, Approximation, Family, GeneralizedLinearMixedModel, GlmmFit, Link};
+pub use glmm::{fit_glmm, profile_ends, refit_responses, Approximation, Family, GeneralizedLinearMixedModel, GlmmFit, Link};
 pub use simulate::{bootstrap, simulate, simulate_design, simulate_design_with, BootControl, BootResult, BootType, Design, ErrorStructure, FittedParams};
