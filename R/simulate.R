@@ -93,6 +93,7 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
     sim_term(if (length(cols) == ncol(Z)) Z else Z[, cols, drop = FALSE], f, t$diagonal && length(cols) > 1L, own)
   }
   free <- list()
+  new_terms <- vector("list", length(model$terms))
   # the errors' structure: the fit's, or rebuilt on newdata at the fitted parameters
   cor_spec <- if (!is.null(model$cor)) model$cor[c("type", "groups", "times", "nugget")]
   var_sd <- object$var_sd
@@ -119,6 +120,8 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
     for (i in seq_along(model$terms)) {
       t <- model$terms[[i]]
       zt <- newdata_term(t, newdata)
+      # what a residual structure rebuilt on newdata reads of the term
+      new_terms[[i]] <- list(factor = as.factor(zt$factor), group = t$group)
       if (anyNA(zt$Z)) mixedrs_abort(sprintf("'newdata' has missing values for the term of '%s'", t$group))
       cond <- selected[[i]]
       if (length(cond)) {
@@ -139,7 +142,6 @@ simulate.lmm <- function(object, nsim = 1, seed = NULL, use.u = FALSE, re.form =
     weights <- NULL
     rows <- .row_names_info(newdata, 0L)
     if (structured_residuals(object)) {
-      new_terms <- lapply(model$terms, function(t) list(factor = as.factor(newdata_term(t, newdata)$factor), group = t$group))
       if (!is.null(model$cor)) cor_spec <- cor_setup(model$correlation, newdata, new_terms)[c("type", "groups", "times", "nugget")]
       if (!is.null(model$var)) {
         # a variance function of the fitted values reads the predictions at newdata

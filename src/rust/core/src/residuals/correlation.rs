@@ -210,32 +210,10 @@ impl CorStruct {
         prev
     }
 
-    /// AR(1) and CAR(1) are Markov in time, so C_g⁻¹ is bidiagonal: in time order, the
-    /// first row is kept and row t becomes (r_t − ρ r_{t−1}) / √(1 − ρ²) with
-    /// ρ = φ^(t_t − t_{t−1}); log|Ψ_g| = Σ log(1 − ρ²). No factorisation, and one power
-    /// per distinct gap.
-    fn whiten_markov(&self, phi: f64, cols: &mut [&mut [f64]]) -> Result<f64> {
-        let mut logdet = 0.0;
-        let (mut last_gap, mut rho, mut scale) = (f64::NAN, 0.0, 1.0);
-        for g in &self.groups {
-            for w in g.windows(2).rev() {
-                let gap = self.times[w[1]] - self.times[w[0]];
-                if gap != last_gap {
-                    last_gap = gap;
-                    rho = phi.powf(gap);
-                    let one_minus = 1.0 - rho * rho;
-                    if !(one_minus > 0.0) {
-                        return Err(MixedError::Numerical("the residual correlation matrix is not positive definite".into()));
-                    }
-                    scale = 1.0 / one_minus.sqrt();
-                }
-                for col in cols.iter_mut() {
-                    col[w[1]] = (col[w[1]] - rho * col[w[0]]) * scale;
-                }
-                logdet -= 2.0 * scale.ln();
-            }
-        }
-        Ok(logdet)
+    /// ρ = φ^gap and what follows from it, for rows taken in order: recomputed only
+    /// when the gap changes (one power per run of equal gaps).
+    pub(crate) fn gap_steps(phi: f64) -> GapSteps {
+        GapSteps { phi, gap: f64::NAN, rho: 0.0, scale: 1.0, log_one_minus: 0.0 }
     }
 
     /// Each group's rows and the Cholesky factor C_g of Ψ_g (m×m, column-major), with a
@@ -270,12 +248,11 @@ impl CorStruct {
     }
 
     /// Whiten the columns in place (each an n-vector) with C_g⁻¹ in every group;
-    /// returns log|Ψ|.
+    /// returns log|Ψ|. (A model with a Markov structure whitens by its bidiagonal
+    /// (V C)⁻¹ instead, [`CorrelatedModel`]'s `bidiagonal`.)
     pub fn whiten(&self, phi: &[f64], cols: &mut [&mut [f64]]) -> Result<f64> {
-        match self.kind {
-            CorKind::Independent => return Ok(0.0),
-            CorKind::Ar1 | CorKind::Car1 => return self.whiten_markov(phi[0], cols),
-            _ => {}
+        if self.kind == CorKind::Independent {
+            return Ok(0.0);
         }
         let mut logdet = 0.0;
         self.for_each_factor(phi, |g, c, v| {
@@ -292,6 +269,34 @@ impl CorStruct {
             }
         })?;
         Ok(logdet)
+    }
+}
+
+/// AR(1)/CAR(1) between a row and the one before it in its group: ρ = φ^gap,
+/// s = (1 − ρ²)^(−½) and log(1 − ρ²).
+pub(crate) struct GapSteps {
+    phi: f64,
+    gap: f64,
+    pub(crate) rho: f64,
+    pub(crate) scale: f64,
+    pub(crate) log_one_minus: f64,
+}
+
+impl GapSteps {
+    /// Move to `gap`; true when the values were recomputed.
+    pub(crate) fn at(&mut self, gap: f64) -> Result<bool> {
+        if gap == self.gap {
+            return Ok(false);
+        }
+        self.gap = gap;
+        self.rho = self.phi.powf(gap);
+        let one_minus = 1.0 - self.rho * self.rho;
+        if !(one_minus > 0.0) {
+            return Err(MixedError::Numerical("the residual correlation matrix is not positive definite".into()));
+        }
+        self.scale = 1.0 / one_minus.sqrt();
+        self.log_one_minus = one_minus.ln();
+        Ok(true)
     }
 }
 
@@ -328,6 +333,9 @@ pub struct CorrelatedModel<'d> {
     logdet: f64,
     /// For a Markov structure, each row's predecessor in its group (see [`BidiagonalWhitening`]).
     pub(crate) prev: Vec<u32>,
+    /// Every predecessor is the row before (rows in group and time order, the usual
+    /// layout): the whitening pass then reads memory in order and vectorises.
+    prev_in_order: bool,
     /// varIdent alone: each stratum's A (the cross-products of its rows, unscaled), so
     /// that A(δ) = Σ_s δ_s⁻² A_s is formed without the rows; empty otherwise.
     strata_a: Vec<Vec<Vec<f64>>>,
@@ -380,9 +388,16 @@ impl<'d> CorrelatedModel<'d> {
                 }
             }
         }
-        let (model, logdet) = Self::whitened(&terms, &x, p, &y, reml, &cor, var.as_ref(), &eta0)?;
-        let prev = if cor.is_markov() { cor.predecessors(n) } else { Vec::new() };
-        let mut cm = CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet, prev, strata_a: Vec::new(), data_current: true };
+        let markov = cor.is_markov();
+        let (model, logdet) = Self::whitened(&terms, &x, p, &y, reml, &cor, var.as_ref(), &eta0, !markov)?;
+        let prev = if markov { cor.predecessors(n) } else { Vec::new() };
+        let prev_in_order = prev.iter().enumerate().all(|(o, &p)| p as usize == o || p as usize + 1 == o);
+        let mut cm = CorrelatedModel { terms, x, p, y, reml, cor, var, model, eta: eta0, logdet, prev, prev_in_order, strata_a: Vec::new(), data_current: true };
+        if markov {
+            // the copy was made unwhitened; whitened here as at every η
+            let eta = cm.eta.clone();
+            cm.logdet = cm.rewhiten(&eta, true)?;
+        }
         cm.form_strata_a()?;
         Ok(cm)
     }
@@ -461,12 +476,15 @@ impl<'d> CorrelatedModel<'d> {
         cor: &CorStruct,
         var: Option<&VarFunc>,
         eta: &[f64],
+        whiten: bool,
     ) -> Result<(LinearMixedModel<'d>, f64)> {
         let n = y.len();
         let mut xw = x.to_vec();
         let mut yw = y.to_vec();
         let mut zs: Vec<Vec<f64>> = terms.iter().map(|t| t.z.to_vec()).collect();
-        let logdet = {
+        let logdet = if !whiten {
+            0.0
+        } else {
             let mut cols: Vec<&mut [f64]> = vec![&mut yw[..]];
             cols.extend(xw.chunks_mut(n));
             for z in zs.iter_mut() {
@@ -566,28 +584,17 @@ impl<'d> CorrelatedModel<'d> {
         let phi = if nc > 0 { self.cor.natural(&eta[..nc])[0] } else { 0.0 };
         let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
         let mut logdet = 2.0 * logsum;
-        // ρ, s and log(1 − ρ²) change with the gap only: computed once per run of equal gaps
-        let (mut last_gap, mut rho, mut scale, mut log_one_minus) = (f64::NAN, 0.0, 1.0, 0.0);
+        let mut steps = CorStruct::gap_steps(phi);
         for o in 0..n {
             let pv = self.prev[o] as usize;
             if pv == o {
                 a[o] = inv_v[o];
                 continue;
             }
-            let gap = self.cor.times[o] - self.cor.times[pv];
-            if gap != last_gap {
-                last_gap = gap;
-                rho = phi.powf(gap);
-                let one_minus = 1.0 - rho * rho;
-                if !(one_minus > 0.0) {
-                    return Err(MixedError::Numerical("the residual correlation matrix is not positive definite".into()));
-                }
-                scale = 1.0 / one_minus.sqrt();
-                log_one_minus = one_minus.ln();
-            }
-            a[o] = scale * inv_v[o];
-            b[o] = -rho * scale * inv_v[pv];
-            logdet += log_one_minus;
+            steps.at(self.cor.times[o] - self.cor.times[pv])?;
+            a[o] = steps.scale * inv_v[o];
+            b[o] = -steps.rho * steps.scale * inv_v[pv];
+            logdet += steps.log_one_minus;
         }
         Ok(BidiagonalWhitening { a, b, inv_v, logdet })
     }
@@ -612,9 +619,8 @@ impl<'d> CorrelatedModel<'d> {
             cols.extend(t.z.chunks(n).zip(wt.z.to_mut().chunks_mut(n)));
         }
         let prev = &self.prev;
-        // rows in group and time order (the usual layout): the predecessor is the row
-        // before (b = 0 where it is not), so the pass reads memory in order and vectorises
-        let in_order = n > 0 && prev.iter().enumerate().all(|(o, &p)| p as usize == o || p as usize + 1 == o);
+        // in order, the predecessor is the row before (b = 0 where it is not)
+        let in_order = n > 0 && self.prev_in_order;
         let whiten = |(src, dst): (&[f64], &mut [f64])| {
             if in_order {
                 dst[0] = w.a[0] * src[0];

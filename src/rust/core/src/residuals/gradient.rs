@@ -15,7 +15,7 @@
 //! for the correlation, ρ = φ^gap, s = (1 − ρ²)^(−½): ȧ_o = ρ s³ ρ̇ / v_o and
 //! ḃ_o = −s³ ρ̇ / v_p; for a variance parameter with λ_o = ∂ log v_o/∂η_k: ȧ_o = −a_o λ_o
 //! and ḃ_o = −b_o λ_p. One pass over the rows replaces 2 re-whitenings per parameter.
-use super::correlation::CorrelatedModel;
+use super::correlation::{CorStruct, CorrelatedModel};
 use crate::error::Result;
 use crate::linalg::tri;
 use rayon::prelude::*;
@@ -149,7 +149,8 @@ impl CorrelatedModel<'_> {
         if nc == 1 {
             let phi = self.cor.natural(&eta[..1])[0];
             let dphi = self.cor.dnatural(eta[0]);
-            let (mut last_gap, mut rho, mut rdot, mut s3) = (f64::NAN, 0.0, 0.0, 0.0);
+            let mut steps = CorStruct::gap_steps(phi);
+            let (mut rdot, mut s3) = (0.0, 0.0);
             let mut g = 0.0;
             for o in 0..n {
                 let op = self.prev[o] as usize;
@@ -157,13 +158,13 @@ impl CorrelatedModel<'_> {
                     continue;
                 }
                 let gap = self.cor.times[o] - self.cor.times[op];
-                if gap != last_gap {
-                    last_gap = gap;
-                    rho = phi.powf(gap);
+                if steps.at(gap)? {
                     rdot = gap * phi.powf(gap - 1.0) * dphi;
-                    s3 = (1.0 - rho * rho).powf(-1.5);
+                    s3 = steps.scale.powi(3);
                 }
-                g += rdot * s3 * (rho * pv[o] * coef.inv_v[o] - qv[o] * coef.inv_v[op]) - 2.0 * rho * rdot / (1.0 - rho * rho);
+                let rho = steps.rho;
+                // 1/(1 − ρ²) = s²
+                g += rdot * s3 * (rho * pv[o] * coef.inv_v[o] - qv[o] * coef.inv_v[op]) - 2.0 * rho * rdot * steps.scale * steps.scale;
             }
             grad.push(g);
         }
