@@ -185,3 +185,19 @@ test_that("with correlated residuals, start = θ, refit() and as.function() work
   expect_gt(dev(c(m$theta, m$cor_eta + 0.5)), REMLcrit(m))
   expect_error(dev(m$theta), "correlation's unconstrained parameters", class = "mixedrs_input_error")
 })
+
+test_that("normalized residuals do not depend on the row order (nlme's do: it decorrelates in sorted order rows it keeps in data order)", {
+  o <- as.data.frame(nlme::Orthodont)
+  set.seed(3)
+  s <- o[sample(nrow(o)), ]
+  ours <- function(d) resid(lmm(distance ~ age + (1 | Subject), d, correlation = nlme::corCAR1(form = ~ age | Subject)), type = "normalized")
+  ref <- function(d) resid(nlme::lme(distance ~ age, random = ~ 1 | Subject, data = d,
+                                     correlation = nlme::corCAR1(form = ~ age | Subject)), type = "normalized")
+  m <- match(paste(o$Subject, o$age), paste(s$Subject, s$age))
+  # on data sorted by group, as nlme's
+  expect_equal(as.numeric(ours(o)), as.numeric(ref(o)), tolerance = 1e-4)
+  # shuffled: ours are the same residuals, row for row
+  expect_equal(as.numeric(ours(s))[m], as.numeric(ours(o)), tolerance = 1e-5)
+  # nlme's are not (so no parity is claimed there)
+  expect_gt(max(abs(as.numeric(ref(s))[m] - as.numeric(ref(o)))), 0.1)
+})
