@@ -59,3 +59,41 @@ fn laplace_gradient_matches_differences_binomial() {
 fn laplace_gradient_matches_differences_poisson() {
     check_gradient(Family::Poisson);
 }
+
+/// The fit's Hessian (forward differences of the exact gradient, in parallel from the
+/// optimum) against central differences of the gradient, and the fit at a stationary
+/// point of the Laplace deviance.
+#[test]
+fn fit_hessian_matches_central_differences() {
+    use mixedrs_core::{fit_glmm, FitControl};
+    for family in [Family::Binomial, Family::Poisson] {
+        let mut m = glmm_data(family, 11);
+        let f = fit_glmm(&mut m, &FitControl::default(), false, true, Approximation::Laplace).unwrap();
+        let h = f.hessian.clone().unwrap();
+        let nth = f.theta.len();
+        let mut x0 = f.theta.clone();
+        x0.extend(&f.beta);
+        let k = x0.len();
+        let (_, g0) = m.laplace_gradient(&f.theta, &f.beta).unwrap();
+        // stationary where θ is interior
+        for (i, g) in g0.iter().enumerate() {
+            if i >= nth || f.theta[i].abs() > 1e-3 {
+                assert!(g.abs() < 1e-2, "{:?}: gradient {} at the optimum is {}", family, i, g);
+            }
+        }
+        for i in 0..k {
+            let s = 1e-4 * x0[i].abs().max(1.0);
+            let mut xp = x0.clone();
+            xp[i] += s;
+            let mut xm = x0.clone();
+            xm[i] -= s;
+            let gp = m.laplace_gradient(&xp[..nth], &xp[nth..]).unwrap().1;
+            let gm = m.laplace_gradient(&xm[..nth], &xm[nth..]).unwrap().1;
+            for j in 0..k {
+                let c = (gp[j] - gm[j]) / (2.0 * s);
+                let scale = (h[i + i * k].abs() * h[j + j * k].abs()).sqrt();
+                assert!((h[j + i * k] - c).abs() < 1e-3 * scale.max(1e-8), "{:?} H[{}, {}]: {} vs {}", family, j, i, h[j + i * k], c);
+            }
+        }
+    }
+}

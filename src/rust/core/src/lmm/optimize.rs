@@ -77,6 +77,26 @@ impl SearchScale {
     pub fn linear(n: usize) -> Self {
         SearchScale { sinh: vec![false; n], weight: vec![1.0; n] }
     }
+
+    /// The weights of the first `along` coordinates set so that f's second difference
+    /// at θ along each is 1 (where it is positive; else the weight is 1), on each one's
+    /// sinh or linear map: there a unit step is about a Newton step. 1 + 2·`along`
+    /// evaluations of f.
+    pub fn set_unit_curvature<F: FnMut(&[f64]) -> Result<f64>>(&mut self, mut f: F, theta: &[f64], along: usize) -> Result<()> {
+        let f0 = f(theta)?;
+        for i in 0..along {
+            let psi = if self.sinh[i] { sinh_map_inverse(theta[i]) } else { theta[i] };
+            let h = 1e-3 * psi.abs().max(0.1);
+            let at = |d: f64| {
+                let mut t = theta.to_vec();
+                t[i] = if self.sinh[i] { sinh_map(psi + d) } else { psi + d };
+                t
+            };
+            let curv = (f(&at(h))? - 2.0 * f0 + f(&at(-h))?) / (h * h);
+            self.weight[i] = if curv.is_finite() && curv > 1e-8 { curv.sqrt() } else { 1.0 };
+        }
+        Ok(())
+    }
     fn to_theta(&self, x: &[f64], theta: &mut [f64]) {
         for (i, (t, &xi)) in theta.iter_mut().zip(x).enumerate() {
             let psi = xi / self.weight[i];
@@ -159,10 +179,13 @@ impl<O: Objective + ?Sized> Objective for Rescaled<'_, O> {
         self.scale.to_theta(x, &mut theta);
         theta
     }
+    fn unit_curvature(&self) -> bool {
+        self.obj.unit_curvature()
+    }
 }
 
 /// [`minimize_objective`] on [`SearchScale`]'s x: starts and returns θ.
-fn minimize_scaled<O: Objective + ?Sized>(obj: &mut O, theta0: &[f64], scale: &SearchScale, control: &FitControl) -> Result<Minimum> {
+pub(crate) fn minimize_scaled<O: Objective + ?Sized>(obj: &mut O, theta0: &[f64], scale: &SearchScale, control: &FitControl) -> Result<Minimum> {
     let x0 = scale.to_x(theta0);
     let mut min = minimize_objective(&mut Rescaled { obj, scale, theta: vec![0.0; theta0.len()] }, &x0, control)?;
     let mut theta = vec![0.0; theta0.len()];

@@ -66,6 +66,11 @@ pub trait Objective {
     fn point(&self, x: &[f64]) -> Vec<f64> {
         x.to_vec()
     }
+    /// Whether x is scaled so that the Hessian is about I: BFGS then starts with the
+    /// full Newton step −g instead of a short steepest-descent probe.
+    fn unit_curvature(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) fn norm(g: &[f64]) -> f64 {
@@ -270,7 +275,7 @@ fn initial_step<O: Objective + ?Sized>(problem: &Tracked<O>, x0: Vec<f64>, f0: f
     }
     // half a unit step in the objective's own parameters (θ, for a rescaled search):
     // from θ = 1 a full unit step along ±1 lands exactly on the stationary point θ = 0
-    let mut alpha = 0.5 / problem.obj.borrow().step_length(&x0, &g0);
+    let mut alpha = if problem.obj.borrow().unit_curvature() { 1.0 } else { 0.5 / problem.obj.borrow().step_length(&x0, &g0) };
     for _ in 0..30 {
         let x1: Vec<f64> = x0.iter().zip(&g0).map(|(x, g)| x - alpha * g).collect();
         // a failed evaluation (e.g. outside the domain) counts as no decrease
