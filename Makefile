@@ -8,7 +8,7 @@ DEB_PACKAGES = r-base-dev r-cran-lme4 r-cran-lmertest r-cran-nlme r-cran-pbkrtes
                r-cran-broom.mixed r-cran-roxygen2 r-cran-png chromium xz-utils \
                r-cran-insight r-cran-performance r-cran-parameters r-cran-bayestestr \
                r-cran-ggeffects r-cran-car r-cran-effects r-cran-multcomp r-cran-sjplot \
-               r-cran-mertools r-cran-mlmrev
+               r-cran-mertools r-cran-mlmrev r-cran-minqa
 
 .PHONY: setup deps install reinstall demo test cargo-test r-test check docs vendor bench fuzz
 

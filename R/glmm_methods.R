@@ -262,7 +262,7 @@ drop1.glmm <- function(object, scope, test = c("none", "Chisq"), k = 2, ...) {
 #' percentile intervals for all parameters, or profile intervals (the deviance
 #' profiled over each parameter with the others at their optimum).
 #' @param object a `glmm` fit.
-#' @param parm parameters (names or indices); all by default.
+#' @param parm parameters: names, indices, "theta_" or "beta_"; all by default.
 #' @param level confidence level.
 #' @param method "profile", "Wald" or "boot".
 #' @param nsim bootstrap replicates.
@@ -278,6 +278,7 @@ confint.glmm <- function(object, parm, level = 0.95, method = c("profile", "Wald
   a <- (1 - level) / 2
   vp <- glmm_par_names(object, oldNames)
   all_names <- c(vp, names(object$beta))
+  which <- select_parm(parm, all_names, length(vp), missing(parm), length(object$beta))
   ci <- matrix(NA_real_, length(all_names), 2L, dimnames = list(all_names, format_perc(c(a, 1 - a))))
   if (method == "Wald") {
     se <- sqrt(diag(object$vcov))
@@ -287,28 +288,26 @@ confint.glmm <- function(object, parm, level = 0.95, method = c("profile", "Wald
     b <- bootstrap_glmm(object, nsim = nsim, oldNames = oldNames)
     ci[] <- confint.lmm_boot(b, level = level)[all_names, ]
   } else {
-    ci[] <- glmm_profile_ci(object, level)
+    # only the parameters asked for are profiled
+    ci[which, ] <- glmm_profile_ci(object, level, which)
   }
-  if (!missing(parm)) ci <- ci[parm, , drop = FALSE]
-  ci
+  ci[which, , drop = FALSE]
 }
 
-# Profile intervals: for each parameter (the random-effects standard deviations
-# first, on lme4's scale, then β), the values where the deviance profiled over the
-# others rises by qchisq(level, 1). Found in the engine by a root search on each side.
-glmm_profile_ci <- function(object, level) {
+# Profile intervals: for each parameter (the random-effects standard deviations and
+# correlations first, on lme4's scale, then β), the values where the deviance profiled
+# over the others rises by qchisq(level, 1). Found in the engine by a root search on
+# each side.
+glmm_profile_ci <- function(object, level, which) {
   if (object$nAGQ == 0L) mixedrs_abort("profile intervals need nAGQ >= 1", kind = "not_available")
-  if (any(!object$theta_layout$row == object$theta_layout$col)) {
-    mixedrs_abort("profile intervals of glmm fits with correlated random effects are not available yet; use method = \"Wald\" or \"boot\"",
-                  kind = "not_available")
-  }
   model <- object$model
   wt <- object$prior_weights
   spec <- glmm_spec(model, object$family, wt)
   rule <- if (object$nAGQ > 1L) gauss_hermite(object$nAGQ) else NULL
   ctl <- engine_control(object$control, start = glmm_start(object), nagq0 = FALSE, hessian = FALSE,
                         agq_z = rule$z, agq_w = rule$w, cutoff = stats::qchisq(level, 1), se = c(rep(NA_real_, length(object$theta)),
-                                                                               sqrt(diag(object$vcov))))
+                                                                               sqrt(diag(object$vcov))),
+                        which = as.integer(which - 1L))
   res <- call_rust(glmm_profile_rs, spec, ctl)
   matrix(res$ends, ncol = 2L, byrow = TRUE)
 }

@@ -174,8 +174,44 @@ test_that("bad requests to a glmm fit's methods are classed errors", {
   skip_if_not_installed("mlmRev")
   data("Contraception", package = "mlmRev", envir = environment())
   gc2 <- glmm(use ~ urban + age + (urban | district), Contraception, family = binomial)
-  expect_error(confint(gc2), "correlated", class = "mixedrs_not_available_error")
   expect_equal(dim(confint(gc2, method = "Wald")), c(6L, 2L))
+  expect_error(confint(gc2, parm = 7), "out of range", class = "mixedrs_input_error")
+  expect_error(confint(gc2, parm = "nope"), class = "mixedrs_input_error")
+  expect_equal(rownames(confint(gc2, parm = "beta_", method = "Wald")), names(fixef(gc2)))
+})
+
+test_that("profile confint() of correlated random effects: sd and cor ends as glmer's, and where the profile reaches the cutoff", {
+  skip_if_not_installed("mlmRev")
+  data("Contraception", package = "mlmRev", envir = environment())
+  f <- use ~ urban + age + (urban | district)
+  ours <- glmm(f, Contraception, family = binomial)
+  ref <- lme4::glmer(f, Contraception, family = binomial, control = tight())
+  p <- confint(ours, parm = 1:3)
+  r <- suppressWarnings(suppressMessages(confint(ref, parm = 1:3)))
+  expect_equal(rownames(p), rownames(r))
+  expect_equal(rownames(p), c(".sig01", ".sig02", ".sig03"))
+  # the standard deviations' ends as lme4's (its spline through the profile, 1e-3)
+  expect_equal(unname(p[c(1, 3), ]), unname(r[c(1, 3), ]), tolerance = 1e-3)
+  # lme4 finds the correlation's profile non-monotonic and interpolates it linearly,
+  # which puts its ends ~2e-3 from the profile's own: within 5e-3 of ours ...
+  expect_equal(unname(p[2, ]), unname(r[2, ]), tolerance = 5e-3)
+  # ... and ours are where lme4's own deviance function, minimised over the other
+  # parameters (bobyqa) with the correlation fixed, rises by qchisq(0.95, 1)
+  skip_if_not_installed("minqa")
+  dfun <- lme4::glmer(f, Contraception, family = binomial, devFunOnly = TRUE)
+  est <- c(sqrt(diag(VarCorr(ours)$district)), fixef(ours))
+  dmin <- dfun(c(getME(ours, "theta"), fixef(ours)))
+  # (lme4's devfun runs its PIRLS to its default tolerance)
+  expect_equal(dmin, -2 * c(logLik(ours)), tolerance = 1e-6)
+  rise <- vapply(p[2, ], function(cor) {
+    dev <- function(par) tryCatch(dfun(c(par[1], cor * par[2], par[2] * sqrt(1 - cor^2), par[-(1:2)])), error = function(e) Inf)
+    minqa::bobyqa(est, dev, lower = c(0, 0, rep(-Inf, length(est) - 2)), control = list(rhoend = 1e-9))$fval - dmin
+  }, numeric(1))
+  expect_equal(unname(rise), rep(stats::qchisq(0.95, 1), 2), tolerance = 1e-3)
+  # only the parameters asked for are profiled; a fixed effect's ends as lme4's
+  b <- confint(ours, parm = "urbanY")
+  expect_equal(rownames(b), "urbanY")
+  expect_equal(unname(b), unname(suppressMessages(confint(ref, parm = "urbanY"))), tolerance = 1e-3)
 })
 
 test_that("contrasts = as glmer's, through as_glmerMod() and drop1() too", {

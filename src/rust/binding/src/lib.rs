@@ -74,6 +74,16 @@ fn int(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<usize, Erro
         .ok_or_else(|| input(&format!("field '{}' must be a non-negative integer", name)))
 }
 
+/// 0-based indices (an integer vector).
+fn indices(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<Vec<usize>, Error> {
+    Ok(field(map, name)?
+        .as_integer_slice()
+        .ok_or_else(|| input(&format!("'{}' must be an integer vector", name)))?
+        .iter()
+        .map(|&w| w.max(0) as usize)
+        .collect())
+}
+
 fn real(map: &HashMap<&str, Robj>, name: &str) -> std::result::Result<f64, Error> {
     field(map, name)?.as_real().ok_or_else(|| input(&format!("field '{}' must be a number", name)))
 }
@@ -381,12 +391,7 @@ fn run_profile(handle: Robj, control: List) -> std::result::Result<List, Error> 
     let ctl = named(control);
     let fc = read_control(&ctl)?;
     let z = real(&ctl, "z")?;
-    let which: Vec<usize> = field(&ctl, "which")?
-        .as_integer_slice()
-        .ok_or_else(|| input("'which' must be an integer vector"))?
-        .iter()
-        .map(|&w| w.max(0) as usize)
-        .collect();
+    let which = indices(&ctl, "which")?;
     let covariances = match ctl.get("covariances") {
         Some(r) if !r.is_null() => flag(&ctl, "covariances")?,
         _ => false,
@@ -833,9 +838,9 @@ fn run_glmm_profile(spec: List, control: List) -> std::result::Result<List, Erro
     let approx = if nodes.is_empty() { Approximation::Laplace } else { Approximation::Agq(&nodes) };
     let cutoff = real(&ctl, "cutoff")?;
     let se = reals(&ctl, "se")?;
-    let step: Vec<f64> = x_hat.iter().zip(&se).map(|(x, s)| if s.is_finite() && *s > 0.0 { *s } else { 0.5 * x.abs().max(0.2) }).collect();
     let dev_min = m.deviance_at(&x_hat[..nth], &x_hat[nth..], approx).map_err(to_r_error)?;
-    let ends = profile_ends(&mut m, &x_hat, dev_min, nth, &step, cutoff, approx, &fc).map_err(to_r_error)?;
+    let which = indices(&ctl, "which")?;
+    let ends = profile_ends(&mut m, &x_hat, dev_min, nth, &se, cutoff, &which, approx, &fc).map_err(to_r_error)?;
     let flat: Vec<f64> = ends.iter().flat_map(|e| e.iter().copied()).collect();
     Ok(List::from_names_and_values(["ends", "deviance"], [Robj::from(flat), Robj::from(dev_min)])?)
 }

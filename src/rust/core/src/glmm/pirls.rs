@@ -793,10 +793,15 @@ fn second_stage(m: &mut GeneralizedLinearMixedModel, theta: &[f64], beta: &[f64]
 const PHASE1_GRAD: f64 = 3.0;
 
 /// f at each of `points` ([θ, β]), each on its own copy of `m` as it is at the
-/// optimum (warm start, predicted modes and factor there), in parallel: the values do
-/// not depend on the order or the number of threads.
+/// optimum (warm start, predicted modes and factor there): the values do not depend on
+/// the order or the number of threads. In parallel on small data; on large data the
+/// passes over the rows are parallel already, and one copy at a time keeps the memory.
 fn from_optimum<T: Send>(m: &GeneralizedLinearMixedModel, points: &[Vec<f64>], f: impl Fn(&mut GeneralizedLinearMixedModel, &[f64]) -> Result<T> + Sync) -> Result<Vec<T>> {
-    points.par_iter().map(|x| f(&mut m.clone(), x)).collect()
+    if m.n() < CHUNK {
+        points.par_iter().map(|x| f(&mut m.clone(), x)).collect()
+    } else {
+        points.iter().map(|x| f(&mut m.clone(), x)).collect()
+    }
 }
 
 /// x0 with h added to coordinate i and g to coordinate j.
