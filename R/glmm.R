@@ -191,7 +191,7 @@ package_glmm <- function(model, res, fam, wt, call, nAGQ, control) {
                 sqr_u = res$sqr_u, ldL2 = res$ldL2),
     optinfo = list(evaluations = res$evaluations, converged = res$converged, message = res$message),
     control = control
-  ), class = "glmm")
+  ), class = glmm_classes)
 }
 
 #' @export

@@ -12,6 +12,13 @@ family.glmm <- function(object, ...) object$family
 #' @export
 model.frame.glmm <- function(formula, ...) formula$model$frame
 
+# As lme4's terms() for its fits: the fixed part by default.
+#' @export
+terms.glmm <- function(x, fixed.only = TRUE, random.only = FALSE, ...) {
+  if (missing(fixed.only) && random.only) fixed.only <- FALSE
+  terms.lmm(x, fixed.only = fixed.only, random.only = random.only)
+}
+
 #' @export
 model.matrix.glmm <- function(object, ...) object$model$X
 

@@ -32,12 +32,17 @@ lmm_classes <- c("elm", "lmm", "lmerMod", "rlmerMod")
 # The classes whose methods lmerTest::lmer's fit reaches, in dispatch order.
 lmer_fit_classes <- c("lmerModLmerTest", "lmerMod", "merMod")
 
-# glmer's fit's classes. glmm() fits are not adopted by these packages yet: their
-# generics that have a method for glmer's fits, or for the class "glmm" (the glmm
-# package's, whose methods in insight would misread a glmm() fit: a 0 x 0 covariance),
-# raise a classed error for glmm() fits that names as_glmerMod(), and keep answering
-# the glmm package's objects as before.
+# glmer's fit's classes.
 glmer_fit_classes <- c("glmerMod", "merMod")
+
+# A glmm() fit's classes. "glmm" is also the glmm package's class, for which insight
+# has methods that would misread a glmm() fit (a 0 x 0 covariance), and insight's own
+# calls reach them before any method registered from outside. So the first class is
+# our own: the interop packages' generics with a method for glmer's fits or for "glmm"
+# get a method for it (glmm_as_glmer()), which S3 dispatch finds first, from any
+# caller; our own methods are for "glmm", and the glmm package's objects keep
+# insight's methods.
+glmm_classes <- c("mixedrs_glmm", "glmm")
 
 # The method of `pkg`'s generic that lmerTest's fit (or glmer's) would use, else the default.
 lmer_method <- function(pkg, generic, classes = lmer_fit_classes) {
@@ -78,7 +83,7 @@ own_methods <- function(pkg) {
 }
 
 # Register, on `pkg`'s generics, an lmm method for every generic that has a method for
-# lme4's fits: ours where we define one, else a forwarder; and the glmm guard.
+# lme4's fits: ours where we define one, else a forwarder; and the glmm() fits' methods.
 adopt_lmer_methods <- function(pkg, own = own_methods(pkg)) {
   generics <- package_generics(pkg, union(lmer_fit_classes, lmm_classes[-(1:2)]), names(own))
   for (g in generics) registerS3method(g, "lmm", own[[g]] %||% forward_to_lmer(pkg, g), envir = asNamespace(pkg))
@@ -102,41 +107,81 @@ package_generics <- function(pkg, classes, extra = character(0)) {
   }, generics)
 }
 
-# The glmm guard on `pkg`'s generics with a method for glmer's fits or for "glmm".
+# On `pkg`'s generics with a method for glmer's fits or for "glmm", the method for
+# glmm() fits' first class.
 guard_glmm_fits <- function(pkg) {
-  ns <- asNamespace(pkg)
-  table <- get(".__S3MethodsTable__.", envir = ns)
   for (g in package_generics(pkg, c(glmer_fit_classes, "glmm"))) {
-    key <- paste0(g, ".glmm")
-    before <- get0(key, envir = table, inherits = FALSE)
-    if (!is.null(before) && isTRUE(attr(before, "mixedrs"))) next
-    registerS3method(g, "glmm", glmm_guard(pkg, g, before), envir = ns)
+    registerS3method(g, glmm_classes[1L], glmm_as_glmer(pkg, g), envir = asNamespace(pkg))
   }
 }
 
-glmm_guard <- function(pkg, generic, before) {
+glmm_as_glmer <- function(pkg, generic) {
   force(pkg)
   force(generic)
-  force(before)
-  out <- function(...) {
-    if (is_glmm_fit(..1)) {
-      mixedrs_abort(sprintf("%s::%s() does not take glmm() fits yet; pass it as_glmerMod(fit), which carries the same estimates",
-                            pkg, generic), kind = "not_available")
-    }
-    # the glmm package's objects: the method they had (else the default), with the
-    # caller's argument expressions
-    target <- before %||% utils::getS3method(generic, "default", optional = TRUE, envir = asNamespace(pkg))
-    if (is.null(target)) stop(sprintf("no %s() method for this object", generic), call. = FALSE)
-    call <- sys.call()
-    call[[1L]] <- target
-    eval(call, parent.frame())
-  }
+  out <- function(...) glmm_as_glmer_call(sys.call(), ..1, parent.frame(), pkg, generic)
   attr(out, "mixedrs") <- TRUE
   out
 }
 
-# A fit made by glmm() (the glmm package's objects share the class).
-is_glmm_fit <- function(x) inherits(x, "glmm") && is.list(x) && !is.null(x$theta_layout) && !is.null(x$family)
+# A generic of these packages called on a glmm() fit takes the fit as glmer's fit of
+# the same model (as_glmerMod(): the same estimates, Hessian and modes), so that
+# everything below runs on lme4's object. From the user's code that is always so. From
+# inside one of these packages' own functions, which may already have branched on the
+# fit's class, only where the outermost such function is one whose results on glmm()
+# fits are tested equal to those on glmer's fit (glmm_entry_points); elsewhere it is a
+# classed error: pass as_glmerMod(fit) there.
+glmm_as_glmer_call <- function(call, fit, caller, pkg, generic) {
+  top <- topenv(caller)
+  if (isNamespace(top) && getNamespaceName(top) %in% interop_packages) {
+    entry <- outermost_interop_call()
+    if (!entry %in% glmm_entry_points) {
+      mixedrs_abort(sprintf("%s() does not take glmm() fits yet; pass it as_glmerMod(fit), which carries the same estimates", entry),
+                    kind = "not_available")
+    }
+  }
+  g <- glmer_of(fit)
+  # the generic again (the call names the method), and the first argument's expression
+  # kept (packages name models by it)
+  call[[1L]] <- call("::", as.name(pkg), as.name(generic))
+  env <- new.env(parent = caller)
+  first <- call[[2L]]
+  if (!is.symbol(first)) {
+    first <- as.name(".mixedrs_glmer_fit")
+    call[[2L]] <- first
+  }
+  assign(as.character(first), g, envir = env)
+  eval(call, env)
+}
+
+# The functions of the interop packages that take glmm() fits directly (their calls
+# into the packages' generics convert the fit; tests/testthat/test-interop.R compares
+# each with glmer's fit).
+glmm_entry_points <- c("performance::icc", "performance::compare_performance", "ggeffects::ggemmeans", "effects::Effect",
+                       "multcomp::glht")
+
+# "pkg::fun" of the outermost call on the stack into one of the interop packages.
+outermost_interop_call <- function() {
+  for (i in seq_len(sys.nframe())) {
+    ns <- topenv(environment(sys.function(i)))
+    if (isNamespace(ns) && (name <- getNamespaceName(ns)) %in% interop_packages) {
+      fun <- sys.call(i)[[1L]]
+      fun <- if (is.call(fun) && identical(fun[[1L]], as.name("::"))) fun[[3L]] else fun
+      return(paste0(name, "::", paste(deparse(fun), collapse = "")))
+    }
+  }
+  "this function"
+}
+
+# as_glmerMod(fit), kept for the last few fits converted: one call into a package can
+# reach its generics many times.
+glmer_of <- function(fit) {
+  for (entry in glmer_cache$fits) if (identical(entry$fit, fit)) return(entry$glmer)
+  g <- as_glmerMod(fit)
+  glmer_cache$fits <- c(list(list(fit = fit, glmer = g)), utils::head(glmer_cache$fits, 2L))
+  g
+}
+glmer_cache <- new.env(parent = emptyenv())
+
 
 # On every load of one of these packages, adopt for all that are loaded: a package
 # loaded later can add methods for lme4's fits to an earlier one's generics.

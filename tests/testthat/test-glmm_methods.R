@@ -228,3 +228,10 @@ test_that("contrasts = as glmer's, through as_glmerMod() and drop1() too", {
   expect_equal(unname(as.matrix(suppressWarnings(drop1(ours, test = "Chisq")))),
                unname(as.matrix(suppressWarnings(drop1(ref, test = "Chisq")))), tolerance = 1e-4)
 })
+
+test_that("terms() as lme4's for glmer fits: the fixed part, or the random part", {
+  expect_equal(terms(gm), terms(rm), ignore_attr = TRUE)
+  expect_equal(attr(terms(gm), "term.labels"), attr(terms(rm), "term.labels"))
+  expect_equal(attr(terms(gm, random.only = TRUE), "term.labels"), attr(terms(rm, random.only = TRUE), "term.labels"))
+  expect_equal(attr(terms(gm, fixed.only = FALSE), "term.labels"), attr(terms(rm, fixed.only = FALSE), "term.labels"))
+})
