@@ -39,7 +39,7 @@ compare_fits <- function(m, other, tolerance = 1e-4) {
 # A glmm fit against glmer: fixed effects, their (Hessian-based) standard errors, the
 # random-effects standard deviations and correlations, and the log-likelihood.
 compare_glmm <- function(m, other, tolerance) {
-  if (!inherits(other, "glmerMod")) mixedrs_abort("compare_fits(): a glmm fit is compared with an lme4 glmer fit")
+  if (!inherits(other, "glmerMod") || inherits(other, "glmm")) mixedrs_abort("compare_fits(): a glmm fit is compared with an lme4 glmer fit")
   se <- sqrt(diag(m$vcov))
   vc <- as.data.frame(VarCorr(m))
   vc <- vc[vc$grp != "Residual", , drop = FALSE]

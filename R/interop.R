@@ -42,7 +42,7 @@ glmer_fit_classes <- c("glmerMod", "merMod")
 # get a method for it (glmm_as_glmer()), which S3 dispatch finds first, from any
 # caller; our own methods are for "glmm", and the glmm package's objects keep
 # insight's methods.
-glmm_classes <- c("mixedrs_glmm", "glmm")
+glmm_classes <- c("mixedrs_glmm", "glmm", "glmerMod")
 
 # The method of `pkg`'s generic that lmerTest's fit (or glmer's) would use, else the default.
 lmer_method <- function(pkg, generic, classes = lmer_fit_classes) {
@@ -107,18 +107,34 @@ package_generics <- function(pkg, classes, extra = character(0)) {
   }, generics)
 }
 
-# On `pkg`'s generics with a method for glmer's fits or for "glmm", the method for
-# glmm() fits' first class.
+# On every S3 generic of `pkg`, the method for glmm() fits' first class: a generic with
+# only a default method reads the fit through insight's class lists (get_df() asks
+# find_statistic(), which knows glmer's class, not ours), so every generic takes the
+# fit as glmer's.
 guard_glmm_fits <- function(pkg) {
-  for (g in package_generics(pkg, c(glmer_fit_classes, "glmm"))) {
-    registerS3method(g, glmm_classes[1L], glmm_as_glmer(pkg, g), envir = asNamespace(pkg))
-  }
+  ns <- asNamespace(pkg)
+  generics <- Filter(function(g) {
+    f <- get0(g, envir = ns, mode = "function", inherits = FALSE)
+    !is.null(f) && isTRUE(tryCatch(utils::isS3stdGeneric(f), error = function(e) FALSE))
+  }, ls(ns, all.names = TRUE))
+  for (g in generics) registerS3method(g, glmm_classes[1L], glmm_as_glmer(pkg, g), envir = ns)
 }
 
 glmm_as_glmer <- function(pkg, generic) {
   force(pkg)
   force(generic)
-  out <- function(...) glmm_as_glmer_call(sys.call(), ..1, parent.frame(), pkg, generic)
+  out <- function(...) {
+    call <- sys.call()
+    if (identical(call[[2L]], quote(...))) {
+      # called with the caller's dots: their values, the first converted
+      args <- list(...)
+      call <- as.call(c(list(call[[1L]]), lapply(seq_along(args), function(i) as.name(paste0(".mixedrs_arg", i)))))
+      names(call) <- c("", names(args) %||% rep("", length(args)))
+      env <- list2env(stats::setNames(args, paste0(".mixedrs_arg", seq_along(args))), parent = parent.frame())
+      return(glmm_as_glmer_call(call, ..1, env, pkg, generic))
+    }
+    glmm_as_glmer_call(call, ..1, parent.frame(), pkg, generic)
+  }
   attr(out, "mixedrs") <- TRUE
   out
 }
@@ -142,7 +158,7 @@ glmm_as_glmer_call <- function(call, fit, caller, pkg, generic) {
   g <- glmer_of(fit)
   # the generic again (the call names the method), and the first argument's expression
   # kept (packages name models by it)
-  call[[1L]] <- call("::", as.name(pkg), as.name(generic))
+  call[[1L]] <- call(":::", as.name(pkg), as.name(generic))
   env <- new.env(parent = caller)
   first <- call[[2L]]
   if (!is.symbol(first)) {
@@ -157,7 +173,8 @@ glmm_as_glmer_call <- function(call, fit, caller, pkg, generic) {
 # into the packages' generics convert the fit; tests/testthat/test-interop.R compares
 # each with glmer's fit).
 glmm_entry_points <- c("performance::icc", "performance::compare_performance", "ggeffects::ggemmeans", "effects::Effect",
-                       "multcomp::glht")
+                       "multcomp::glht", "ggeffects::ggpredict", "ggeffects::ggeffect", "sjPlot::tab_model",
+                       "parameters::random_parameters")
 
 # "pkg::fun" of the outermost call on the stack into one of the interop packages.
 outermost_interop_call <- function() {

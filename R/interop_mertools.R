@@ -1,8 +1,8 @@
 # merTools reads lme4's slots inside functions that are not generics, so an lmm fit
 # cannot answer them through methods. These are mixedrs's functions of the same
 # names: for an lmm fit they hand merTools the lme4 fit that as_lmerMod() builds from
-# it (the same estimates; built only when one of them is called); any other object
-# goes to merTools' function unchanged. merTools supports lme4's fits only, so fits
+# it (the same estimates; built only when one of them is called), for a glmm fit the
+# one as_glmerMod() builds; any other object goes to merTools' function unchanged. merTools supports lme4's fits only, so fits
 # with correlated residuals are an error here, as lme fits are there. Attach mixedrs
 # after merTools (or call mixedrs::predictInterval()), else merTools' own functions
 # mask these.
@@ -12,8 +12,8 @@
 #' merTools' `predictInterval()`, `REsim()` and `FEsim()` for lmm fits: merTools reads
 #' lme4's internals, so an lmm fit is handed over as the lme4 fit [as_lmerMod()]
 #' builds from it (same estimates). Other objects go to merTools unchanged.
-#' @param merMod a fit: an `lmm` fit (without correlated residuals) or anything
-#'   merTools takes.
+#' @param merMod a fit: an `lmm` fit (without correlated residuals), a `glmm` fit,
+#'   or anything merTools takes.
 #' @param ... merTools' arguments (`newdata`, `n.sims`, `seed`, ...).
 #' @return merTools' result.
 #' @examples
@@ -41,6 +41,8 @@ mertools_call <- function(name, merMod, ...) {
                     kind = "not_available")
     }
     merMod <- as_lmerMod(merMod)
+  } else if (inherits(merMod, "glmm")) {
+    merMod <- glmer_of(merMod)
   }
   f(merMod, ...)
 }

@@ -97,7 +97,8 @@ test_that("glmm() fits: the packages' generics take them as glmer's fit of the s
   f <- cbind(incidence, size - incidence) ~ period + (1 | herd)
   m <- glmm(f, lme4::cbpp, family = binomial)
   ref <- lme4::glmer(f, lme4::cbpp, family = binomial, control = lme4::glmerControl(tolPwrss = 1e-13))
-  expect_equal(class(m), c("mixedrs_glmm", "glmm"))
+  expect_equal(class(m), c("mixedrs_glmm", "glmm", "glmerMod"))
+  expect_false(methods::is(m, "merMod"))
   # insight's methods for the glmm package's class "glmm" would misread these fits (a
   # 0 x 0 covariance); the first class's methods reach glmer's instead
   expect_equal(insight::get_varcov(m), insight::get_varcov(ref), tolerance = 5e-3, ignore_attr = TRUE)
@@ -133,15 +134,27 @@ test_that("glmm() fits: the packages' generics take them as glmer's fit of the s
   expect_equal(ga$coefficients, gb$coefficients, tolerance = 1e-3)
   expect_equal(ga$tstat, gb$tstat, tolerance = 5e-3)
   expect_equal(ga$pvalues, gb$pvalues, tolerance = 0.05, ignore_attr = TRUE)
-  # functions that branch on the fit's class before calling the generics (and gave a
-  # prediction 39% off when let through) refuse glmm() fits, naming as_glmerMod(),
-  # which they take as glmer's fit
-  expect_error(ggeffects::ggpredict(m, "period"), "as_glmerMod", class = "mixedrs_not_available_error")
-  expect_equal(as.data.frame(ggeffects::ggpredict(as_glmerMod(m), "period")), as.data.frame(ggeffects::ggpredict(ref, "period")),
+  # functions that call the generics from inside: those tested here take glmm() fits
+  expect_equal(as.data.frame(ggeffects::ggpredict(m, "period")), as.data.frame(ggeffects::ggpredict(ref, "period")),
                tolerance = 5e-3, ignore_attr = TRUE)
+  expect_equal(as.data.frame(ggeffects::ggpredict(m, c("period", "herd [1,2]"), type = "re")),
+               as.data.frame(ggeffects::ggpredict(ref, c("period", "herd [1,2]"), type = "re")), tolerance = 5e-3, ignore_attr = TRUE)
+  expect_equal(as.data.frame(ggeffects::ggeffect(m, "period")), as.data.frame(ggeffects::ggeffect(ref, "period")),
+               tolerance = 5e-3, ignore_attr = TRUE)
+  rp <- as.data.frame(parameters::random_parameters(m))
+  expect_equal(rp$Value, as.data.frame(parameters::random_parameters(ref))$Value, tolerance = 1e-3)
+  # a generic with only a default method takes the fit as glmer's too (get_df() asks
+  # find_statistic(), which knows glmer's class): Wald df are infinite, as glmer's
+  expect_equal(insight::get_df(m, type = "wald"), insight::get_df(ref, type = "wald"))
+  # a function not tested here that reads the fit through insight's class lists is a
+  # classed error naming as_glmerMod()
+  expect_error(insight::find_statistic(m), "as_glmerMod", class = "mixedrs_not_available_error")
+  expect_equal(insight::find_statistic(as_glmerMod(m)), insight::find_statistic(ref))
+  skip_if_not_installed("merTools")
+  expect_equal(mixedrs::REsim(m, n.sims = 50, seed = 2), merTools::REsim(ref, n.sims = 50, seed = 2), tolerance = 5e-3)
   skip_if_not_installed("sjPlot")
-  expect_error(sjPlot::tab_model(m), "as_glmerMod")
-  expect_identical(sjPlot::tab_model(as_glmerMod(m))$knitr, sjPlot::tab_model(ref)$knitr)
+  expect_identical(sjPlot::tab_model(m)$knitr, sjPlot::tab_model(ref)$knitr)
+  expect_error(sjPlot::plot_model(m), "as_glmerMod", class = "mixedrs_not_available_error")
 })
 
 test_that("only our methods are registered for glmm() fits' first class; the glmm package's objects keep insight's", {
