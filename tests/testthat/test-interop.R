@@ -169,6 +169,24 @@ test_that("only our methods are registered for glmm() fits' first class; the glm
       expect_true(isTRUE(attr(get(key, envir = table), "mixedrs")), label = sprintf("%s in %s", key, ns))
     }
   }
+  # the third class, "glmerMod", is never the one dispatched on: lme4 registers no S3
+  # method for it, and every other package's method for it is on a generic where a
+  # glmm() fit's first or second class has one
+  reg <- getNamespaceInfo(asNamespace("lme4"), "S3methods")
+  expect_equal(sum(reg[, 2] == "glmerMod"), 0L)
+  for (ns in c(setdiff(loadedNamespaces(), "mixedrs"), if (requireNamespace("broom.mixed", quietly = TRUE)) "broom.mixed")) {
+    env <- asNamespace(ns)
+    table <- get0(".__S3MethodsTable__.", envir = env, inherits = FALSE)
+    keys <- c(ls(env, all.names = TRUE), if (!is.null(table)) ls(table, all.names = TRUE))
+    for (key in unique(grep("\\.glmerMod$", keys, value = TRUE))) {
+      g <- sub("\\.glmerMod$", "", key)
+      gen <- get0(g, envir = env, mode = "function")
+      if (is.null(gen) || !isTRUE(tryCatch(utils::isS3stdGeneric(gen), error = function(e) FALSE))) next
+      first <- utils::getS3method(g, "mixedrs_glmm", optional = TRUE, envir = env)
+      second <- utils::getS3method(g, "glmm", optional = TRUE, envir = asNamespace("mixedrs"))
+      expect_false(is.null(first) && is.null(second), label = sprintf("%s's %s() for glmm fits", ns, g))
+    }
+  }
   other <- structure(list(call = quote(glmm::glmm(y ~ x, random = list(~ 0 + g)))), class = "glmm")
   err <- tryCatch(insight::find_formula(other), error = function(e) e)
   expect_false(inherits(err, "mixedrs_error"))
