@@ -174,7 +174,7 @@ glmm_as_glmer_call <- function(call, fit, caller, pkg, generic) {
 # each with glmer's fit).
 glmm_entry_points <- c("performance::icc", "performance::compare_performance", "ggeffects::ggemmeans", "effects::Effect",
                        "multcomp::glht", "ggeffects::ggpredict", "ggeffects::ggeffect", "sjPlot::tab_model",
-                       "parameters::random_parameters")
+                       "parameters::random_parameters", "sjPlot::plot_model")
 
 # "pkg::fun" of the outermost call on the stack into one of the interop packages.
 outermost_interop_call <- function() {

@@ -154,7 +154,11 @@ test_that("glmm() fits: the packages' generics take them as glmer's fit of the s
   expect_equal(mixedrs::REsim(m, n.sims = 50, seed = 2), merTools::REsim(ref, n.sims = 50, seed = 2), tolerance = 5e-3)
   skip_if_not_installed("sjPlot")
   expect_identical(sjPlot::tab_model(m)$knitr, sjPlot::tab_model(ref)$knitr)
-  expect_error(sjPlot::plot_model(m), "as_glmerMod", class = "mixedrs_not_available_error")
+  for (type in c("est", "pred", "eff")) {
+    a <- sjPlot::plot_model(m, type = type, terms = if (type != "est") "period")
+    b <- sjPlot::plot_model(ref, type = type, terms = if (type != "est") "period")
+    expect_equal(as.data.frame(a$data), as.data.frame(b$data), tolerance = 5e-3, ignore_attr = TRUE, label = type)
+  }
 })
 
 test_that("only our methods are registered for glmm() fits' first class; the glmm package's objects keep insight's", {
