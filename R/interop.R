@@ -32,22 +32,20 @@ lmm_classes <- c("elm", "lmm", "lmerMod", "rlmerMod")
 # The classes whose methods lmerTest::lmer's fit reaches, in dispatch order.
 lmer_fit_classes <- c("lmerModLmerTest", "lmerMod", "merMod")
 
-# glmer's fit's classes.
-glmer_fit_classes <- c("glmerMod", "merMod")
-
 # A glmm() fit's classes. "glmm" is also the glmm package's class, for which insight
 # has methods that would misread a glmm() fit (a 0 x 0 covariance), and insight's own
 # calls reach them before any method registered from outside. So the first class is
-# our own: the interop packages' generics with a method for glmer's fits or for "glmm"
-# get a method for it (glmm_as_glmer()), which S3 dispatch finds first, from any
-# caller; our own methods are for "glmm", and the glmm package's objects keep
-# insight's methods.
+# our own: every S3 generic of the interop packages gets a method for it
+# (glmm_as_glmer()), which S3 dispatch finds first, from any caller; our own methods
+# are for "glmm", and the glmm package's objects keep insight's methods. The third,
+# "glmerMod", makes packages that branch on lme4's classes (ggeffects, sjPlot) treat
+# the fit as glmer's; lme4 registers no S3 method for it (tests/testthat/test-interop.R).
 glmm_classes <- c("mixedrs_glmm", "glmm", "glmerMod")
 
-# The method of `pkg`'s generic that lmerTest's fit (or glmer's) would use, else the default.
-lmer_method <- function(pkg, generic, classes = lmer_fit_classes) {
+# The method of `pkg`'s generic that lmerTest's fit would use, else the default.
+lmer_method <- function(pkg, generic) {
   ns <- asNamespace(pkg)
-  for (cl in c(classes, "default")) {
+  for (cl in c(lmer_fit_classes, "default")) {
     m <- utils::getS3method(generic, cl, optional = TRUE, envir = ns)
     if (!is.null(m)) return(m)
   }
@@ -101,10 +99,14 @@ package_generics <- function(pkg, classes, extra = character(0)) {
   generics <- union(unique(sub(pattern, "\\1", grep(pattern, found, value = TRUE))), extra)
   # only S3 generics defined here (the table also holds other packages' registrations,
   # and methods for classes such as "sim.merMod")
-  Filter(function(g) {
-    f <- get0(g, envir = ns, mode = "function", inherits = FALSE)
-    !is.null(f) && isTRUE(utils::isS3stdGeneric(f))
-  }, generics)
+  Filter(function(g) is_s3_generic(ns, g), generics)
+}
+
+# Whether `g` is an S3 generic defined in namespace `ns` (isS3stdGeneric() fails on
+# some bodies).
+is_s3_generic <- function(ns, g) {
+  f <- get0(g, envir = ns, mode = "function", inherits = FALSE)
+  !is.null(f) && isTRUE(tryCatch(utils::isS3stdGeneric(f), error = function(e) FALSE))
 }
 
 # On every S3 generic of `pkg`, the method for glmm() fits' first class: a generic with
@@ -113,10 +115,7 @@ package_generics <- function(pkg, classes, extra = character(0)) {
 # fit as glmer's.
 guard_glmm_fits <- function(pkg) {
   ns <- asNamespace(pkg)
-  generics <- Filter(function(g) {
-    f <- get0(g, envir = ns, mode = "function", inherits = FALSE)
-    !is.null(f) && isTRUE(tryCatch(utils::isS3stdGeneric(f), error = function(e) FALSE))
-  }, ls(ns, all.names = TRUE))
+  generics <- Filter(function(g) is_s3_generic(ns, g), ls(ns, all.names = TRUE))
   for (g in generics) registerS3method(g, glmm_classes[1L], glmm_as_glmer(pkg, g), envir = ns)
 }
 
@@ -198,7 +197,6 @@ glmer_of <- function(fit) {
   g
 }
 glmer_cache <- new.env(parent = emptyenv())
-
 
 # On every load of one of these packages, adopt for all that are loaded: a package
 # loaded later can add methods for lme4's fits to an earlier one's generics.

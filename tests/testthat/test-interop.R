@@ -5,6 +5,17 @@
 
 interop_installed <- function() Filter(function(p) requireNamespace(p, quietly = TRUE), mixedrs:::interop_packages)
 
+# Namespace `ns`'s methods for class `cls`: the functions it defines under such names,
+# and those registered in its S3 table (named list).
+class_methods <- function(ns, cls) {
+  env <- asNamespace(ns)
+  pattern <- paste0("\\.", cls, "$")
+  table <- get0(".__S3MethodsTable__.", envir = env, inherits = FALSE)
+  keys <- if (is.null(table)) character() else grep(pattern, ls(table, all.names = TRUE), value = TRUE)
+  list(own = grep(pattern, ls(env, all.names = TRUE), value = TRUE),
+       registered = stats::setNames(lapply(keys, get, envir = table), keys))
+}
+
 test_that("every method lme4 and lmerTest define for their fits has an lmm method", {
   for (pkg in c("lme4", "lmerTest")) {
     registered <- getNamespaceInfo(asNamespace(pkg), "S3methods")
@@ -21,11 +32,8 @@ test_that("every method lme4 and lmerTest define for their fits has an lmm metho
 test_that("no loaded package defines methods for the class 'elm', and adopted generics reach lmm", {
   for (p in interop_installed()) loadNamespace(p)
   for (ns in setdiff(loadedNamespaces(), "mixedrs")) {
-    env <- asNamespace(ns)
-    table <- get0(".__S3MethodsTable__.", envir = env, inherits = FALSE)
-    own <- grep("\\.elm$", ls(env, all.names = TRUE), value = TRUE)
-    registered <- if (is.null(table)) character() else grep("\\.elm$", ls(table, all.names = TRUE), value = TRUE)
-    expect_equal(c(own, registered), character(), label = sprintf("methods for 'elm' in %s", ns))
+    m <- class_methods(ns, "elm")
+    expect_equal(c(m$own, names(m$registered)), character(), label = sprintf("methods for 'elm' in %s", ns))
   }
   for (p in interop_installed()) {
     adopted <- mixedrs:::adopt_lmer_methods(p)
@@ -164,13 +172,10 @@ test_that("glmm() fits: the packages' generics take them as glmer's fit of the s
 test_that("only our methods are registered for glmm() fits' first class; the glmm package's objects keep insight's", {
   for (p in interop_installed()) loadNamespace(p)
   for (ns in setdiff(loadedNamespaces(), "mixedrs")) {
-    env <- asNamespace(ns)
-    table <- get0(".__S3MethodsTable__.", envir = env, inherits = FALSE)
-    own <- grep("\\.mixedrs_glmm$", ls(env, all.names = TRUE), value = TRUE)
-    expect_equal(own, character(), label = sprintf("functions for 'mixedrs_glmm' in %s", ns))
-    if (is.null(table)) next
-    for (key in grep("\\.mixedrs_glmm$", ls(table, all.names = TRUE), value = TRUE)) {
-      expect_true(isTRUE(attr(get(key, envir = table), "mixedrs")), label = sprintf("%s in %s", key, ns))
+    m <- class_methods(ns, "mixedrs_glmm")
+    expect_equal(m$own, character(), label = sprintf("functions for 'mixedrs_glmm' in %s", ns))
+    for (key in names(m$registered)) {
+      expect_true(isTRUE(attr(m$registered[[key]], "mixedrs")), label = sprintf("%s in %s", key, ns))
     }
   }
   # the third class, "glmerMod", is never the one dispatched on: lme4 registers no S3
@@ -180,9 +185,8 @@ test_that("only our methods are registered for glmm() fits' first class; the glm
   expect_equal(sum(reg[, 2] == "glmerMod"), 0L)
   for (ns in c(setdiff(loadedNamespaces(), "mixedrs"), if (requireNamespace("broom.mixed", quietly = TRUE)) "broom.mixed")) {
     env <- asNamespace(ns)
-    table <- get0(".__S3MethodsTable__.", envir = env, inherits = FALSE)
-    keys <- c(ls(env, all.names = TRUE), if (!is.null(table)) ls(table, all.names = TRUE))
-    for (key in unique(grep("\\.glmerMod$", keys, value = TRUE))) {
+    m <- class_methods(ns, "glmerMod")
+    for (key in unique(c(m$own, names(m$registered)))) {
       g <- sub("\\.glmerMod$", "", key)
       gen <- get0(g, envir = env, mode = "function")
       if (is.null(gen) || !isTRUE(tryCatch(utils::isS3stdGeneric(gen), error = function(e) FALSE))) next
